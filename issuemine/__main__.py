@@ -1,0 +1,5 @@
+"""`python -m issuemine` runs the command line."""
+
+from issuemine.cli.app import main
+
+main()

@@ -1,0 +1,57 @@
+"""The ``issuemine`` command: a thin shell over the library; each command calls one function."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from issuemine import __version__
+from issuemine.cli import corpus
+from issuemine.cli.common import JsonOption, handle_errors, out, print_json
+from issuemine.demo import run_demo
+
+app = typer.Typer(
+    name="issuemine",
+    help="Mine, label, analyze and reproduce deep-learning model converter failures from GitHub issues.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+app.command("converters")(corpus.converters_cmd)
+app.command("fetch")(corpus.fetch_cmd)
+app.command("filter")(corpus.filter_cmd)
+app.command("sample")(corpus.sample_cmd)
+app.command("status")(corpus.status_cmd)
+app.command("load")(corpus.load_cmd)
+app.command("export")(corpus.export_cmd)
+
+
+@app.command("demo")
+@handle_errors
+def demo_cmd(
+    out_dir: Path = typer.Option(Path("issuemine-demo"), "--out", help="Folder for the demo database."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Run the end-to-end job on the bundled study data (no network) and print the status."""
+    result = run_demo(out_dir)
+    if as_json:
+        print_json({"database": str(result.database), "loaded": result.loaded, "status": result.status})
+        return
+    out.print(f"loaded {result.loaded} study issues into {result.database}")
+    corpus.status_cmd(db=str(result.database), as_json=False)
+    out.print(f"\ndone: the database is {result.database}")
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+) -> None:
+    if version:
+        out.print(f"issuemine {__version__}")
+        raise typer.Exit(0)
+
+
+def main() -> None:
+    app()

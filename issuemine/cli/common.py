@@ -1,0 +1,86 @@
+"""What every command shares: options, the error handler, output helpers."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from issuemine.catalog import Converter, default_catalog_paths, load_catalog
+from issuemine.db import Database, open_db
+from issuemine.errors import IssuemineError
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+DbOption = typer.Option(
+    None,
+    "--db",
+    help="Database: a file path or SQLAlchemy URL (postgresql://user@host/db). "
+    "Default: $ISSUEMINE_DB, else issuemine.db in the working directory.",
+    show_default=False,
+)
+JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
+CatalogOption = typer.Option(
+    None,
+    "--catalog",
+    help="Extra converter catalog TOML file(s), read after the bundled one (also $ISSUEMINE_CATALOG).",
+    exists=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(fn: F) -> F:
+    """Expected failures become one line on stderr and a non-zero exit, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except IssuemineError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("interrupted: everything stored so far is kept; rerun the same command to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def database(db: str | None) -> Database:
+    return open_db(db)
+
+
+def catalog(extra: Sequence[Path] | None = None) -> dict[str, Converter]:
+    paths = default_catalog_paths() + list(extra or [])
+    return load_catalog(paths)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
+    tab = Table(title=title, title_justify="left")
+    for i, col in enumerate(columns):
+        tab.add_column(col, justify="left" if i == 0 else "right")
+    for row in rows:
+        tab.add_row(*["" if v is None else str(v) for v in row])
+    return tab
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def token_from(option: str | None) -> str | None:
+    return option or os.environ.get("GITHUB_TOKEN") or None

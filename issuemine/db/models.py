@@ -1,0 +1,217 @@
+"""The database schema, as SQLAlchemy ORM classes.
+
+Plain table names so that ``sqlite3`` or Datasette users find their way: ``issues``,
+``comments``, ``timeline_events``... Every GitHub object is keyed on its GitHub id where it has one
+(comments, labels, timeline events that carry an ``id``); issues are keyed on (repository, number),
+which is GitHub's own stable address and also lets the study's labels create issue *stubs* before the
+GitHub id is known. Times are naive UTC. The raw JSON payloads are kept so that new fields can be
+derived later without refetching.
+
+The schema changes only through the Alembic migrations in ``issuemine/db/migrations``; a test
+checks that these classes and the migrations agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class ConverterRow(Base):
+    """A catalog entry as it was when last used (the catalog file is the source of truth)."""
+
+    __tablename__ = "converters"
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    repo: Mapped[str] = mapped_column(String(200))
+    include_labels: Mapped[list[Any]] = mapped_column(default=list)
+    exclude_labels: Mapped[list[Any]] = mapped_column(default=list)
+    state: Mapped[str] = mapped_column(String(10))
+    own_repos: Mapped[list[Any]] = mapped_column(default=list)
+    description: Mapped[str] = mapped_column(Text, default="")
+
+
+class Repository(Base):
+    """An issue tracker, with the incremental-fetch state of each listing we make of it."""
+
+    __tablename__ = "repositories"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    full_name: Mapped[str] = mapped_column(String(200), unique=True)
+
+
+class Listing(Base):
+    """Incremental state of one issue listing (repository + state + include labels).
+
+    ``cursor`` is the ``updated_at`` of the newest issue stored completely; the next run asks for
+    ``since=cursor``. ``etag`` answers the conditional request for that exact first page.
+    """
+
+    __tablename__ = "listings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
+    query: Mapped[str] = mapped_column(String(500))
+    cursor: Mapped[datetime | None] = mapped_column(DateTime)
+    etag_url: Mapped[str | None] = mapped_column(Text)
+    etag: Mapped[str | None] = mapped_column(String(200))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    __table_args__ = (UniqueConstraint("repository_id", "query"),)
+
+
+class Issue(Base):
+    __tablename__ = "issues"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    github_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str | None] = mapped_column(String(10))
+    state_reason: Mapped[str | None] = mapped_column(String(30))
+    author: Mapped[str | None] = mapped_column(String(100))
+    author_association: Mapped[str | None] = mapped_column(String(30))
+    created_at: Mapped[datetime | None] = mapped_column(DateTime)
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    html_url: Mapped[str | None] = mapped_column(Text)
+    comments_count: Mapped[int | None] = mapped_column(Integer)
+    is_pull_request: Mapped[bool] = mapped_column(Boolean, default=False)
+    # 'github' (fetched), 'load' (imported from an export file) or 'stub' (known only by address).
+    source: Mapped[str] = mapped_column(String(10), default="github")
+    raw_json: Mapped[dict[str, Any] | None] = mapped_column()
+    fetched_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Timeline bookkeeping: complete only once every page is stored, in the same transaction.
+    timeline_complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    timeline_fetched_at: Mapped[datetime | None] = mapped_column(DateTime)
+    timeline_issue_updated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    timeline_pages: Mapped[int | None] = mapped_column(Integer)
+    timeline_last_page_count: Mapped[int | None] = mapped_column(Integer)
+    timeline_etag: Mapped[str | None] = mapped_column(String(200))
+    __table_args__ = (UniqueConstraint("repository_id", "number"),)
+
+
+class Label(Base):
+    __tablename__ = "labels"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    color: Mapped[str | None] = mapped_column(String(10))
+    description: Mapped[str | None] = mapped_column(Text)
+
+
+class IssueLabel(Base):
+    __tablename__ = "issue_labels"
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True)
+    label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"), primary_key=True)
+
+
+class Comment(Base):
+    __tablename__ = "comments"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), index=True)
+    author: Mapped[str | None] = mapped_column(String(100))
+    author_association: Mapped[str | None] = mapped_column(String(30))
+    body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime | None] = mapped_column(DateTime)
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    html_url: Mapped[str | None] = mapped_column(Text)
+    raw_json: Mapped[dict[str, Any] | None] = mapped_column()
+
+
+class TimelineEvent(Base):
+    """One entry of ``/issues/{n}/timeline``.
+
+    ``event_key`` is the event's GitHub id where it has one; ``cross-referenced`` events have none
+    (keyed on the source issue's id and time) and ``committed`` events are keyed on their sha.
+    """
+
+    __tablename__ = "timeline_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
+    event_key: Mapped[str] = mapped_column(String(200))
+    github_id: Mapped[int | None] = mapped_column(BigInteger)
+    position: Mapped[int] = mapped_column(Integer)
+    event: Mapped[str] = mapped_column(String(50), index=True)
+    actor: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime | None] = mapped_column(DateTime)
+    commit_id: Mapped[str | None] = mapped_column(String(64))
+    source_type: Mapped[str | None] = mapped_column(String(30))
+    source_repo: Mapped[str | None] = mapped_column(String(200))
+    source_number: Mapped[int | None] = mapped_column(Integer)
+    source_state: Mapped[str | None] = mapped_column(String(10))
+    source_is_pull_request: Mapped[bool | None] = mapped_column(Boolean)
+    raw_json: Mapped[dict[str, Any]] = mapped_column()
+    __table_args__ = (UniqueConstraint("issue_id", "event_key"),)
+
+
+class FetchRun(Base):
+    """One fetch of one converter's listing: what it cost and how it ended."""
+
+    __tablename__ = "fetch_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
+    converter: Mapped[str] = mapped_column(String(100))
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # running | completed | rate-limited | failed | interrupted
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    cursor_before: Mapped[datetime | None] = mapped_column(DateTime)
+    cursor_after: Mapped[datetime | None] = mapped_column(DateTime)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    requests_counted: Mapped[int] = mapped_column(Integer, default=0)
+    not_modified: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    issues_listed: Mapped[int] = mapped_column(Integer, default=0)
+    issues_saved: Mapped[int] = mapped_column(Integer, default=0)
+    timelines_fetched: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str | None] = mapped_column(Text)
+
+
+class FilterResult(Base):
+    """The relevance and availability decisions for one issue under one converter.
+
+    ``relevant``/``available`` are NULL when the filter could not decide (an issue stub with no
+    labels or timeline fetched yet); the ``*_rule`` columns say which rule decided.
+    """
+
+    __tablename__ = "filter_results"
+    converter: Mapped[str] = mapped_column(String(100), primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True)
+    relevant: Mapped[bool | None] = mapped_column(Boolean)
+    relevance_rule: Mapped[str] = mapped_column(String(200))
+    available: Mapped[bool | None] = mapped_column(Boolean)
+    availability_rule: Mapped[str] = mapped_column(String(200))
+    decided_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Sample(Base):
+    __tablename__ = "samples"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    seed: Mapped[int] = mapped_column(Integer)
+    per_converter: Mapped[int] = mapped_column(Integer)
+    params: Mapped[dict[str, Any]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class SampleMember(Base):
+    __tablename__ = "sample_members"
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True)
+    converter: Mapped[str] = mapped_column(String(100))
+    position: Mapped[int] = mapped_column(Integer)

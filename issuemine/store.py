@@ -1,0 +1,304 @@
+"""Saving GitHub payloads: plain dicts in, idempotent upserts out.
+
+Nothing here talks to the network, so storage is tested by feeding captured JSON into a database.
+Every write is an upsert on a stable key (issue: repository + number; comment, label: GitHub id;
+timeline event: its id, sha or cross-reference source), so a rerun, an overlapping run or a resumed
+run never duplicates a row. Callers decide the transaction: the fetcher stores an issue together
+with its complete timeline in one transaction, so a crash never leaves half an issue behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any, cast
+
+from sqlalchemy import Table, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from issuemine.db.models import Comment, Issue, IssueLabel, Label, Repository, TimelineEvent
+
+# Issue columns a fetch owns; timeline bookkeeping is written separately by mark_timeline().
+_ISSUE_FIELDS = (
+    "github_id",
+    "title",
+    "body",
+    "state",
+    "state_reason",
+    "author",
+    "author_association",
+    "created_at",
+    "updated_at",
+    "closed_at",
+    "html_url",
+    "comments_count",
+    "is_pull_request",
+    "source",
+    "raw_json",
+    "fetched_at",
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def parse_time(value: Any) -> datetime | None:
+    """GitHub's ISO 8601 timestamps as naive UTC datetimes (the database's convention)."""
+    if not value:
+        return None
+    dt = datetime.fromisoformat(str(value))
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC).replace(tzinfo=None)
+    return dt
+
+
+def table_of(model: type) -> Table:
+    return cast(Table, model.__table__)  # type: ignore[attr-defined]
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def _insert(session: Session, model: type) -> Any:
+    return (postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert)(model)
+
+
+@lru_cache(maxsize=256)
+def _upsert_statement(dialect: str, model: type, keys: tuple[str, ...], columns: tuple[str, ...]) -> Any:
+    # Building ON CONFLICT ... excluded.* costs more than running it: build each shape once.
+    table = table_of(model)
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    if columns:
+        return stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in columns})
+    return stmt.on_conflict_do_nothing(index_elements=list(keys))
+
+
+def upsert(session: Session, model: type, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
+    """Insert ``rows``, updating every non-key column of rows whose ``keys`` already exist."""
+    if not rows:
+        return
+    columns = tuple(c for c in rows[0] if c not in keys)
+    stmt = _upsert_statement(_dialect(session), model, tuple(keys), columns)
+    session.connection().execute(stmt, list(rows))
+
+
+def ensure_repository(session: Session, full_name: str) -> int:
+    found = session.scalar(select(Repository.id).where(Repository.full_name == full_name))
+    if found is not None:
+        return found
+    session.execute(_insert(session, Repository).values(full_name=full_name).on_conflict_do_nothing())
+    return session.scalars(select(Repository.id).where(Repository.full_name == full_name)).one()
+
+
+def _login(user: Any) -> str | None:
+    return user.get("login") if isinstance(user, dict) else None
+
+
+def issue_row(raw: dict[str, Any], source: str = "github") -> dict[str, Any]:
+    return {
+        "github_id": raw.get("id"),
+        "number": raw["number"],
+        "title": raw.get("title"),
+        "body": raw.get("body"),
+        "state": raw.get("state"),
+        "state_reason": raw.get("state_reason"),
+        "author": _login(raw.get("user")),
+        "author_association": raw.get("author_association"),
+        "created_at": parse_time(raw.get("created_at")),
+        "updated_at": parse_time(raw.get("updated_at")),
+        "closed_at": parse_time(raw.get("closed_at")),
+        "html_url": raw.get("html_url"),
+        "comments_count": raw.get("comments"),
+        "is_pull_request": "pull_request" in raw,
+        "source": source,
+        "raw_json": raw,
+        "fetched_at": utcnow(),
+    }
+
+
+@lru_cache(maxsize=4)
+def _issue_upsert(dialect: str) -> Any:
+    table = table_of(Issue)
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["repository_id", "number"], set_={c: stmt.excluded[c] for c in _ISSUE_FIELDS}
+    )
+    return stmt.returning(table.c.id)
+
+
+def save_issue(session: Session, repository_id: int, raw: dict[str, Any], source: str = "github") -> int:
+    """Upsert one issue (or pull request) and replace its label set; return the issue's row id."""
+    row = issue_row(raw, source) | {"repository_id": repository_id}
+    issue_id: int = session.connection().execute(_issue_upsert(_dialect(session)), row).scalar_one()
+    save_labels(session, repository_id, issue_id, raw.get("labels") or [])
+    return issue_id
+
+
+def save_labels(session: Session, repository_id: int, issue_id: int, labels: Iterable[Any]) -> None:
+    rows = [
+        {
+            "id": lab["id"],
+            "repository_id": repository_id,
+            "name": lab["name"],
+            "color": lab.get("color"),
+            "description": lab.get("description"),
+        }
+        for lab in labels
+        if isinstance(lab, dict) and lab.get("id") is not None
+    ]
+    rows.sort(key=lambda r: r["id"])  # concurrent writers lock label rows in the same order
+    upsert(session, Label, rows, ["id"])
+    session.connection().execute(delete(table_of(IssueLabel)).where(IssueLabel.issue_id == issue_id))
+    if rows:
+        upsert(
+            session, IssueLabel, [{"issue_id": issue_id, "label_id": r["id"]} for r in rows], ["issue_id", "label_id"]
+        )
+
+
+def event_key(event: dict[str, Any]) -> str:
+    """A stable key for a timeline event, which not every event type gives (see module doc)."""
+    if event.get("id") is not None:
+        return f"id:{event['id']}"
+    if event.get("sha"):
+        return f"sha:{event['sha']}"
+    if event.get("event") == "cross-referenced":
+        issue = (event.get("source") or {}).get("issue") or {}
+        return f"xref:{issue.get('id') or issue.get('html_url')}:{event.get('created_at')}"
+    digest = hashlib.sha1(json.dumps(event, sort_keys=True).encode()).hexdigest()
+    return f"hash:{digest}"
+
+
+def _repo_from_issue(issue: dict[str, Any]) -> str | None:
+    repo = issue.get("repository")
+    if isinstance(repo, dict) and repo.get("full_name"):
+        return str(repo["full_name"])
+    url = issue.get("repository_url") or ""
+    parts = url.rstrip("/").split("/")
+    return "/".join(parts[-2:]) if len(parts) >= 2 and "repos" in parts else None
+
+
+def event_row(issue_id: int, position: int, event: dict[str, Any]) -> dict[str, Any]:
+    kind = event.get("event") or "unknown"
+    author: dict[str, Any] = event["author"] if isinstance(event.get("author"), dict) else {}
+    row: dict[str, Any] = {
+        "issue_id": issue_id,
+        "event_key": event_key(event),
+        "github_id": event.get("id") if isinstance(event.get("id"), int) else None,
+        "position": position,
+        "event": kind,
+        "actor": _login(event.get("actor")) or _login(event.get("user")) or author.get("name"),
+        "created_at": parse_time(event.get("created_at") or event.get("submitted_at") or author.get("date")),
+        "commit_id": event.get("commit_id") or (event.get("sha") if kind == "committed" else None),
+        "source_type": None,
+        "source_repo": None,
+        "source_number": None,
+        "source_state": None,
+        "source_is_pull_request": None,
+        "raw_json": event,
+    }
+    source = event.get("source")
+    if kind == "cross-referenced" and isinstance(source, dict):
+        issue = source.get("issue") or {}
+        row |= {
+            "source_type": source.get("type"),
+            "source_repo": _repo_from_issue(issue),
+            "source_number": issue.get("number"),
+            "source_state": issue.get("state"),
+            "source_is_pull_request": "pull_request" in issue,
+        }
+    return row
+
+
+def comment_row(issue_id: int, event: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": event["id"],
+        "issue_id": issue_id,
+        "author": _login(event.get("user")) or _login(event.get("actor")),
+        "author_association": event.get("author_association"),
+        "body": event.get("body"),
+        "created_at": parse_time(event.get("created_at")),
+        "updated_at": parse_time(event.get("updated_at")),
+        "html_url": event.get("html_url"),
+        "raw_json": event,
+    }
+
+
+def save_timeline(
+    session: Session, issue_id: int, events: Sequence[dict[str, Any]], *, first_position: int = 0, replace: bool
+) -> None:
+    """Store timeline events and the comments they carry.
+
+    ``replace`` (a complete timeline) drops what GitHub no longer lists, e.g. deleted comments;
+    otherwise (a refreshed tail) events are only added or updated.
+    """
+    rows = [event_row(issue_id, first_position + i, ev) for i, ev in enumerate(events)]
+    # A timeline may list the same keyless event twice; keep the last, as a rerun would.
+    rows = list({r["event_key"]: r for r in rows}.values())
+    comments = [comment_row(issue_id, ev) for ev in events if ev.get("event") == "commented" and ev.get("id")]
+    if replace:
+        connection = session.connection()
+        connection.execute(delete(table_of(TimelineEvent)).where(TimelineEvent.issue_id == issue_id))
+        keep = [c["id"] for c in comments]
+        connection.execute(delete(table_of(Comment)).where(Comment.issue_id == issue_id, Comment.id.not_in(keep)))
+        if rows:
+            connection.execute(table_of(TimelineEvent).insert(), rows)
+    else:
+        upsert(session, TimelineEvent, rows, ["issue_id", "event_key"])
+    upsert(session, Comment, comments, ["id"])
+
+
+def mark_timeline(
+    session: Session,
+    issue_id: int,
+    *,
+    issue_updated_at: datetime | None,
+    pages: int,
+    last_page_count: int,
+    etag: str | None,
+) -> None:
+    """Record that the issue's timeline is complete as of ``issue_updated_at``."""
+    session.execute(
+        update(Issue)
+        .where(Issue.id == issue_id)
+        .values(
+            timeline_complete=True,
+            timeline_fetched_at=utcnow(),
+            timeline_issue_updated_at=issue_updated_at,
+            timeline_pages=pages,
+            timeline_last_page_count=last_page_count,
+            timeline_etag=etag,
+        )
+    )
+
+
+def save_stub(
+    session: Session,
+    repository_id: int,
+    number: int,
+    *,
+    title: str | None = None,
+    html_url: str | None = None,
+    created_at: datetime | None = None,
+) -> int:
+    """An issue known only by its address (e.g. from the study's labels); never overwrites fetched data."""
+    existing = session.scalar(select(Issue.id).where(Issue.repository_id == repository_id, Issue.number == number))
+    if existing is not None:
+        return existing
+    issue = Issue(
+        repository_id=repository_id,
+        number=number,
+        title=title or None,
+        html_url=html_url,
+        created_at=created_at,
+        source="stub",
+        is_pull_request=False,
+    )
+    session.add(issue)
+    session.flush()
+    return issue.id

@@ -1,0 +1,152 @@
+"""Shared fixtures: a fresh database, the loopback GitHub server, a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from issuemine.catalog import Converter, load_catalog
+from issuemine.db import Database, open_db
+from issuemine.github.client import GitHubClient, RetryPolicy
+from tests.ghserver.corpus import Corpus, build_corpus
+from tests.ghserver.server import GitHubTestServer
+
+FAST = RetryPolicy(max_retries=4, backoff_base=0.01, backoff_max=0.05, secondary_default_wait=0.2, timeout=10)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "issuemine.db"
+
+
+@pytest.fixture
+def fresh_db(db_path: Path) -> Iterator[Database]:
+    db = open_db(str(db_path))
+    yield db
+    db.close()
+
+
+@pytest.fixture(scope="session")
+def catalog() -> dict[str, Converter]:
+    return load_catalog()
+
+
+@pytest.fixture
+def corpus() -> Corpus:
+    return build_corpus()
+
+
+@pytest.fixture
+def gh(corpus: Corpus) -> Iterator[GitHubTestServer]:
+    server = GitHubTestServer(corpus).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(gh: GitHubTestServer) -> GitHubClient:
+    return GitHubClient(gh.url, policy=FAST)
+
+
+@pytest.fixture
+def cli() -> CliRunner:
+    return CliRunner()
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server on loopback for this test session (Debian's binaries)."""
+    bindir = _pg_bin()
+    if bindir is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL binaries not found; .ci/run must install the postgresql package")
+        pytest.skip("PostgreSQL binaries not installed")
+    root = Path(tempfile.mkdtemp(prefix="issuemine-pg-"))
+    data = root / "data"
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(root, "postgres")
+    subprocess.run(
+        [*as_user, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
+    port = _free_port()
+    opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off"
+    subprocess.run(
+        [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-w", "-l", str(root / "log"), "start"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
+        time.sleep(0.2)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_db(postgres_url: str) -> Iterator[Database]:
+    """A fresh database on the session's PostgreSQL server."""
+    import psycopg
+
+    name = f"t{os.getpid()}_{time.monotonic_ns()}"
+    admin = postgres_url.replace("postgresql://", "postgresql://", 1)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    db = open_db(postgres_url.rsplit("/", 1)[0] + f"/{name}")
+    yield db
+    db.close()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def reference(catalog: dict[str, Converter]) -> dict[str, list[tuple[object, ...]]]:
+    """The snapshot a fault-free crawl of the default fixture corpus gives (built once)."""
+    from issuemine.fetch import Fetcher
+    from tests.helpers import snapshot
+
+    server = GitHubTestServer(build_corpus()).start()
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            db = open_db(f"{d}/reference.db")
+            fetcher = Fetcher(db, GitHubClient(server.url, policy=FAST))
+            for name in ("torch.onnx", "tf2onnx"):
+                fetcher.fetch(catalog[name])
+            snap = snapshot(db)
+            db.close()
+            return snap
+    finally:
+        server.stop()

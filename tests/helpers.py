@@ -1,0 +1,56 @@
+"""Test helpers: database snapshots and what the fixture corpus should produce."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import text
+
+from issuemine.catalog import Converter
+from issuemine.db import Database
+from tests.ghserver.corpus import Corpus
+
+
+def snapshot(db: Database) -> dict[str, list[tuple[Any, ...]]]:
+    """The database's content, without row ids and fetch times: equal snapshots = same data."""
+    queries = {
+        "issues": "SELECT r.full_name, i.number, i.github_id, i.title, i.body, i.state, i.updated_at, "
+        "i.closed_at, i.is_pull_request, i.timeline_complete, i.author FROM issues i "
+        "JOIN repositories r ON r.id = i.repository_id",
+        "labels": "SELECT r.full_name, i.number, l.name FROM issue_labels il JOIN issues i ON i.id = il.issue_id "
+        "JOIN labels l ON l.id = il.label_id JOIN repositories r ON r.id = i.repository_id",
+        "comments": "SELECT c.id, i.number, c.author, c.body, c.created_at FROM comments c "
+        "JOIN issues i ON i.id = c.issue_id",
+        "events": "SELECT r.full_name, i.number, t.event_key, t.position, t.event, t.actor, t.commit_id, "
+        "t.source_repo, t.source_number, t.source_state FROM timeline_events t "
+        "JOIN issues i ON i.id = t.issue_id JOIN repositories r ON r.id = i.repository_id",
+    }
+    with db.engine.connect() as conn:
+        return {name: sorted(tuple(row) for row in conn.execute(text(q))) for name, q in queries.items()}
+
+
+def counts(db: Database) -> dict[str, int]:
+    with db.engine.connect() as conn:
+        return {
+            t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
+            for t in ("issues", "comments", "timeline_events", "issue_labels", "labels")
+        }
+
+
+def listed(corpus: Corpus, converter: Converter) -> list[dict[str, Any]]:
+    """Issues (and PRs) the converter's listing returns: every state, all include labels."""
+    repo = corpus.repos[converter.repo]
+    return [
+        i
+        for i in repo.issues.values()
+        if all(label in {x["name"] for x in i["labels"]} for label in converter.include_labels)
+    ]
+
+
+def wants_timeline(converter: Converter, issue: dict[str, Any]) -> bool:
+    names = {x["name"] for x in issue["labels"]}
+    return (
+        "pull_request" not in issue
+        and issue["state"] == converter.state
+        and not names.intersection(converter.exclude_labels)
+    )

@@ -1,0 +1,67 @@
+"""The same code on a real PostgreSQL server (started by the `postgres_url` fixture)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import text
+
+from issuemine.fetch import Fetcher
+from issuemine.filters import run_filters
+from issuemine.github.client import GitHubClient
+from issuemine.sampling import create_sample, sample_members
+from issuemine.status import corpus_status
+from tests.conftest import FAST
+from tests.helpers import counts, listed, snapshot, wants_timeline
+from tests.test_fetch import crawl
+
+pytestmark = pytest.mark.postgres
+
+
+def test_fetch_filter_sample_on_postgres(pg_db, client, gh, corpus, catalog):
+    reports = crawl(pg_db, client, catalog)
+    assert all(r.status == "completed" for r in reports)
+    expected = sum(len(listed(corpus, catalog[n])) for n in ("torch.onnx", "tf2onnx"))
+    assert counts(pg_db)["issues"] == expected
+    first = snapshot(pg_db)
+    again = crawl(pg_db, client, catalog)
+    assert sum(r.counted for r in again) == 0 and snapshot(pg_db) == first
+    results = run_filters(pg_db, [catalog["torch.onnx"], catalog["tf2onnx"]])
+    assert all(r.kept > 0 for r in results)
+    create_sample(pg_db, "pg", [catalog["torch.onnx"], catalog["tf2onnx"]], 15, seed=7)
+    assert len(sample_members(pg_db, "pg")) == 30
+    with pg_db.engine.connect() as conn:
+        labels = conn.execute(
+            text("SELECT labels FROM issue_overview WHERE repo = 'pytorch/pytorch' AND labels IS NOT NULL LIMIT 1")
+        ).scalar()
+    assert "module: onnx" in labels
+    status = corpus_status(pg_db)
+    assert {f["converter"] for f in status["filters"]} == {"torch.onnx", "tf2onnx"}
+
+
+def test_overlapping_runs_do_not_duplicate(pg_db, gh, corpus, catalog):
+    conv = catalog["tf2onnx"]
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            Fetcher(pg_db, GitHubClient(gh.url, policy=FAST)).fetch(conv)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    issues = listed(corpus, conv)
+    with pg_db.engine.connect() as conn:
+        n = conn.execute(text("SELECT count(*) FROM issues")).scalar()
+        dup = conn.execute(
+            text("SELECT count(*) FROM (SELECT github_id FROM issues GROUP BY github_id HAVING count(*) > 1) d")
+        ).scalar()
+        events = conn.execute(text("SELECT count(*) FROM timeline_events")).scalar()
+    assert n == len(issues) and dup == 0
+    assert events == sum(len(corpus.repos[conv.repo].timelines[i["number"]]) for i in issues if wants_timeline(conv, i))
