@@ -131,12 +131,13 @@ class Fetcher:
         self.client = client
         self.refresh_timelines = refresh_timelines
         self.progress = progress
+        self._run_start = client.stats.snapshot()
 
     # -- one converter ----------------------------------------------------------------------
 
     def fetch(self, converter: Converter) -> FetchReport:
         report = FetchReport(converter.name, converter.repo)
-        start_stats = self.client.stats.snapshot()
+        start_stats = self._run_start = self.client.stats.snapshot()
         repo_id, listing_id, run_id, cursor = self._begin(converter)
         report.cursor = cursor
         try:
@@ -227,16 +228,15 @@ class Fetcher:
 
     def _tick(self, converter: Converter, phase: str, report: FetchReport, total: int | None) -> None:
         if self.progress:
+            now = self.client.stats.snapshot()
+            start = self._run_start
+            # Requests of this run only; the rate-limit fields are GitHub's, as they are.
+            now.requests -= start.requests
+            now.counted -= start.counted
+            now.not_modified -= start.not_modified
+            now.faults -= start.faults
             self.progress(
-                FetchProgress(
-                    converter.name,
-                    phase,
-                    report.listed,
-                    report.saved,
-                    report.timelines,
-                    total,
-                    self.client.stats.snapshot(),
-                )
+                FetchProgress(converter.name, phase, report.listed, report.saved, report.timelines, total, now)
             )
 
     # -- listing ----------------------------------------------------------------------------
@@ -263,6 +263,7 @@ class Fetcher:
             )
             if response.not_modified:
                 self._save_cursor(listing_id, run_id, since, response.etag, report, start)
+                self._tick(converter, "listing", report, report.listed)
                 return touched
             items: list[dict[str, Any]] = response.data
             if total is None:
@@ -271,6 +272,7 @@ class Fetcher:
             last = response.links.get("next") is None or len(items) < PER_PAGE
             if last:
                 self._save_cursor(listing_id, run_id, since, response.etag if page == 1 else None, report, start)
+                self._tick(converter, "listing", report, report.listed)  # the estimate becomes exact
                 return touched
             newest = parse_time(items[-1]["updated_at"])
             if since is not None and newest == since:

@@ -63,3 +63,42 @@ def test_kill_mid_run_then_resume(db_path, gh, catalog, reference):
         statuses = conn.execute(text("SELECT status FROM fetch_runs ORDER BY id")).scalars().all()
     assert statuses[0] == "interrupted"
     db.close()
+
+
+def test_ctrl_c_stops_cleanly_and_a_rerun_completes(db_path, gh, catalog, reference):
+    gh.state.latency = 0.003
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "issuemine",
+            "fetch",
+            "torch.onnx",
+            "tf2onnx",
+            "--api-url",
+            gh.url,
+            "--db",
+            str(db_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while len([r for r in gh.requests() if r.path.endswith("/timeline")]) < 60:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    gh.state.latency = 0.0
+    assert proc.returncode == 130
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    db = open_db(str(db_path))
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT status FROM fetch_runs")).scalars().all() == ["interrupted"]
+    from issuemine.github.client import GitHubClient
+    from tests.conftest import FAST
+
+    crawl(db, GitHubClient(gh.url, policy=FAST), catalog)
+    assert snapshot(db) == reference
+    db.close()

@@ -65,7 +65,9 @@ class _RateColumn(ProgressColumn):
     """Issues per second over the task so far."""
 
     def render(self, task: Task) -> Text:
-        speed = task.speed or 0.0
+        elapsed = task.finished_time if task.finished else task.elapsed
+        speed = task.speed if not task.finished else (task.completed / elapsed if elapsed else None)
+        speed = speed or 0.0
         return Text(f"{speed:5.0f} issues/s", style="progress.data.speed")
 
 
@@ -76,29 +78,30 @@ class _FetchView:
         self.progress = progress
         self.tasks: dict[str, TaskID] = {}
         self.current: str | None = None
+        self.last_wait: str | None = None
 
     def on_progress(self, p: FetchProgress) -> None:
         key = f"{p.converter}:{p.phase}"
         if key not in self.tasks:
             label = f"{p.converter} {'issues' if p.phase == 'listing' else 'timeline refresh'}"
-            self.tasks[key] = self.progress.add_task(label, total=p.total)
+            self.tasks[key] = self.progress.add_task(label, total=p.total, info="", wait="")
         self.current = key
-        done = p.listed if p.phase == "listing" else None
         task = self.tasks[key]
-        if done is None:
-            self.progress.advance(task)
+        if p.phase == "listing":
+            self.progress.update(task, completed=p.listed, total=max(p.total, p.listed) if p.total else None)
         else:
-            total = max(p.total or 0, done) if p.total else None
-            self.progress.update(task, completed=done, total=total)
+            self.progress.advance(task)
         stats = p.stats
         left = f", {stats.rate_remaining} left" if stats.rate_remaining is not None else ""
         self.progress.update(task, info=f"{stats.counted} requests (+{stats.not_modified} not modified{left})", wait="")
 
     def on_wait(self, reason: str, seconds: float) -> None:
-        if self.current:
+        if self.current and not self.progress.disable:
             self.progress.update(self.tasks[self.current], wait=f"[yellow]waiting {seconds:4.0f}s: {reason}[/]")
-        else:
-            err.print(f"waiting {seconds:.0f}s: {reason}")
+        elif reason != self.last_wait:
+            # No live display (not a terminal): one line per wait, not one per second.
+            err.print(f"waiting {seconds:.0f}s: {reason}", highlight=False)
+        self.last_wait = reason
 
 
 @handle_errors

@@ -159,6 +159,8 @@ class GitHubClient:
             if status >= 500:
                 faults = self._fault(faults, url, f"HTTP {status}")
                 continue
+            if status == 404:
+                raise GitHubError(f"not found on GitHub (404): {url}; check the repository name in the catalog")
             if status >= 400:
                 raise GitHubError(f"GitHub answered {status} for {url}: {_message(body)}")
             try:
