@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from issuemine import __version__
-from issuemine.cli import corpus
+from issuemine.cli import corpus, labeling
 from issuemine.cli.common import JsonOption, handle_errors, out, print_json
 from issuemine.demo import run_demo
 
@@ -26,6 +26,12 @@ app.command("sample")(corpus.sample_cmd)
 app.command("status")(corpus.status_cmd)
 app.command("load")(corpus.load_cmd)
 app.command("export")(corpus.export_cmd)
+app.add_typer(labeling.taxonomy_app, name="taxonomy")
+app.add_typer(labeling.labels_app, name="labels")
+app.command("assign")(labeling.assign_cmd)
+app.command("label")(labeling.label_cmd)
+app.command("agree")(labeling.agree_cmd)
+app.command("adjudicate")(labeling.adjudicate_cmd)
 
 
 @app.command("demo")

@@ -215,3 +215,78 @@ class SampleMember(Base):
     issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True)
     converter: Mapped[str] = mapped_column(String(100))
     position: Mapped[int] = mapped_column(Integer)
+
+
+# -- labeling ------------------------------------------------------------------------------------
+
+
+class Rater(Base):
+    __tablename__ = "raters"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Assignment(Base):
+    """Which rater labels which issue of a sample, in which order (the assignment plan)."""
+
+    __tablename__ = "assignments"
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+
+
+class Rating(Base):
+    """One rater's code for one issue and one dimension (stage, symptom, cause, subcause)."""
+
+    __tablename__ = "ratings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"))
+    dimension: Mapped[str] = mapped_column(String(30))
+    code: Mapped[str] = mapped_column(String(100))
+    taxonomy_version: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    __table_args__ = (UniqueConstraint("issue_id", "rater_id", "dimension"),)
+
+
+class RaterIssue(Base):
+    """A rater's work on one issue: status, note, time spent (summed over visits)."""
+
+    __tablename__ = "rater_issues"
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"), primary_key=True)
+    # in-progress | done | skipped | flagged (not a converter failure)
+    status: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str | None] = mapped_column(Text)
+    seconds: Mapped[float] = mapped_column(default=0.0)
+    taxonomy_version: Mapped[str] = mapped_column(String(50))
+    source: Mapped[str] = mapped_column(String(20))  # session | import
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Adjudication(Base):
+    """The final code for an issue's dimension where raters disagreed, and who decided."""
+
+    __tablename__ = "adjudications"
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True)
+    dimension: Mapped[str] = mapped_column(String(30), primary_key=True)
+    code: Mapped[str] = mapped_column(String(100))
+    decided_by: Mapped[str] = mapped_column(String(100))
+    decided_at: Mapped[datetime] = mapped_column(DateTime)
+    taxonomy_version: Mapped[str] = mapped_column(String(50))
+
+
+class Suggestion(Base):
+    """A model's suggested code for an issue's dimension, shown pre-selected while labeling."""
+
+    __tablename__ = "suggestions"
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True)
+    dimension: Mapped[str] = mapped_column(String(30), primary_key=True)
+    code: Mapped[str] = mapped_column(String(100))
+    confidence: Mapped[float] = mapped_column()
+    model: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime)

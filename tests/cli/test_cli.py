@@ -12,7 +12,24 @@ from issuemine.cli.app import app
 from tests.ghserver.corpus import build_corpus
 from tests.ghserver.server import GitHubTestServer
 
-COMMANDS = ["converters", "fetch", "filter", "sample", "status", "load", "export", "demo"]
+COMMANDS = [
+    "converters",
+    "fetch",
+    "filter",
+    "sample",
+    "status",
+    "load",
+    "export",
+    "demo",
+    "taxonomy show",
+    "taxonomy check",
+    "labels import",
+    "labels export",
+    "assign",
+    "label",
+    "agree",
+    "adjudicate",
+]
 
 
 def run(cli, *args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
@@ -31,7 +48,7 @@ def assert_clean_error(result, *fragments: str) -> None:  # type: ignore[no-unty
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(cli, command):
-    result = run(cli, command, "--help")
+    result = run(cli, *command.split(), "--help")
     assert result.exit_code == 0
     assert "Usage:" in result.output
     # The docstring's first line is the help: a command without one is a defect.

@@ -1,0 +1,240 @@
+"""Labeling commands: taxonomy, labels import/export, assign, label, agree, adjudicate."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from issuemine import adjudication, agreement, labels
+from issuemine.cli import label_ui
+from issuemine.cli.common import (
+    DbOption,
+    JsonOption,
+    catalog,
+    database,
+    err,
+    fmt,
+    handle_errors,
+    out,
+    print_json,
+    table,
+)
+from issuemine.errors import IssuemineError
+from issuemine.plan import plan_sample
+from issuemine.session import LabelSession
+from issuemine.taxonomy import SUBCAUSE, load_taxonomy
+
+TaxonomyOption = typer.Option(
+    None, "--taxonomy", help="Taxonomy directory (default: $ISSUEMINE_TAXONOMY, else the bundled taxonomy/)."
+)
+
+taxonomy_app = typer.Typer(help="Show and check the labeling taxonomy (codebooks per dimension).", no_args_is_help=True)
+labels_app = typer.Typer(help="Import and export human labels.", no_args_is_help=True)
+
+
+@taxonomy_app.command("show")
+@handle_errors
+def taxonomy_show(
+    dimension: str | None = typer.Argument(None, help="stage, symptom, cause (default: all)."),
+    taxonomy_dir: Path | None = TaxonomyOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Print the codebook: codes, study numbers, names, definitions, aliases."""
+    tax, _ = load_taxonomy(taxonomy_dir)
+    dims = [dimension] if dimension else list(tax.dimensions)
+    if as_json:
+        print_json(
+            {
+                "name": tax.name,
+                "version": tax.version,
+                "dimensions": {
+                    d: [{**c.__dict__, "subtypes": [s.__dict__ for s in c.subtypes]} for c in tax.dimension(d).codes]
+                    for d in dims
+                },
+            }
+        )
+        return
+    out.print(f"[bold]{tax.name}[/] version {tax.version}: {tax.description}")
+    for d in dims:
+        rows = []
+        for c in tax.dimension(d).codes:
+            rows.append((c.number or "", c.code, c.name, c.definition, ", ".join(c.aliases)))
+            rows.extend(("", f"  {s.code}", f"  {s.name}", s.definition, ", ".join(s.aliases)) for s in c.subtypes)
+        out.print(table(f"{d}: {tax.dimension(d).question}", ["#", "code", "name", "definition", "aliases"], rows))
+
+
+@taxonomy_app.command("check")
+@handle_errors
+def taxonomy_check(taxonomy_dir: Path | None = TaxonomyOption) -> None:
+    """Validate a taxonomy: unique codes and numbers, every alias resolves, sub-causes belong to their cause."""
+    tax, problems = load_taxonomy(taxonomy_dir, strict=False)
+    if problems:
+        for problem in problems:
+            err.print(f"problem: {problem}", highlight=False, soft_wrap=True)
+        raise IssuemineError(f"taxonomy {tax.path} has {len(problems)} problem(s)")
+    counts = ", ".join(f"{d}: {len(tax.all_codes(d))}" for d in tax.label_dimensions())
+    out.print(f"taxonomy {tax.name} {tax.version} at {tax.path} is valid ({counts})")
+
+
+@labels_app.command("import")
+@handle_errors
+def labels_import(
+    file: Path = typer.Argument(
+        ..., help="CSV, JSON or JSONL: url (or repo+number), rater, and one column per dimension."
+    ),
+    rater: str | None = typer.Option(None, "--rater", help="Rater of rows without a 'rater' column."),
+    sample: str | None = typer.Option(None, "--sample", help="Also store the imported issues as this named sample."),
+    db: str | None = DbOption,
+    taxonomy_dir: Path | None = TaxonomyOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Import labels (study-sheet names, codes or codebook numbers); a bad row rejects the whole file.
+
+    Columns: `stage`/`stage_code`, `symptom`/`symptom_code`, `cause`/`cause_code`, and a cause's sub-type
+    column (`incompatibility`, `type_problem`, `algorithmic_error`, or `subcause`). Unknown issues are
+    created as stubs (repo, number, url, title, created) so labels can be analyzed without a token.
+    """
+    tax, _ = load_taxonomy(taxonomy_dir)
+    report = labels.import_labels(database(db), tax, file, rater=rater, sample=sample, catalog=catalog())
+    if as_json:
+        print_json(report.as_dict())
+        return
+    out.print(
+        f"imported {report.rows} rows ({report.ratings} ratings) by {', '.join(sorted(report.raters))} from {file}; "
+        f"{report.stubs} new issue stubs" + (f"; sample {sample!r}" if sample else "")
+    )
+
+
+@labels_app.command("export")
+@handle_errors
+def labels_export(
+    file: Path | None = typer.Argument(None, help="Output file (default: standard output)."),
+    fmt_: str = typer.Option("csv", "--format", help="csv, json or jsonl."),
+    sample: str | None = typer.Option(None, "--sample", help="Only this sample's issues."),
+    db: str | None = DbOption,
+    taxonomy_dir: Path | None = TaxonomyOption,
+) -> None:
+    """Export every rater's labels with status, note, time spent, taxonomy version and timestamps."""
+    tax, _ = load_taxonomy(taxonomy_dir)
+    records = labels.export_rows(database(db), tax, sample)
+    if file is None:
+        labels.write_export(records, fmt_, sys.stdout)
+        return
+    with open(file, "w", encoding="utf-8", newline="") as fh:
+        labels.write_export(records, fmt_, fh)
+    err.print(f"exported {len(records)} labels to {file}")
+
+
+@handle_errors
+def assign_cmd(
+    sample: str = typer.Option(..., "--sample", help="Sample to plan."),
+    raters: str = typer.Option(..., "--raters", help="Comma-separated rater names."),
+    overlap: float = typer.Option(
+        30, "--overlap", help="Issues per converter every rater labels (a count like 30, or a fraction like 0.3)."
+    ),
+    replace: bool = typer.Option(False, "--replace", help="Replace an existing plan."),
+    db: str | None = DbOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Plan who labels what: a shared overlap per converter for agreement, the rest dealt out in turn."""
+    report = plan_sample(database(db), sample, raters.split(","), overlap, replace=replace)
+    if as_json:
+        print_json(report.as_dict())
+        return
+    shared = ", ".join(f"{c}: {n}" for c, n in report.shared.items())
+    out.print(f"sample {sample!r}: shared by all raters ({shared})")
+    out.print(table("Assignments", ["rater", "issues"], list(report.raters.items())))
+
+
+@handle_errors
+def label_cmd(
+    sample: str = typer.Option(..., "--sample", help="Sample to label."),
+    rater: str = typer.Option(..., "--rater", help="Your rater name; your resume point and labels are yours alone."),
+    db: str | None = DbOption,
+    taxonomy_dir: Path | None = TaxonomyOption,
+) -> None:
+    """Label a sample's issues in the terminal, one issue at a time; every answer is saved at once.
+
+    Keys: number keys choose, Enter accepts (the suggestion or your earlier answer), b back, u undo,
+    s skip, f flag as not a converter failure, n note, c comments, ? codebook, o open in a browser, q quit.
+    """
+    tax, _ = load_taxonomy(taxonomy_dir)
+    label_ui.run(LabelSession(database(db), tax, sample, rater))
+
+
+@handle_errors
+def agree_cmd(
+    sample: str | None = typer.Option(None, "--sample", help="Only this sample (its assigned raters)."),
+    dimension: list[str] | None = typer.Option(
+        None, "--dimension", help="Dimension(s): stage, symptom, cause, subcause."
+    ),
+    confusion: bool = typer.Option(False, "--confusion", help="Also print the confusion table of each dimension."),
+    db: str | None = DbOption,
+    taxonomy_dir: Path | None = TaxonomyOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Inter-rater agreement per dimension: Cohen's κ, Krippendorff's α, raw agreement, n."""
+    tax, _ = load_taxonomy(taxonomy_dir)
+    for d in dimension or []:
+        if d != SUBCAUSE:
+            tax.dimension(d)
+    repos = {c.repo: c.name for c in catalog().values()}
+    frame = labels.ratings_frame(database(db), sample, repos)
+    results = agreement.agreement(frame, tax, dimension or None)
+    if as_json:
+        print_json([r.as_dict() for r in results])
+        return
+    if not results:
+        raise IssuemineError(
+            "no issue has labels from two or more raters" + (f" in sample {sample!r}" if sample else "")
+        )
+    rows = [
+        (
+            r.dimension,
+            r.scope,
+            r.n,
+            ", ".join(r.raters),
+            f"{r.percent:.1%}" if r.percent is not None else "n/a",
+            fmt(r.kappa),
+            fmt(r.alpha),
+        )
+        for r in results
+    ]
+    out.print(
+        table(
+            "Agreement", ["dimension", "converter", "n", "raters", "agreement", "Cohen's κ", "Krippendorff's α"], rows
+        )
+    )
+    if confusion:
+        for r in results:
+            if r.confusion and r.scope == "all":
+                codes = sorted({*r.confusion, *(c for row in r.confusion.values() for c in row)})
+                out.print(
+                    table(
+                        f"{r.dimension}: {r.raters[0]} (rows) × {r.raters[1]} (columns)",
+                        ["", *codes],
+                        [(a, *(r.confusion.get(a, {}).get(b, 0) for b in codes)) for a in codes],
+                    )
+                )
+
+
+@handle_errors
+def adjudicate_cmd(
+    sample: str = typer.Option(..., "--sample", help="Sample whose disagreements to settle."),
+    judge: str = typer.Option(..., "--as", help="Who decides (recorded with each final label)."),
+    db: str | None = DbOption,
+    taxonomy_dir: Path | None = TaxonomyOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Walk only the disagreements of a sample, both raters' codes side by side, and record final labels.
+
+    With --json, list the open disagreements instead (no terminal needed).
+    """
+    tax, _ = load_taxonomy(taxonomy_dir)
+    database_ = database(db)
+    if as_json:
+        print_json([d.__dict__ for d in adjudication.disagreements(database_, tax, sample)])
+        return
+    label_ui.run_adjudication(adjudication.AdjudicationSession(database_, tax, sample, judge))

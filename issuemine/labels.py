@@ -1,0 +1,427 @@
+"""Human labels: raters, import and export, and the final label of each issue.
+
+A rating is one rater's code for one issue and one dimension (``stage``, ``symptom``, ``cause``,
+``subcause``), recorded with the taxonomy version it was made under. The *final* label of an
+issue's dimension is the adjudicated code, else the code all its raters agree on, else the single
+rater's code; raters who disagree without an adjudication leave it ``None`` (disputed).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from issuemine.catalog import Converter
+from issuemine.db import Database
+from issuemine.db.models import (
+    Adjudication,
+    Assignment,
+    Issue,
+    Rater,
+    RaterIssue,
+    Rating,
+    Repository,
+    Sample,
+    SampleMember,
+)
+from issuemine.errors import IssuemineError
+from issuemine.filters import parse_issue_url
+from issuemine.store import ensure_repository, parse_time, save_stub, upsert, utcnow
+from issuemine.taxonomy import SUBCAUSE, Taxonomy
+
+# -- raters --------------------------------------------------------------------------------------
+
+
+def ensure_rater(session: Session, name: str) -> int:
+    name = name.strip()
+    if not name:
+        raise IssuemineError("a rater needs a name")
+    found = session.scalar(select(Rater.id).where(Rater.name == name))
+    if found is not None:
+        return found
+    upsert(session, Rater, [{"name": name, "created_at": utcnow()}], ["name"])
+    return session.scalars(select(Rater.id).where(Rater.name == name)).one()
+
+
+def save_rating(session: Session, issue_id: int, rater_id: int, dimension: str, code: str | None, version: str) -> None:
+    """Set (or, with ``code=None``, clear) one rating; committed by the caller's transaction."""
+    if code is None:
+        session.execute(
+            Rating.__table__.delete().where(  # type: ignore[attr-defined]
+                (Rating.issue_id == issue_id) & (Rating.rater_id == rater_id) & (Rating.dimension == dimension)
+            )
+        )
+        return
+    now = utcnow()
+    upsert(
+        session,
+        Rating,
+        [
+            {
+                "issue_id": issue_id,
+                "rater_id": rater_id,
+                "dimension": dimension,
+                "code": code,
+                "taxonomy_version": version,
+                "created_at": now,
+                "updated_at": now,
+            }
+        ],
+        ["issue_id", "rater_id", "dimension"],
+    )
+
+
+# -- import ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class ImportReport:
+    path: str
+    rows: int = 0
+    ratings: int = 0
+    raters: set[str] = field(default_factory=set)
+    stubs: int = 0
+    sample: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["raters"] = sorted(self.raters)
+        return data
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line or record number, row) from a CSV, a JSON array or JSON Lines file."""
+    if not path.exists():
+        raise IssuemineError(f"file not found: {path}")
+    with open(path, newline="", encoding="utf-8") as fh:
+        if path.suffix.lower() == ".csv":
+            for line, row in enumerate(csv.DictReader(fh), start=2):
+                yield line, row
+            return
+        text = fh.read()
+    if text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise IssuemineError(f"{path}: not valid JSON: {exc.msg}") from None
+        yield from enumerate(records, start=1)
+        return
+    for line, raw in enumerate(text.splitlines(), start=1):
+        if raw.strip():
+            try:
+                yield line, json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise IssuemineError(f"{path}, line {line}: not valid JSON: {exc.msg}") from None
+
+
+def _value(row: dict[str, Any], column: str) -> tuple[str | None, Any]:
+    """The non-empty value of ``column`` or ``column_code`` (the name wins for messages)."""
+    for key in (column, f"{column}_code"):
+        value = row.get(key)
+        if value is not None and str(value).strip() != "":
+            return key, value
+    return None, None
+
+
+def parse_row(taxonomy: Taxonomy, row: dict[str, Any], where: str) -> dict[str, str]:
+    """The codes of one row, resolved through the taxonomy; unknown values raise with ``where``."""
+    codes: dict[str, str] = {}
+    for name, dim in taxonomy.dimensions.items():
+        resolved = []
+        for key in (name, f"{name}_code"):
+            value = row.get(key)
+            if value is None or str(value).strip() == "":
+                continue
+            code = dim.resolve(value)
+            if code is None:
+                raise IssuemineError(f"{where}: unknown {name} {str(value)!r} in column {key!r}")
+            resolved.append(code.code)
+        if len(set(resolved)) > 1:
+            raise IssuemineError(f"{where}: {name} columns disagree ({' vs '.join(resolved)})")
+        if resolved:
+            codes[name] = resolved[0]
+    cause = codes.get("cause")
+    for family in taxonomy.causes_with_subtypes():
+        column = family.subtype_column or family.code
+        found, value = _value(row, column)
+        if found is None:
+            continue
+        if cause != family.code:
+            raise IssuemineError(f"{where}: column {found!r} is set but the cause is {cause!r}, not {family.code!r}")
+        sub = taxonomy.resolve_subtype(family.code, value)
+        if sub is None:
+            raise IssuemineError(f"{where}: unknown {column} {str(value)!r} for cause {family.code}")
+        codes[SUBCAUSE] = sub.code
+    found, value = _value(row, SUBCAUSE)
+    if found is not None and SUBCAUSE not in codes:
+        sub = taxonomy.resolve_subtype(cause or "", str(value).split(".")[-1])
+        if sub is None:
+            raise IssuemineError(f"{where}: unknown subcause {str(value)!r} for cause {cause!r}")
+        codes[SUBCAUSE] = sub.code
+    return codes
+
+
+def _issue_address(row: dict[str, Any], where: str) -> tuple[str, int]:
+    try:
+        if row.get("repo") and row.get("number"):
+            return str(row["repo"]).strip(), int(row["number"])
+        return parse_issue_url(str(row.get("url") or ""))
+    except ValueError as exc:
+        raise IssuemineError(f"{where}: {exc}") from None
+
+
+def import_labels(
+    db: Database,
+    taxonomy: Taxonomy,
+    path: Path,
+    *,
+    rater: str | None = None,
+    sample: str | None = None,
+    catalog: dict[str, Converter] | None = None,
+) -> ImportReport:
+    """Import ratings from a CSV/JSON/JSONL file in one transaction: all rows or none."""
+    report = ImportReport(str(path), sample=sample)
+    by_repo = {c.repo.lower(): c.name for c in (catalog or {}).values()}
+    members: dict[int, str] = {}
+    assigned: set[tuple[int, int]] = set()
+    with db.session() as session:
+        for where_no, row in _rows(path):
+            where = f"{path}, line {where_no}"
+            if not isinstance(row, dict):
+                raise IssuemineError(f"{where}: expected a record with columns")
+            who = str(row.get("rater") or rater or "").strip()
+            if not who:
+                raise IssuemineError(f"{where}: no rater (the file has no 'rater' column: pass --rater NAME)")
+            repo, number = _issue_address(row, where)
+            codes = parse_row(taxonomy, row, where)
+            if not codes:
+                raise IssuemineError(
+                    f"{where}: no label in any of the columns {', '.join(taxonomy.label_dimensions())}"
+                )
+            repo_id = ensure_repository(session, repo)
+            known = session.scalar(select(Issue.id).where(Issue.repository_id == repo_id, Issue.number == number))
+            if known is None:
+                report.stubs += 1
+            try:
+                created = parse_time(row.get("created") or None)
+            except ValueError:
+                raise IssuemineError(f"{where}: bad date {row.get('created')!r} in column 'created'") from None
+            issue_id = known or save_stub(
+                session,
+                repo_id,
+                number,
+                title=(str(row.get("title") or "").strip() or None),
+                html_url=row.get("url") or f"https://github.com/{repo}/issues/{number}",
+                created_at=created,
+            )
+            rater_id = ensure_rater(session, who)
+            for dimension, code in codes.items():
+                save_rating(session, issue_id, rater_id, dimension, code, taxonomy.version)
+                report.ratings += 1
+            _mark_done(session, issue_id, rater_id, taxonomy.version, "import")
+            members.setdefault(issue_id, str(row.get("converter") or by_repo.get(repo.lower()) or repo))
+            assigned.add((issue_id, rater_id))
+            report.rows += 1
+            report.raters.add(who)
+        if sample:
+            _sample_from_import(session, sample, members, assigned, str(path))
+    return report
+
+
+def _mark_done(session: Session, issue_id: int, rater_id: int, version: str, source: str) -> None:
+    now = utcnow()
+    existing = session.get(RaterIssue, (issue_id, rater_id))
+    if existing is None:
+        session.add(
+            RaterIssue(
+                issue_id=issue_id,
+                rater_id=rater_id,
+                status="done",
+                seconds=0.0,
+                taxonomy_version=version,
+                source=source,
+                started_at=now,
+                updated_at=now,
+            )
+        )
+    else:
+        existing.status, existing.updated_at, existing.taxonomy_version = "done", now, version
+    session.flush()
+
+
+def _sample_from_import(
+    session: Session, name: str, members: dict[int, str], assigned: set[tuple[int, int]], source: str
+) -> None:
+    """A named sample of the imported issues, assigned to the raters who labeled them, so that
+    `agree --sample` reads exactly these raters' labels."""
+    sample = session.scalar(select(Sample).where(Sample.name == name))
+    if sample is None:
+        sample = Sample(
+            name=name, seed=0, per_converter=0, params={"source": "labels import", "file": source}, created_at=utcnow()
+        )
+        session.add(sample)
+        session.flush()
+    present = set(session.scalars(select(SampleMember.issue_id).where(SampleMember.sample_id == sample.id)))
+    position = len(present)
+    for issue_id, converter in members.items():
+        if issue_id not in present:
+            session.add(SampleMember(sample_id=sample.id, issue_id=issue_id, converter=converter, position=position))
+            position += 1
+    sample.per_converter = max(sample.per_converter, position)
+    order = {issue_id: i for i, issue_id in enumerate(members)}
+    upsert(
+        session,
+        Assignment,
+        [{"sample_id": sample.id, "issue_id": i, "rater_id": r, "position": order[i]} for i, r in sorted(assigned)],
+        ["sample_id", "issue_id", "rater_id"],
+    )
+
+
+# -- reading ratings -------------------------------------------------------------------------------
+
+
+def sample_id(session: Session, name: str) -> int:
+    found = session.scalar(select(Sample.id).where(Sample.name == name))
+    if found is None:
+        raise IssuemineError(f"no sample named {name!r}; see `issuemine status`")
+    return found
+
+
+def ratings_frame(db: Database, sample: str | None = None, converters: dict[str, str] | None = None) -> Any:
+    """All ratings as a pandas DataFrame: issue_id, repo, number, converter, rater, dimension, code."""
+    import pandas as pd
+
+    query = (
+        select(
+            Rating.issue_id,
+            Repository.full_name.label("repo"),
+            Issue.number,
+            Rater.name.label("rater"),
+            Rating.dimension,
+            Rating.code,
+        )
+        .join(Issue, Issue.id == Rating.issue_id)
+        .join(Repository, Repository.id == Issue.repository_id)
+        .join(Rater, Rater.id == Rating.rater_id)
+    )
+    with db.session() as session:
+        if sample:
+            sid = sample_id(session, sample)
+            query = query.add_columns(SampleMember.converter).join(
+                SampleMember, (SampleMember.issue_id == Rating.issue_id) & (SampleMember.sample_id == sid)
+            )
+            if session.scalar(select(Assignment.sample_id).where(Assignment.sample_id == sid).limit(1)) is not None:
+                # A planned sample: only the raters assigned to each issue count for it.
+                query = query.join(
+                    Assignment,
+                    (Assignment.sample_id == sid)
+                    & (Assignment.issue_id == Rating.issue_id)
+                    & (Assignment.rater_id == Rating.rater_id),
+                )
+        rows = session.execute(query).all()
+    columns = ["issue_id", "repo", "number", "rater", "dimension", "code", *(["converter"] if sample else [])]
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=columns)
+    if "converter" not in frame.columns:
+        mapping = {k.lower(): v for k, v in (converters or {}).items()}
+        frame["converter"] = [mapping.get(str(r).lower(), r) for r in frame["repo"]]
+    return frame
+
+
+def final_labels(
+    db: Database, taxonomy: Taxonomy, sample: str | None = None, converters: dict[str, str] | None = None
+) -> Any:
+    """One row per issue: the final code per dimension and where it came from (``<dim>_source``)."""
+    import pandas as pd
+
+    frame = ratings_frame(db, sample, converters)
+    with db.session() as session:
+        adjudicated = {(a.issue_id, a.dimension): a.code for a in session.scalars(select(Adjudication))}
+    dims = taxonomy.label_dimensions()
+    out: dict[int, dict[str, Any]] = {}
+    for (issue_id, dimension), group in frame.groupby(["issue_id", "dimension"], sort=False):
+        row = out.setdefault(
+            int(issue_id),
+            {
+                "issue_id": int(issue_id),
+                "repo": group["repo"].iat[0],
+                "number": int(group["number"].iat[0]),
+                "converter": group["converter"].iat[0],
+            },
+        )
+        codes = set(group["code"])
+        if (issue_id, dimension) in adjudicated:
+            row[dimension], row[f"{dimension}_source"] = adjudicated[(issue_id, dimension)], "adjudicated"
+        elif len(codes) == 1:
+            row[dimension] = next(iter(codes))
+            row[f"{dimension}_source"] = "agreed" if group["rater"].nunique() > 1 else "single"
+        else:
+            row[dimension], row[f"{dimension}_source"] = None, "disputed"
+    columns = ["issue_id", "repo", "number", "converter", *dims, *(f"{d}_source" for d in dims)]
+    return pd.DataFrame(list(out.values()), columns=columns).sort_values(
+        ["converter", "repo", "number"], ignore_index=True
+    )
+
+
+# -- export ----------------------------------------------------------------------------------------
+
+
+def export_rows(db: Database, taxonomy: Taxonomy, sample: str | None = None) -> list[dict[str, Any]]:
+    """One record per (issue, rater): codes per dimension, status, note, time, version, timestamps."""
+    query = (
+        select(RaterIssue, Rater.name, Repository.full_name, Issue.number, Issue.html_url)
+        .join(Rater, Rater.id == RaterIssue.rater_id)
+        .join(Issue, Issue.id == RaterIssue.issue_id)
+        .join(Repository, Repository.id == Issue.repository_id)
+        .order_by(Repository.full_name, Issue.number, Rater.name)
+    )
+    with db.session() as session:
+        if sample:
+            sid = sample_id(session, sample)
+            query = query.join(
+                SampleMember, (SampleMember.issue_id == RaterIssue.issue_id) & (SampleMember.sample_id == sid)
+            )
+        codes: dict[tuple[int, int], dict[str, Rating]] = defaultdict(dict)
+        for rating in session.scalars(select(Rating)):
+            codes[(rating.issue_id, rating.rater_id)][rating.dimension] = rating
+        records = []
+        for work, rater, repo, number, url in session.execute(query):
+            mine = codes.get((work.issue_id, work.rater_id), {})
+            record: dict[str, Any] = {"repo": repo, "number": number, "url": url, "rater": rater}
+            for dim in taxonomy.label_dimensions():
+                record[dim] = mine[dim].code if dim in mine else None
+            stamps = [r.updated_at for r in mine.values()]
+            record |= {
+                "status": work.status,
+                "note": work.note,
+                "seconds": round(work.seconds, 1),
+                "taxonomy_version": work.taxonomy_version,
+                "source": work.source,
+                "started_at": work.started_at.isoformat(timespec="seconds"),
+                "labeled_at": max(stamps).isoformat(timespec="seconds") if stamps else None,
+            }
+            records.append(record)
+    return records
+
+
+def write_export(records: Sequence[dict[str, Any]], fmt: str, out: TextIO) -> None:
+    if fmt == "json":
+        json.dump(list(records), out, indent=2)
+        out.write("\n")
+    elif fmt == "jsonl":
+        for record in records:
+            out.write(json.dumps(record) + "\n")
+    elif fmt == "csv":
+        fields = list(records[0]) if records else ["repo", "number", "rater"]
+        writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+    else:
+        raise IssuemineError(f"unknown format {fmt!r}: use csv, json or jsonl")
