@@ -150,3 +150,27 @@ def reference(catalog: dict[str, Converter]) -> dict[str, list[tuple[object, ...
             return snap
     finally:
         server.stop()
+
+
+def build_label_db(db: Database, catalog: dict[str, Converter], per_converter: int = 6) -> None:
+    """Fixture issues (with bodies and comments) in a sample named 's', as a fetch would store them."""
+    from issuemine.filters import run_filters
+    from issuemine.sampling import create_sample
+    from issuemine.store import ensure_repository, mark_timeline, save_issue, save_timeline
+
+    corpus = build_corpus({"onnx/tensorflow-onnx": 40}, seed=3)
+    repo = corpus.repos["onnx/tensorflow-onnx"]
+    with db.session() as session:
+        repo_id = ensure_repository(session, repo.full_name)
+        for number, issue in repo.issues.items():
+            issue_id = save_issue(session, repo_id, issue)
+            save_timeline(session, issue_id, repo.timelines[number], replace=True)
+            mark_timeline(session, issue_id, issue_updated_at=None, pages=1, last_page_count=1, etag=None)
+    run_filters(db, [catalog["tf2onnx"]])
+    create_sample(db, "s", [catalog["tf2onnx"]], per_converter, seed=1)
+
+
+@pytest.fixture
+def label_db(fresh_db: Database, catalog: dict[str, Converter]) -> Database:
+    build_label_db(fresh_db, catalog)
+    return fresh_db

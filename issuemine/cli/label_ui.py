@@ -153,7 +153,9 @@ def run(session: LabelSession, console: Console | None = None) -> None:
                     session.press(key)
     except (KeyboardInterrupt, EOFError):
         session.press("q")
-    console.print(f"saved. {session.screen().done} of {len(session.queue)} issues done by {session.rater}.")
+    console.print(
+        f"saved. {session.screen().done} of {len(session.queue)} issues done by {session.rater}.", highlight=False
+    )
 
 
 def _line(fd: int, prompt: str) -> str:
@@ -189,7 +191,8 @@ def render_adjudication(session: AdjudicationSession) -> RenderableType:
         return Panel(f"No open disagreements left in sample {session.sample!r} ({session.decided} decided). q quits.")
     tax = session.taxonomy
     head = Text(f"{item.repo}#{item.number}  {item.title}", style="bold")
-    sides = Table(title=f"{item.dimension}: disagreement {session.index + 1} of {len(session.items)}")
+    heading = Text(f"{item.dimension}: disagreement {session.index + 1} of {len(session.items)}", style="bold")
+    sides = Table()
     for rater in item.codes:
         sides.add_column(rater)
     sides.add_row(*(tax.display(item.dimension, code) for code in item.codes.values()))
@@ -197,7 +200,12 @@ def render_adjudication(session: AdjudicationSession) -> RenderableType:
     chosen = set(item.codes.values())
     for i, code in enumerate(session.choices(), start=1):
         choices.add_row(f"{i:>2}", code.name, "← a rater's choice" if code.code in chosen else "")
-    parts: list[RenderableType] = [head, sides, Panel(choices, title="final code (number)", title_align="left")]
+    parts: list[RenderableType] = [
+        head,
+        heading,
+        sides,
+        Panel(choices, title="final code (number)", title_align="left"),
+    ]
     if session.message:
         parts.append(Text(session.message, style="yellow"))
     parts.append(Text(f"number chooses · s skip · q quit · judge {session.judge}", style="reverse"))
@@ -221,4 +229,4 @@ def run_adjudication(session: AdjudicationSession, console: Console | None = Non
                 session.press(read_key(fd))
     except (KeyboardInterrupt, EOFError):
         pass
-    console.print(f"saved. {session.decided} disagreement(s) decided.")
+    console.print(f"saved. {session.decided} disagreement(s) decided.", highlight=False)
