@@ -65,3 +65,60 @@ def test_overlapping_runs_do_not_duplicate(pg_db, gh, corpus, catalog):
         events = conn.execute(text("SELECT count(*) FROM timeline_events")).scalar()
     assert n == len(issues) and dup == 0
     assert events == sum(len(corpus.repos[conv.repo].timelines[i["number"]]) for i in issues if wants_timeline(conv, i))
+
+
+def test_two_raters_label_the_same_sample_at_once(pg_db, catalog):
+    """Two `issuemine label` processes on one PostgreSQL database, answering in lockstep."""
+    import os
+    import sys
+
+    import pexpect
+
+    from tests.conftest import build_label_db
+
+    build_label_db(pg_db, catalog)
+    url = pg_db.url.replace("postgresql+psycopg://", "postgresql://")
+
+    def spawn(rater: str) -> pexpect.spawn:
+        return pexpect.spawn(
+            sys.executable,
+            ["-m", "issuemine", "label", "--sample", "s", "--rater", rater, "--db", url],
+            env={**os.environ, "TERM": "xterm"},
+            encoding="utf-8",
+            timeout=30,
+            dimensions=(60, 120),
+        )
+
+    ana, bob = spawn("ana"), spawn("bob")
+    answers = {"ana": "214", "bob": "325"}  # stage, symptom, cause (shape problem / numerical: no sub-causes)
+    for _ in range(3):  # three issues each, key by key, interleaved
+        for step in range(3):
+            for child, rater in ((ana, "ana"), (bob, "bob")):
+                child.expect("In which stage|How does the failure|What caused the failure")
+                child.send(answers[rater][step])
+    for child in (ana, bob):
+        child.expect("In which stage")
+        child.send("q")
+        child.expect(pexpect.EOF)
+    with pg_db.engine.connect() as conn:
+        got = conn.execute(
+            text(
+                "SELECT r.name, g.dimension, g.code, count(*) FROM ratings g JOIN raters r ON r.id = g.rater_id "
+                "GROUP BY r.name, g.dimension, g.code ORDER BY 1, 2"
+            )
+        ).all()
+        done = conn.execute(
+            text(
+                "SELECT r.name, count(*) FROM rater_issues w JOIN raters r ON r.id = w.rater_id "
+                "WHERE w.status = 'done' GROUP BY r.name ORDER BY 1"
+            )
+        ).all()
+    assert [tuple(r) for r in got] == [
+        ("ana", "cause", "shape-problem", 3),
+        ("ana", "stage", "node-conversion", 3),
+        ("ana", "symptom", "crash", 3),
+        ("bob", "cause", "numerical", 3),
+        ("bob", "stage", "graph-optimization", 3),
+        ("bob", "symptom", "wrong-model", 3),
+    ]
+    assert [tuple(r) for r in done] == [("ana", 3), ("bob", 3)]

@@ -8,7 +8,7 @@ import typer
 
 from issuemine import __version__
 from issuemine.cli import corpus, labeling
-from issuemine.cli.common import JsonOption, handle_errors, out, print_json
+from issuemine.cli.common import JsonOption, fmt, handle_errors, out, print_json, table
 from issuemine.demo import run_demo
 
 app = typer.Typer(
@@ -43,10 +43,27 @@ def demo_cmd(
     """Run the end-to-end job on the bundled study data (no network) and print the status."""
     result = run_demo(out_dir)
     if as_json:
-        print_json({"database": str(result.database), "loaded": result.loaded, "status": result.status})
+        print_json(
+            {
+                "database": str(result.database),
+                "loaded": result.loaded,
+                "status": result.status,
+                "agreement": {s: [a.as_dict() for a in rows] for s, rows in result.agreement.items()},
+                "final_labels": result.final_labels,
+            }
+        )
         return
-    out.print(f"loaded {result.loaded} study issues into {result.database}")
+    out.print(f"loaded {result.loaded} study issues (as stubs, with their labels) into {result.database}")
     corpus.status_cmd(db=str(result.database), as_json=False)
+    for sample, rows in result.agreement.items():
+        out.print(
+            table(
+                f"Agreement, sample {sample!r}",
+                ["dimension", "converter", "n", "raters", "Cohen's κ", "Krippendorff's α"],
+                [(a.dimension, a.scope, a.n, ", ".join(a.raters), fmt(a.kappa), fmt(a.alpha)) for a in rows],
+            )
+        )
+    out.print(f"final labels: {result.final_labels} issues of sample 'study'")
     out.print(f"\ndone: the database is {result.database}")
 
 

@@ -216,7 +216,21 @@ def test_demo(cli, tmp_path: Path):
     result = run(cli, "demo", "--out", str(tmp_path / "demo"), "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["loaded"] == 200
+    import csv
+
+    from issuemine.paths import data_dir
+
+    urls = set()
+    for name in ("study-labels.csv", "pilot-ratings.csv", "drift-ratings.csv"):
+        with open(data_dir() / name, encoding="utf-8") as fh:
+            urls |= {row["url"] for row in csv.DictReader(fh)}
+    assert data["loaded"] == len(urls)  # one stub per distinct issue across the three files
     repos = {r["repo"]: r["stubs"] for r in data["status"]["repositories"]}
-    assert repos == {"pytorch/pytorch": 100, "onnx/tensorflow-onnx": 100}
-    assert data["status"]["samples"][0]["members"] == {"torch.onnx": 30, "tf2onnx": 30}
+    assert repos == {repo: sum(1 for u in urls if f"/{repo}/" in u) for repo in repos}
+    samples = {s["name"]: s["members"] for s in data["status"]["samples"]}
+    assert samples["demo"] == {"torch.onnx": 30, "tf2onnx": 30}
+    assert sum(samples["pilot"].values()) == 60 and sum(samples["study"].values()) == 200
+    pilot = {(a["dimension"], a["scope"]): a["kappa"] for a in data["agreement"]["pilot"]}
+    assert round(pilot[("cause", "all")], 2) == 0.90 and round(pilot[("symptom", "all")], 2) == 0.95
+    assert all(a["kappa"] == 1.0 for a in data["agreement"]["drift"])
+    assert data["final_labels"] == 200
