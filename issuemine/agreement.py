@@ -1,6 +1,6 @@
 """Inter-rater agreement per label dimension: Cohen's κ, Krippendorff's α, raw agreement.
 
-Units are issues rated on the dimension by at least two raters. Cohen's κ (scikit-learn) is given
+Units are issues rated on the dimension by at least two raters. Cohen's κ is given
 when exactly two raters rated the units; with more raters, κ is given per pair and Krippendorff's
 α (nominal, the ``krippendorff`` package) summarizes them all. When every rating falls in one
 category, κ and α are 0/0; we report 1.0 when the raters agree on every unit, as a study would.
@@ -9,7 +9,6 @@ category, κ and α are 0/0; we report 1.0 when the raters agree on every unit, 
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,55 +33,76 @@ class Agreement:
         return dict(self.__dict__)
 
 
-def cohen_kappa(a: list[str], b: list[str]) -> float | None:
-    from sklearn.metrics import cohen_kappa_score
-
-    if not a:
+def _kappa(confusion: np.ndarray) -> float | None:
+    """Cohen's κ from a k×k confusion matrix of two raters' codes."""
+    n = confusion.sum()
+    if n == 0:
         return None
-    if len(set(a) | set(b)) == 1:
-        return 1.0
-    value = float(cohen_kappa_score(a, b))
-    return None if math.isnan(value) else value
+    observed = np.trace(confusion) / n
+    expected = float(confusion.sum(axis=1) @ confusion.sum(axis=0)) / (n * n)
+    if expected == 1.0:  # one category only: 0/0; perfect agreement by convention
+        return 1.0 if observed == 1.0 else None
+    return float((observed - expected) / (1 - expected))
 
 
-def krippendorff_alpha(matrix: list[list[str | None]]) -> float | None:
-    """Nominal α over a raters × units matrix of codes (None = not rated)."""
+def cohen_kappa(a: list[str], b: list[str]) -> float | None:
+    """Cohen's κ of two raters' paired codes (the same value as scikit-learn's cohen_kappa_score).
+
+    Computed here from the confusion matrix because importing sklearn.metrics alone takes 1.5 s,
+    most of an `agree` run; tests check both agree.
+    """
+    categories = sorted(set(a) | set(b))
+    index = {c: i for i, c in enumerate(categories)}
+    confusion = np.zeros((len(categories), len(categories)), dtype=np.int64)
+    np.add.at(confusion, ([index[x] for x in a], [index[y] for y in b]), 1)
+    return _kappa(confusion)
+
+
+def krippendorff_alpha(matrix: np.ndarray, categories: int) -> float | None:
+    """Nominal α over a raters × units matrix of category indices (-1 = not rated)."""
     import krippendorff
 
-    values = sorted({v for row in matrix for v in row if v is not None})
-    if not values:
+    if categories == 0:
         return None
-    if len(values) == 1:
+    present = np.unique(matrix[matrix >= 0])
+    if len(present) == 1:
         return 1.0
-    index = {v: i for i, v in enumerate(values)}
-    data = np.array([[np.nan if v is None else index[v] for v in row] for row in matrix], dtype=float)
+    data = np.where(matrix >= 0, matrix, np.nan).astype(float)
     return float(krippendorff.alpha(reliability_data=data, level_of_measurement="nominal"))
 
 
 def _measure(sub: Any, dimension: str, scope: str) -> Agreement | None:
-    table = sub.pivot_table(index="issue_id", columns="rater", values="code", aggfunc="first")
-    table = table[table.notna().sum(axis=1) >= 2]
-    if table.empty:
+    import pandas as pd
+
+    issues, issue_keys = pd.factorize(sub["issue_id"])
+    raters, rater_names = pd.factorize(sub["rater"], sort=True)
+    codes, categories = pd.factorize(sub["code"], sort=True)
+    matrix = np.full((len(issue_keys), len(rater_names)), -1, dtype=np.int64)
+    matrix[issues, raters] = codes
+    matrix = matrix[(matrix >= 0).sum(axis=1) >= 2]
+    if len(matrix) == 0:
         return None
-    raters = [r for r in table.columns if table[r].notna().any()]
-    table = table[raters]
-    rows = [[None if isinstance(v, float) else v for v in row] for row in table.itertuples(index=False)]
-    agree = sum(len({v for v in row if v is not None}) == 1 for row in rows)
-    result = Agreement(dimension, scope, len(rows), [str(r) for r in raters], agree / len(rows), None, None)
-    matrix = [[row[i] for row in rows] for i in range(len(raters))]
-    result.alpha = krippendorff_alpha(matrix)
-    for i, j in itertools.combinations(range(len(raters)), 2):
-        pairs = [(str(row[i]), str(row[j])) for row in rows if row[i] is not None and row[j] is not None]
-        a, b = [p[0] for p in pairs], [p[1] for p in pairs]
-        kappa = cohen_kappa(a, b)
-        result.pairwise.append({"raters": [str(raters[i]), str(raters[j])], "n": len(pairs), "kappa": kappa})
-        if len(raters) == 2:
+    used = (matrix >= 0).any(axis=0)
+    matrix, names = matrix[:, used], [str(r) for r, u in zip(rater_names, used, strict=True) if u]
+    rated = matrix >= 0
+    high = np.where(rated, matrix, -1).max(axis=1)
+    low = np.where(rated, matrix, np.iinfo(np.int64).max).min(axis=1)
+    result = Agreement(dimension, scope, len(matrix), names, float((high == low).mean()), None, None)
+    result.alpha = krippendorff_alpha(matrix.T, len(categories))
+    k = len(categories)
+    for i, j in itertools.combinations(range(len(names)), 2):
+        both = rated[:, i] & rated[:, j]
+        pairs = matrix[both][:, [i, j]]
+        confusion = np.bincount(pairs[:, 0] * k + pairs[:, 1], minlength=k * k).reshape(k, k)
+        kappa = _kappa(confusion)
+        result.pairwise.append({"raters": [names[i], names[j]], "n": int(both.sum()), "kappa": kappa})
+        if len(names) == 2:
             result.kappa = kappa
-            confusion: dict[str, dict[str, int]] = {}
-            for x, y in pairs:
-                confusion.setdefault(x, {}).setdefault(y, 0)
-                confusion[x][y] += 1
-            result.confusion = confusion
+            result.confusion = {
+                str(categories[x]): {str(categories[y]): int(confusion[x, y]) for y in range(k) if confusion[x, y]}
+                for x in range(k)
+                if confusion[x].any()
+            }
     return result
 
 

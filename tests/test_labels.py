@@ -167,3 +167,17 @@ def test_data_files_are_shipped_with_provenance():
     for name in ("study-labels.csv", "pilot-ratings.csv", "drift-ratings.csv"):
         assert (data_dir() / name).exists() and name in provenance
     assert Path(STUDY).read_text().count("\n") == 201
+
+
+def test_kappa_matches_scikit_learn():
+    import random
+
+    from sklearn.metrics import cohen_kappa_score
+
+    from issuemine.agreement import cohen_kappa
+
+    rng = random.Random(3)
+    for _ in range(20):
+        a = [rng.choice("abcde") for _ in range(80)]
+        b = [x if rng.random() < 0.7 else rng.choice("abcde") for x in a]
+        assert cohen_kappa(a, b) == pytest.approx(cohen_kappa_score(a, b))
