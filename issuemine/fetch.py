@@ -157,46 +157,49 @@ class Fetcher:
         return report
 
     def _begin(self, converter: Converter) -> tuple[int, int, int, datetime | None]:
-        with self.db.session() as session:
-            repo_id = ensure_repository(session, converter.repo)
-            upsert(
-                session,
-                ConverterRow,
-                [
-                    {
-                        "name": converter.name,
-                        "repo": converter.repo,
-                        "include_labels": list(converter.include_labels),
-                        "exclude_labels": list(converter.exclude_labels),
-                        "state": converter.state,
-                        "own_repos": list(converter.own_repos),
-                        "description": converter.description,
-                    }
-                ],
-                ["name"],
-            )
-            query = listing_query(converter)
-            listing = session.scalar(select(Listing).where(Listing.repository_id == repo_id, Listing.query == query))
-            if listing is None:
-                listing = Listing(repository_id=repo_id, query=query)
-                session.add(listing)
-                session.flush()
-            # A run still marked running was killed (kill -9, power loss): say so.
-            session.execute(
-                update(FetchRun)
-                .where(FetchRun.repository_id == repo_id, FetchRun.status == "running")
-                .values(status="interrupted", message="found unfinished by a later run")
-            )
-            run = FetchRun(
-                repository_id=repo_id,
-                converter=converter.name,
-                started_at=utcnow(),
-                status="running",
-                cursor_before=listing.cursor,
-            )
-            session.add(run)
+        # Through db.write: an overlapping run may create the same repository/listing rows.
+        return self.db.write(lambda session: self._begin_in(session, converter))
+
+    def _begin_in(self, session: Session, converter: Converter) -> tuple[int, int, int, datetime | None]:
+        repo_id = ensure_repository(session, converter.repo)
+        upsert(
+            session,
+            ConverterRow,
+            [
+                {
+                    "name": converter.name,
+                    "repo": converter.repo,
+                    "include_labels": list(converter.include_labels),
+                    "exclude_labels": list(converter.exclude_labels),
+                    "state": converter.state,
+                    "own_repos": list(converter.own_repos),
+                    "description": converter.description,
+                }
+            ],
+            ["name"],
+        )
+        query = listing_query(converter)
+        listing = session.scalar(select(Listing).where(Listing.repository_id == repo_id, Listing.query == query))
+        if listing is None:
+            listing = Listing(repository_id=repo_id, query=query)
+            session.add(listing)
             session.flush()
-            return repo_id, listing.id, run.id, listing.cursor
+        # A run still marked running was killed (kill -9, power loss): say so.
+        session.execute(
+            update(FetchRun)
+            .where(FetchRun.repository_id == repo_id, FetchRun.status == "running")
+            .values(status="interrupted", message="found unfinished by a later run")
+        )
+        run = FetchRun(
+            repository_id=repo_id,
+            converter=converter.name,
+            started_at=utcnow(),
+            status="running",
+            cursor_before=listing.cursor,
+        )
+        session.add(run)
+        session.flush()
+        return repo_id, listing.id, run.id, listing.cursor
 
     def _finish(self, run_id: int, report: FetchReport, start: RequestStats) -> None:
         self._count(report, start)

@@ -36,6 +36,7 @@ class Code:
     parent: str | None = None  # the cause a subtype belongs to
     subtypes: tuple[Code, ...] = ()
     subtype_column: str | None = None
+    catch_all: bool = False
 
     def spellings(self) -> list[str]:
         names = [self.code, self.name, *self.aliases]
@@ -172,6 +173,7 @@ def _code(entry: dict[str, Any], where: str, problems: list[str], parent: str | 
         parent=parent,
         subtypes=subtypes,
         subtype_column=entry.get("subtype_column"),
+        catch_all=bool(entry.get("catch_all", False)),
     )
 
 

@@ -114,9 +114,11 @@ class Database:
     def write(self, work: Callable[[Session], T], attempts: int = 5) -> T:
         """Run ``work`` in one transaction, retried when concurrent writers collide.
 
-        PostgreSQL aborts one of two transactions that deadlock (40P01) or conflict (40001);
-        SQLite reports "database is locked" when its busy timeout runs out. Both are safe to
-        retry because the transaction was rolled back as a whole.
+        PostgreSQL aborts one of two transactions that deadlock (40P01) or conflict (40001), and
+        two writers inserting the same new row at once can trip a unique index other than the
+        upsert's ON CONFLICT target (23505); SQLite reports "database is locked" when its busy
+        timeout runs out. All are safe to retry: the transaction was rolled back as a whole and the
+        work is upserts, which find the other writer's row on the next attempt.
         """
         for attempt in range(1, attempts + 1):
             try:
@@ -138,7 +140,7 @@ class Database:
 
 def _is_transient(exc: DBAPIError) -> bool:
     code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    return code in ("40P01", "40001") or "database is locked" in str(exc.orig)
+    return code in ("40P01", "40001", "23505") or "database is locked" in str(exc.orig)
 
 
 def _engine(url: str) -> Engine:

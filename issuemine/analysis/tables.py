@@ -1,0 +1,131 @@
+"""The study's tables from final labels (see ``labels.final_labels``), as DataFrames.
+
+Rows follow the taxonomy's order; columns are the converters (sorted by name), ``total`` and the
+total's share with its Wilson 95% interval. Every function takes the final-labels frame, so the
+same code serves the CLI, the report and the notebooks.
+"""
+
+from __future__ import annotations
+
+import csv
+from typing import Any
+
+import pandas as pd
+
+from issuemine.analysis.stats import wilson
+from issuemine.paths import data_dir
+from issuemine.taxonomy import SUBCAUSE, Taxonomy
+
+OTHER = "Other"
+
+
+def _distribution(final: pd.DataFrame, taxonomy: Taxonomy, dimension: str) -> pd.DataFrame:
+    labeled = final.dropna(subset=[dimension])
+    converters = sorted(labeled["converter"].unique())
+    codes = taxonomy.all_codes(dimension)
+    counts = pd.crosstab(labeled[dimension], labeled["converter"]).reindex(
+        index=codes, columns=converters, fill_value=0
+    )
+    counts.index = [taxonomy.display(dimension, c) for c in codes]
+    counts.index.name = dimension
+    return counts
+
+
+def with_totals(counts: pd.DataFrame) -> pd.DataFrame:
+    table = counts.copy()
+    table["total"] = counts.sum(axis=1)
+    n = int(table["total"].sum())
+    table["percent"] = (100 * table["total"] / n).round(1) if n else 0.0
+    intervals = [wilson(int(k), n) for k in table["total"]]
+    table["ci95_low"] = [round(100 * lo, 1) for lo, _ in intervals]
+    table["ci95_high"] = [round(100 * hi, 1) for _, hi in intervals]
+    return table
+
+
+def stage_table(final: pd.DataFrame, taxonomy: Taxonomy) -> pd.DataFrame:
+    """Failure location (stage) per converter: the study's Table 8."""
+    return with_totals(_distribution(final, taxonomy, "stage"))
+
+
+def shen_symptoms() -> dict[str, int]:
+    with open(data_dir() / "shen-2021-frontend-symptoms.csv", encoding="utf-8") as fh:
+        return {row["symptom"]: int(row["count"]) for row in csv.DictReader(fh)}
+
+
+def symptom_table(final: pd.DataFrame, taxonomy: Taxonomy, compare: bool = True) -> pd.DataFrame:
+    """Symptoms per converter: the study's Table 9, with DL-compiler front-ends (Shen et al.) beside."""
+    table = with_totals(_distribution(final, taxonomy, "symptom"))
+    if compare:
+        shen = shen_symptoms()
+        table["dl_compiler_frontends"] = [shen.get(code, 0) for code in taxonomy.all_codes("symptom")]
+    return table
+
+
+def cause_table(final: pd.DataFrame, taxonomy: Taxonomy) -> pd.DataFrame:
+    """Causes per converter with totals."""
+    return with_totals(_distribution(final, taxonomy, "cause"))
+
+
+def subtype_table(final: pd.DataFrame, taxonomy: Taxonomy) -> pd.DataFrame:
+    """Cause sub-types (incompatibility internal/external, type problem node/tensor/conventional...)."""
+    counts = _distribution(final, taxonomy, SUBCAUSE)
+    parents = [taxonomy.display("cause", code.split(".")[0]) for code in taxonomy.all_codes(SUBCAUSE)]
+    counts.index = pd.MultiIndex.from_arrays([parents, list(counts.index)], names=["cause", "subtype"])
+    return with_totals(counts)
+
+
+def cause_by_symptom(
+    final: pd.DataFrame, taxonomy: Taxonomy, top: int = 5, symptoms: tuple[str, ...] = ("crash", "wrong-model")
+) -> pd.DataFrame:
+    """Top-``top`` causes × symptom per converter, the rest binned as Other: the study's Table 10.
+
+    Columns are (symptom, converter) with the named symptoms and ``Other`` for the remaining ones.
+    A catch-all cause of the taxonomy ("Others") is never ranked: it belongs in the Other bin.
+    """
+    labeled = final.dropna(subset=["cause", "symptom"])
+    ranking = labeled["cause"].value_counts()
+    order = {c: i for i, c in enumerate(taxonomy.all_codes("cause"))}
+    catch_all = {c.code for c in taxonomy.dimension("cause").codes if c.catch_all}
+    ranked = sorted((c for c in ranking.index if c not in catch_all), key=lambda c: (-ranking[c], order.get(c, 99)))
+    kept = ranked[:top]
+    cause = labeled["cause"].where(labeled["cause"].isin(kept), OTHER)
+    symptom = labeled["symptom"].where(labeled["symptom"].isin(symptoms), OTHER)
+    table = pd.crosstab(cause, [symptom, labeled["converter"]])
+    rows = [*kept, OTHER]
+    converters = sorted(labeled["converter"].unique())
+    columns = pd.MultiIndex.from_product([[*symptoms, OTHER], converters], names=["symptom", "converter"])
+    table = table.reindex(index=rows, columns=columns, fill_value=0)
+    table.index = [taxonomy.display("cause", c) if c != OTHER else OTHER for c in rows]
+    table.index.name = "cause"
+    table.columns = pd.MultiIndex.from_tuples(
+        [(taxonomy.display("symptom", s) if s != OTHER else OTHER, c) for s, c in table.columns],
+        names=["symptom", "converter"],
+    )
+    return table
+
+
+def flatten(table: pd.DataFrame) -> pd.DataFrame:
+    """Single-level column names (``symptom / converter``) for CSV, JSON and Markdown."""
+    out = table.copy()
+    if isinstance(out.columns, pd.MultiIndex):
+        out.columns = [" / ".join(str(p) for p in col) for col in out.columns]
+    if isinstance(out.index, pd.MultiIndex):
+        out.index = [" / ".join(str(p) for p in idx) for idx in out.index]
+    return out
+
+
+def render(table: pd.DataFrame, fmt: str) -> str:
+    """A table as md, csv, latex or json text."""
+    if fmt == "md":
+        return str(flatten(table).to_markdown())
+    if fmt == "csv":
+        return str(flatten(table).to_csv())
+    if fmt == "latex":
+        return str(table.to_latex(escape=True))
+    if fmt == "json":
+        return str(flatten(table).to_json(orient="index", indent=2))
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+def counts_dict(table: pd.DataFrame) -> dict[str, Any]:
+    return {str(k): v for k, v in flatten(table).to_dict(orient="index").items()}
