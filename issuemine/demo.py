@@ -4,8 +4,9 @@
    with their labels (rater ``study``, sample ``study``);
 2. the pilot and drift double-labelings (``pilot-ratings.csv``, ``drift-ratings.csv``) are imported
    as samples ``pilot`` and ``drift``, and inter-rater agreement is computed for both;
-3. the filters run and a seeded sample is drawn, as on a fetched corpus.
-Later capabilities (analysis, reproduction) extend this same job.
+3. the filters run and a seeded sample is drawn, as on a fetched corpus;
+4. the analysis of sample ``study`` is written to ``report/``: tables, figures, report.html.
+Later capabilities (reproduction) extend this same job.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from issuemine import filters, sampling, status
 from issuemine.agreement import Agreement, agreement
+from issuemine.analysis import report, tables
 from issuemine.catalog import load_catalog, resolve
 from issuemine.db import open_db
 from issuemine.errors import IssuemineError
@@ -38,6 +40,8 @@ class DemoResult:
     status: dict[str, Any]
     agreement: dict[str, list[Agreement]]
     final_labels: int
+    report: Path
+    tables: dict[str, str]
 
 
 def run_demo(out_dir: Path, *, seed: int = 7, per_converter: int = 30) -> DemoResult:
@@ -56,8 +60,8 @@ def run_demo(out_dir: Path, *, seed: int = 7, per_converter: int = 30) -> DemoRe
         tax = taxonomy()
         loaded = 0
         for name, sample, rater in LABEL_FILES:
-            report = import_labels(db, tax, data_dir() / name, rater=rater, sample=sample, catalog=catalog)
-            loaded += report.stubs
+            imported = import_labels(db, tax, data_dir() / name, rater=rater, sample=sample, catalog=catalog)
+            loaded += imported.stubs
         repos = {c.repo: c.name for c in catalog.values()}
         agreements = {s: agreement(ratings_frame(db, s, repos), tax) for s in ("pilot", "drift")}
         converters = resolve(catalog, STUDY_CONVERTERS)
@@ -66,6 +70,13 @@ def run_demo(out_dir: Path, *, seed: int = 7, per_converter: int = 30) -> DemoRe
         # already selected these issues, hence a sample that includes undecided issues.
         sampling.create_sample(db, "demo", converters, per_converter, seed, include_undecided=True)
         final = final_labels(db, tax, "study", repos)
-        return DemoResult(db_path, loaded, status.corpus_status(db), agreements, len(final))
+        built = report.build(db, tax, catalog, out_dir / "report", "study")
+        shown = {
+            "Table 8, failure location (stage):": tables.stage_table(final, tax),
+            "Table 9, symptoms (last column: DL-compiler front-ends, Shen et al.):": tables.symptom_table(final, tax),
+            "Table 10, top causes by symptom:": tables.cause_by_symptom(final, tax),
+        }
+        rendered = {title: tables.render(table, "md") for title, table in shown.items()}
+        return DemoResult(db_path, loaded, status.corpus_status(db), agreements, len(final), built.html, rendered)
     finally:
         db.close()

@@ -364,10 +364,29 @@ def final_labels(
             row[f"{dimension}_source"] = "agreed" if group["rater"].nunique() > 1 else "single"
         else:
             row[dimension], row[f"{dimension}_source"] = None, "disputed"
-    columns = ["issue_id", "repo", "number", "converter", *dims, *(f"{d}_source" for d in dims)]
-    return pd.DataFrame(list(out.values()), columns=columns).sort_values(
-        ["converter", "repo", "number"], ignore_index=True
-    )
+    with db.session() as session:
+        dates = {
+            i: (created, closed)
+            for i, created, closed in session.execute(
+                select(Issue.id, Issue.created_at, Issue.closed_at).where(Issue.id.in_(list(out)))
+            )
+        }
+    for issue_id, row in out.items():
+        row["created_at"], row["closed_at"] = dates.get(issue_id, (None, None))
+    columns = [
+        "issue_id",
+        "repo",
+        "number",
+        "converter",
+        "created_at",
+        "closed_at",
+        *dims,
+        *(f"{d}_source" for d in dims),
+    ]
+    frame = pd.DataFrame(list(out.values()), columns=columns)
+    for col in ("created_at", "closed_at"):
+        frame[col] = pd.to_datetime(frame[col])
+    return frame.sort_values(["converter", "repo", "number"], ignore_index=True)
 
 
 # -- export ----------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from issuemine.db import Database
 from issuemine.db.models import Comment, FetchRun, FilterResult, Issue, Repository, Sample, SampleMember, TimelineEvent
 
 
-def _as_int(expr: Any) -> Any:
+def count_where(expr: Any) -> Any:
+    """SQL for the number of rows where ``expr`` holds (0 for none), portable across dialects."""
     return func.coalesce(func.sum(case((expr, 1), else_=0)), 0).cast(Integer)
 
 
@@ -21,9 +22,9 @@ def corpus_status(db: Database) -> dict[str, Any]:
             select(
                 Repository.full_name,
                 func.count(Issue.id),
-                _as_int(Issue.is_pull_request.is_(True)),
-                _as_int(Issue.source == "stub"),
-                _as_int(Issue.timeline_complete.is_(True)),
+                count_where(Issue.is_pull_request.is_(True)),
+                count_where(Issue.source == "stub"),
+                count_where(Issue.timeline_complete.is_(True)),
             )
             .join(Issue, Issue.repository_id == Repository.id, isouter=True)
             .group_by(Repository.full_name)
@@ -56,13 +57,13 @@ def corpus_status(db: Database) -> dict[str, Any]:
                 select(
                     FilterResult.converter,
                     func.count(),
-                    _as_int(FilterResult.relevant.is_(True)),
-                    _as_int(FilterResult.relevant.is_(False)),
-                    _as_int(FilterResult.relevant.is_(None)),
-                    _as_int(FilterResult.available.is_(True) & FilterResult.relevant.is_not(False)),
-                    _as_int(FilterResult.available.is_(False) & FilterResult.relevant.is_not(False)),
-                    _as_int(FilterResult.available.is_(None) & FilterResult.relevant.is_not(False)),
-                    _as_int(FilterResult.relevant.is_(True) & FilterResult.available.is_(True)),
+                    count_where(FilterResult.relevant.is_(True)),
+                    count_where(FilterResult.relevant.is_(False)),
+                    count_where(FilterResult.relevant.is_(None)),
+                    count_where(FilterResult.available.is_(True) & FilterResult.relevant.is_not(False)),
+                    count_where(FilterResult.available.is_(False) & FilterResult.relevant.is_not(False)),
+                    count_where(FilterResult.available.is_(None) & FilterResult.relevant.is_not(False)),
+                    count_where(FilterResult.relevant.is_(True) & FilterResult.available.is_(True)),
                 )
                 .group_by(FilterResult.converter)
                 .order_by(FilterResult.converter)

@@ -47,6 +47,15 @@ def labeled_samples(db: Database) -> list[str]:
         )
 
 
+def assigned_samples(db: Database) -> list[str]:
+    """Samples with rater assignments: planned, imported with raters, or labeled in sessions. Only
+    these say who was meant to label what, which agreement needs."""
+    with db.session() as session:
+        return sorted(
+            session.scalars(select(Sample.name).join(Assignment, Assignment.sample_id == Sample.id).distinct())
+        )
+
+
 def choose_sample(db: Database, sample: str | None) -> str:
     if sample:
         return sample

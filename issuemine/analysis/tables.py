@@ -129,3 +129,14 @@ def render(table: pd.DataFrame, fmt: str) -> str:
 
 def counts_dict(table: pd.DataFrame) -> dict[str, Any]:
     return {str(k): v for k, v in flatten(table).to_dict(orient="index").items()}
+
+
+def time_to_close(final: pd.DataFrame, taxonomy: Taxonomy, dimension: str) -> pd.DataFrame:
+    """Days from opening to closing per category of ``dimension``: n, median, mean, quartiles."""
+    dated = final.dropna(subset=["created_at", "closed_at", dimension]).copy()
+    dated["days"] = (dated["closed_at"] - dated["created_at"]).dt.total_seconds() / 86400
+    stats = dated.groupby(dimension)["days"].describe()[["count", "25%", "50%", "mean", "75%"]]
+    stats = stats.reindex(taxonomy.all_codes(dimension)).dropna(how="all")
+    stats.index = [taxonomy.display(dimension, c) for c in stats.index]
+    stats.index.name = dimension
+    return stats.rename(columns={"count": "n", "50%": "median"}).round(1)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from issuemine.analysis import run, tables
+from issuemine.analysis import opsets, report, run, tables, trends
 from issuemine.cli.common import DbOption, catalog, database, err, handle_errors, out
 from issuemine.cli.labeling import TaxonomyOption
 from issuemine.errors import IssuemineError
@@ -18,7 +18,10 @@ from issuemine.taxonomy import load_taxonomy
 def analyze_cmd(
     table: str | None = typer.Option(None, "--table", help=f"One table to print: {', '.join(run.TABLES)}."),
     fmt: str = typer.Option("md", "--format", help="md, csv, latex or json."),
-    out_dir: Path | None = typer.Option(None, "--out", help="Write every table in every format to this folder."),
+    out_dir: Path | None = typer.Option(
+        None, "--out", help="Write every table (md, csv, LaTeX, JSON), every figure (PNG, PDF) and report.html here."
+    ),
+    figures: bool = typer.Option(True, "--figures/--no-figures", help="With --out: also draw the figures."),
     sample: str | None = typer.Option(None, "--sample", help="Sample to analyze (needed when several have labels)."),
     converter: list[str] | None = typer.Option(None, "--converter", help="Only these converter(s)."),
     db: str | None = DbOption,
@@ -28,16 +31,30 @@ def analyze_cmd(
     (Table 10), causes and cause sub-types, each with Wilson 95% intervals."""
     if fmt not in run.FORMATS:
         raise IssuemineError(f"unknown --format {fmt!r}: use {', '.join(run.FORMATS)}")
-    if table is not None and table not in run.TABLES:
-        raise IssuemineError(f"unknown --table {table!r}: use {', '.join(run.TABLES)}")
+    if table is not None and table not in (*run.TABLES, "opset-trend"):
+        raise IssuemineError(f"unknown --table {table!r}: use {', '.join([*run.TABLES, 'opset-trend'])}")
     tax, _ = load_taxonomy(taxonomy_dir)
-    name, final = run.load_final(database(db), tax, sample, catalog(), converter or ())
+    database_ = database(db)
     if out_dir is not None:
-        written = run.write_tables(final, tax, out_dir)
-        err.print(f"sample {name!r}: {len(final)} labeled issues; wrote {len(written)} files to {out_dir}")
-    names = [table] if table else ([] if out_dir is not None else list(run.TABLES))
+        built = report.build(database_, tax, catalog(), out_dir, sample, tuple(converter or ()), with_figures=figures)
+        err.print(
+            f"sample {built.sample!r}: {built.issues} labeled issues; wrote {len(built.files)} files to "
+            f"{out_dir} (report: {built.html})"
+        )
+        if table is None:
+            return
+    _, final = run.load_final(database_, tax, sample, catalog(), converter or ())
+    names = [table] if table else list(run.TABLES)
     for key in names:
-        text = tables.render(run.TABLES[key](final, tax), fmt)
+        if key == "opset-trend":
+            result = trends.rq3(final, opsets.load_history())
+            err.print(
+                f"Spearman rho (operator changes vs failures until the next release): {result.rho_all:.2f}; "
+                f"incompatibility + type share: {result.rho_share:.2f} ({result.dated} dated failures)"
+            )
+            text = tables.render(result.table.set_index("release"), fmt)
+        else:
+            text = tables.render(run.TABLES[key](final, tax), fmt)
         if fmt == "md" and len(names) > 1:
             out.print(f"\n## {key}\n", markup=False)
         sys.stdout.write(text + "\n")

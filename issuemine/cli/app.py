@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -51,6 +52,8 @@ def demo_cmd(
                 "status": result.status,
                 "agreement": {s: [a.as_dict() for a in rows] for s, rows in result.agreement.items()},
                 "final_labels": result.final_labels,
+                "report": str(result.report),
+                "tables": result.tables,
             }
         )
         return
@@ -65,7 +68,10 @@ def demo_cmd(
             )
         )
     out.print(f"final labels: {result.final_labels} issues of sample 'study'")
-    out.print(f"\ndone: the database is {result.database}")
+    for title, text in result.tables.items():
+        out.print(f"\n{title}", markup=False)
+        sys.stdout.write(text + "\n")
+    out.print(f"\ndone: the database is {result.database}; the report is {result.report}")
 
 
 @app.callback(invoke_without_command=True)

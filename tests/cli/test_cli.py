@@ -234,3 +234,4 @@ def test_demo(cli, tmp_path: Path):
     assert round(pilot[("cause", "all")], 2) == 0.90 and round(pilot[("symptom", "all")], 2) == 0.95
     assert all(a["kappa"] == 1.0 for a in data["agreement"]["drift"])
     assert data["final_labels"] == 200
+    assert Path(data["report"]).is_file() and "Table 10" in " ".join(data["tables"])

@@ -1,0 +1,140 @@
+"""Figures for a paper at column width (3.5 in), with one color per converter and per category
+in every figure. Each function returns a matplotlib Figure; ``save`` writes PNG and PDF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: CI, SSH, notebooks executed by tests
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+
+WIDTH = 3.5  # inches, one column of a two-column paper
+MARK_CHANGES = 5  # opset releases drawn on the timeline (the study's Figure 6)
+CONVERTER_COLORS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
+CATEGORY_COLORS = plt.get_cmap("tab20").colors  # type: ignore[attr-defined]
+plt.rcParams.update(
+    {
+        "font.size": 7,
+        "axes.titlesize": 8,
+        "axes.labelsize": 7,
+        "legend.fontsize": 6,
+        "xtick.labelsize": 6,
+        "ytick.labelsize": 6,
+        "figure.dpi": 150,
+    }
+)
+
+
+def converter_color(converters: list[str]) -> dict[str, Any]:
+    return {c: CONVERTER_COLORS[i % len(CONVERTER_COLORS)] for i, c in enumerate(sorted(converters))}
+
+
+def category_color(categories: list[str]) -> dict[str, Any]:
+    return {c: CATEGORY_COLORS[i % len(CATEGORY_COLORS)] for i, c in enumerate(categories)}
+
+
+def stacked_bars(table: pd.DataFrame, title: str, category: str) -> Figure:
+    """Share of each category (rows of ``table``) within each converter (columns), stacked."""
+    converters = [
+        c for c in table.columns if c not in ("total", "percent", "ci95_low", "ci95_high", "dl_compiler_frontends")
+    ]
+    counts = table[converters]
+    shares = 100 * counts / counts.sum(axis=0).replace(0, 1)
+    colors = category_color(list(table.index))
+    rows = (len(table.index) + 2) // 3
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.9 + 0.3 * len(converters) + 0.18 * rows), layout="constrained")
+    left = pd.Series(0.0, index=converters)
+    for cat in table.index:
+        ax.barh(converters, shares.loc[cat], left=left, color=colors[cat], label=cat, edgecolor="white", linewidth=0.3)
+        left += shares.loc[cat]
+    ax.set_xlim(0, 100)
+    ax.set_xlabel(f"share of labeled failures (%), n = {int(counts.to_numpy().sum())}")
+    ax.set_title(title)
+    fig.legend(title=category, ncols=3, loc="outside lower center", frameon=False)
+    return fig
+
+
+def heatmap(table: pd.DataFrame, title: str) -> Figure:
+    """Cause × (symptom, converter) counts with the numbers written in the cells."""
+    values = table.to_numpy()
+    fig, ax = plt.subplots(figsize=(WIDTH, 1.3 + 0.28 * len(table)), layout="constrained")
+    image = ax.imshow(values, cmap="Blues", aspect="auto")
+    ax.set_yticks(range(len(table.index)), labels=list(table.index))
+    if isinstance(table.columns, pd.MultiIndex):
+        labels = [f"{s} · {c}" for s, c in table.columns]
+    else:
+        labels = [str(c) for c in table.columns]
+    ax.set_xticks(range(len(labels)), labels=labels, rotation=40, ha="right", rotation_mode="anchor")
+    top = values.max() if values.size else 0
+    for (i, j), v in pd.DataFrame(values).stack().items():
+        ax.text(j, i, str(int(v)), ha="center", va="center", fontsize=6, color="white" if v > top / 2 else "black")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label="failures (count)", shrink=0.8)
+    return fig
+
+
+def cumulative(quarters: pd.DataFrame, releases: list[tuple[str, Any, int]], title: str) -> Figure:
+    """Cumulative failures per quarter per converter (solid: all; dashed: incompatibility + type
+    problems) with ONNX opset releases of at least 5 operator changes as vertical lines."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 2.6), layout="constrained")
+    colors = converter_color(list(quarters["converter"].unique()))
+    for converter, part in quarters.groupby("converter"):
+        x = part["quarter"].dt.start_time
+        ax.plot(x, part["all"], color=colors[converter], label=f"{converter}: all")
+        ax.plot(x, part["structural"], color=colors[converter], linestyle="--", label=f"{converter}: incompat. + type")
+    if not quarters.empty:
+        start, end = quarters["quarter"].min().start_time, quarters["quarter"].max().end_time
+        for label, released, changes in releases:
+            when = pd.Timestamp(released)
+            if changes >= MARK_CHANGES and start <= when <= end:
+                ax.axvline(when, color="grey", linewidth=0.5, linestyle=":")
+                # Above the plot area, so labels never cover the curves or the legend.
+                ax.text(
+                    when,
+                    1.01,
+                    label,
+                    rotation=90,
+                    va="bottom",
+                    ha="center",
+                    fontsize=5,
+                    color="grey",
+                    transform=ax.get_xaxis_transform(),
+                )
+    ax.set_xlabel("quarter the issue was opened")
+    ax.set_ylabel("cumulative failures (count)")
+    ax.set_title(f"{title}\n(dotted: opsets with ≥ {MARK_CHANGES} operator changes)", pad=16)
+    ax.legend(loc="upper left", frameon=False)
+    return fig
+
+
+def agreement_chart(rows: list[dict[str, Any]], title: str) -> Figure:
+    """Agreement (``value``) per ``dimension``, one bar per ``group`` (e.g. per sample)."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 2.3), layout="constrained")
+    frame = pd.DataFrame(rows)
+    groups = list(dict.fromkeys(frame["group"]))
+    dims = list(dict.fromkeys(frame["dimension"]))
+    width = 0.8 / max(len(groups), 1)
+    colors = category_color(groups)
+    for k, group in enumerate(groups):
+        part = frame[frame["group"] == group].set_index("dimension").reindex(dims)
+        ax.bar([i + k * width for i in range(len(dims))], part["value"], width, label=group, color=colors[group])
+    ax.set_xticks([i + width * (len(groups) - 1) / 2 for i in range(len(dims))], labels=dims)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("agreement (κ; α for > 2 raters)")
+    ax.set_title(title)
+    fig.legend(frameon=False, ncols=min(len(groups), 4), loc="outside lower center")
+    return fig
+
+
+def save(fig: Figure, folder: Path, name: str) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{name}.png", folder / f"{name}.pdf"]
+    for path in paths:
+        fig.savefig(path, dpi=300 if path.suffix == ".png" else None)
+    plt.close(fig)
+    return paths
