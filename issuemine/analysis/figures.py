@@ -3,21 +3,22 @@ in every figure. Each function returns a matplotlib Figure; ``save`` writes PNG 
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # headless: CI, SSH, notebooks executed by tests
-import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
 WIDTH = 3.5  # inches, one column of a two-column paper
 MARK_CHANGES = 5  # opset releases drawn on the timeline (the study's Figure 6)
 CONVERTER_COLORS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
-CATEGORY_COLORS = plt.get_cmap("tab20").colors  # type: ignore[attr-defined]
-plt.rcParams.update(
+CATEGORY_COLORS = matplotlib.colormaps["tab20"].colors  # type: ignore[attr-defined]
+STYLE: Any = dict(
     {
         "font.size": 7,
         "axes.titlesize": 8,
@@ -30,6 +31,22 @@ plt.rcParams.update(
 )
 
 
+def _figure(size: tuple[float, float]) -> tuple[Figure, Any]:
+    fig = Figure(figsize=size, layout="constrained")
+    return fig, fig.subplots()
+
+
+def styled(draw: Callable[..., Figure]) -> Callable[..., Figure]:
+    """Draw with the paper style (small fonts for column width) without touching global settings."""
+
+    @functools.wraps(draw)
+    def wrapper(*args: Any, **kwargs: Any) -> Figure:
+        with matplotlib.rc_context(STYLE):
+            return draw(*args, **kwargs)
+
+    return wrapper
+
+
 def converter_color(converters: list[str]) -> dict[str, Any]:
     return {c: CONVERTER_COLORS[i % len(CONVERTER_COLORS)] for i, c in enumerate(sorted(converters))}
 
@@ -38,6 +55,7 @@ def category_color(categories: list[str]) -> dict[str, Any]:
     return {c: CATEGORY_COLORS[i % len(CATEGORY_COLORS)] for i, c in enumerate(categories)}
 
 
+@styled
 def stacked_bars(table: pd.DataFrame, title: str, category: str) -> Figure:
     """Share of each category (rows of ``table``) within each converter (columns), stacked."""
     converters = [
@@ -47,7 +65,7 @@ def stacked_bars(table: pd.DataFrame, title: str, category: str) -> Figure:
     shares = 100 * counts / counts.sum(axis=0).replace(0, 1)
     colors = category_color(list(table.index))
     rows = (len(table.index) + 2) // 3
-    fig, ax = plt.subplots(figsize=(WIDTH, 0.9 + 0.3 * len(converters) + 0.18 * rows), layout="constrained")
+    fig, ax = _figure((WIDTH, 0.9 + 0.3 * len(converters) + 0.18 * rows))
     left = pd.Series(0.0, index=converters)
     for cat in table.index:
         ax.barh(converters, shares.loc[cat], left=left, color=colors[cat], label=cat, edgecolor="white", linewidth=0.3)
@@ -59,10 +77,11 @@ def stacked_bars(table: pd.DataFrame, title: str, category: str) -> Figure:
     return fig
 
 
+@styled
 def heatmap(table: pd.DataFrame, title: str) -> Figure:
     """Cause × (symptom, converter) counts with the numbers written in the cells."""
     values = table.to_numpy()
-    fig, ax = plt.subplots(figsize=(WIDTH, 1.3 + 0.28 * len(table)), layout="constrained")
+    fig, ax = _figure((WIDTH, 1.3 + 0.28 * len(table)))
     image = ax.imshow(values, cmap="Blues", aspect="auto")
     ax.set_yticks(range(len(table.index)), labels=list(table.index))
     if isinstance(table.columns, pd.MultiIndex):
@@ -78,10 +97,11 @@ def heatmap(table: pd.DataFrame, title: str) -> Figure:
     return fig
 
 
+@styled
 def cumulative(quarters: pd.DataFrame, releases: list[tuple[str, Any, int]], title: str) -> Figure:
     """Cumulative failures per quarter per converter (solid: all; dashed: incompatibility + type
     problems) with ONNX opset releases of at least 5 operator changes as vertical lines."""
-    fig, ax = plt.subplots(figsize=(WIDTH, 2.6), layout="constrained")
+    fig, ax = _figure((WIDTH, 2.6))
     colors = converter_color(list(quarters["converter"].unique()))
     for converter, part in quarters.groupby("converter"):
         x = part["quarter"].dt.start_time
@@ -112,9 +132,10 @@ def cumulative(quarters: pd.DataFrame, releases: list[tuple[str, Any, int]], tit
     return fig
 
 
+@styled
 def agreement_chart(rows: list[dict[str, Any]], title: str) -> Figure:
     """Agreement (``value``) per ``dimension``, one bar per ``group`` (e.g. per sample)."""
-    fig, ax = plt.subplots(figsize=(WIDTH, 2.3), layout="constrained")
+    fig, ax = _figure((WIDTH, 2.3))
     frame = pd.DataFrame(rows)
     groups = list(dict.fromkeys(frame["group"]))
     dims = list(dict.fromkeys(frame["dimension"]))
@@ -136,5 +157,4 @@ def save(fig: Figure, folder: Path, name: str) -> list[Path]:
     paths = [folder / f"{name}.png", folder / f"{name}.pdf"]
     for path in paths:
         fig.savefig(path, dpi=300 if path.suffix == ".png" else None)
-    plt.close(fig)
     return paths
