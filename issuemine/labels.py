@@ -296,7 +296,8 @@ def sample_id(session: Session, name: str) -> int:
 
 
 def ratings_frame(db: Database, sample: str | None = None, converters: dict[str, str] | None = None) -> Any:
-    """All ratings as a pandas DataFrame: issue_id, repo, number, converter, rater, dimension, code."""
+    """All ratings as a pandas DataFrame: issue_id, repo, number, created_at, closed_at, rater,
+    dimension, code, converter."""
     import pandas as pd
 
     query = (
@@ -304,6 +305,8 @@ def ratings_frame(db: Database, sample: str | None = None, converters: dict[str,
             Rating.issue_id,
             Repository.full_name.label("repo"),
             Issue.number,
+            Issue.created_at,
+            Issue.closed_at,
             Rater.name.label("rater"),
             Rating.dimension,
             Rating.code,
@@ -326,8 +329,19 @@ def ratings_frame(db: Database, sample: str | None = None, converters: dict[str,
                     & (Assignment.issue_id == Rating.issue_id)
                     & (Assignment.rater_id == Rating.rater_id),
                 )
-        rows = session.execute(query).all()
-    columns = ["issue_id", "repo", "number", "rater", "dimension", "code", *(["converter"] if sample else [])]
+        # Core execution: plain rows, no ORM bookkeeping (several times faster at 10^5 rows).
+        rows = session.connection().execute(query).all()
+    columns = [
+        "issue_id",
+        "repo",
+        "number",
+        "created_at",
+        "closed_at",
+        "rater",
+        "dimension",
+        "code",
+        *(["converter"] if sample else []),
+    ]
     frame = pd.DataFrame([tuple(r) for r in rows], columns=columns)
     if "converter" not in frame.columns:
         mapping = {k.lower(): v for k, v in (converters or {}).items()}
@@ -338,41 +352,13 @@ def ratings_frame(db: Database, sample: str | None = None, converters: dict[str,
 def final_labels(
     db: Database, taxonomy: Taxonomy, sample: str | None = None, converters: dict[str, str] | None = None
 ) -> Any:
-    """One row per issue: the final code per dimension and where it came from (``<dim>_source``)."""
+    """One row per issue: the final code per dimension and where it came from (``<dim>_source``:
+    adjudicated, agreed, single, or disputed with no code)."""
+    import numpy as np
     import pandas as pd
 
     frame = ratings_frame(db, sample, converters)
-    with db.session() as session:
-        adjudicated = {(a.issue_id, a.dimension): a.code for a in session.scalars(select(Adjudication))}
     dims = taxonomy.label_dimensions()
-    out: dict[int, dict[str, Any]] = {}
-    for (issue_id, dimension), group in frame.groupby(["issue_id", "dimension"], sort=False):
-        row = out.setdefault(
-            int(issue_id),
-            {
-                "issue_id": int(issue_id),
-                "repo": group["repo"].iat[0],
-                "number": int(group["number"].iat[0]),
-                "converter": group["converter"].iat[0],
-            },
-        )
-        codes = set(group["code"])
-        if (issue_id, dimension) in adjudicated:
-            row[dimension], row[f"{dimension}_source"] = adjudicated[(issue_id, dimension)], "adjudicated"
-        elif len(codes) == 1:
-            row[dimension] = next(iter(codes))
-            row[f"{dimension}_source"] = "agreed" if group["rater"].nunique() > 1 else "single"
-        else:
-            row[dimension], row[f"{dimension}_source"] = None, "disputed"
-    with db.session() as session:
-        dates = {
-            i: (created, closed)
-            for i, created, closed in session.execute(
-                select(Issue.id, Issue.created_at, Issue.closed_at).where(Issue.id.in_(list(out)))
-            )
-        }
-    for issue_id, row in out.items():
-        row["created_at"], row["closed_at"] = dates.get(issue_id, (None, None))
     columns = [
         "issue_id",
         "repo",
@@ -383,10 +369,30 @@ def final_labels(
         *dims,
         *(f"{d}_source" for d in dims),
     ]
-    frame = pd.DataFrame(list(out.values()), columns=columns)
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    groups = frame.groupby(["issue_id", "dimension"], sort=False).agg(
+        code=("code", "first"), codes=("code", "nunique"), raters=("rater", "nunique")
+    )
+    groups["source"] = np.where(groups["codes"] > 1, "disputed", np.where(groups["raters"] > 1, "agreed", "single"))
+    groups["code"] = groups["code"].where(groups["codes"] == 1, None)
+    with db.session() as session:
+        adjudicated = pd.DataFrame(
+            session.execute(select(Adjudication.issue_id, Adjudication.dimension, Adjudication.code)).all(),
+            columns=["issue_id", "dimension", "code"],
+        ).set_index(["issue_id", "dimension"])
+    decided = adjudicated.index.intersection(groups.index)
+    groups.loc[decided, "code"] = adjudicated.loc[decided, "code"]
+    groups.loc[decided, "source"] = "adjudicated"
+    codes = groups["code"].unstack("dimension").reindex(columns=dims)
+    sources = groups["source"].unstack("dimension").reindex(columns=dims).add_suffix("_source")
+    info = frame.drop_duplicates("issue_id").set_index("issue_id")[
+        ["repo", "number", "converter", "created_at", "closed_at"]
+    ]
+    final = info.join(codes).join(sources).reset_index()
     for col in ("created_at", "closed_at"):
-        frame[col] = pd.to_datetime(frame[col])
-    return frame.sort_values(["converter", "repo", "number"], ignore_index=True)
+        final[col] = pd.to_datetime(final[col])
+    return final[columns].sort_values(["converter", "repo", "number"], ignore_index=True)
 
 
 # -- export ----------------------------------------------------------------------------------------

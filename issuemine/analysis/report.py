@@ -172,10 +172,11 @@ def _write_html(
         ("Causes", tables.cause_table(final, taxonomy), None, "cause"),
         ("Cause sub-types", tables.subtype_table(final, taxonomy), None, None),
     ]
+    converters = set(final["converter"])
     for title, table, image, dim in sections:
         parts += [f"<h2>{esc(title)}</h2>", _table_html(table)]
         if dim:
-            counts = table[[c for c in table.columns if c in set(final["converter"])]]
+            counts = table[[c for c in table.columns if c in converters]]
             diff = converters_differ(counts)
             parts.append(f"<p>Do the converters differ? {esc(diff.test)}: p = {diff.p_value:.3g}.</p>")
         if image and image in images:

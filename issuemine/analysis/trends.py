@@ -79,21 +79,23 @@ def rq3(final: pd.DataFrame, history: dict[int, Opset]) -> RQ3:
     from scipy.stats import spearmanr
 
     dated = final.dropna(subset=["created_at"])
-    days = dated["created_at"].dt.date
+    opened = dated["created_at"]
+    structural_mask = dated["cause"].isin(STRUCTURAL)
     rel = releases(history)
     rows = []
     for i, (label, released, changes) in enumerate(rel):
-        end = rel[i + 1][1] if i + 1 < len(rel) else date.max
-        window = dated[(days >= released) & (days < end)]
-        structural = int(window["cause"].isin(STRUCTURAL).sum())
+        end = pd.Timestamp(rel[i + 1][1]) if i + 1 < len(rel) else pd.Timestamp.max
+        in_window = (opened >= pd.Timestamp(released)) & (opened < end)
+        failures = int(in_window.sum())
+        structural = int((in_window & structural_mask).sum())
         rows.append(
             {
                 "release": label,
                 "released": released,
                 "changes": changes,
-                "failures": len(window),
+                "failures": failures,
                 "structural": structural,
-                "share": structural / len(window) if len(window) else 0.0,
+                "share": structural / failures if failures else 0.0,
             }
         )
     table = pd.DataFrame(rows)
