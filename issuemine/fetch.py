@@ -39,6 +39,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from issuemine import interrupt
 from issuemine.catalog import Converter
 from issuemine.db import Database
 from issuemine.db.models import ConverterRow, FetchRun, Issue, IssueLabel, Label, Listing
@@ -203,24 +204,26 @@ class Fetcher:
 
     def _finish(self, run_id: int, report: FetchReport, start: RequestStats) -> None:
         self._count(report, start)
-        with self.db.session() as session:
-            session.execute(
-                update(FetchRun)
-                .where(FetchRun.id == run_id)
-                .values(
-                    finished_at=utcnow(),
-                    status=report.status,
-                    cursor_after=report.cursor,
-                    issues_listed=report.listed,
-                    issues_saved=report.saved,
-                    timelines_fetched=report.timelines,
-                    requests=report.requests,
-                    requests_counted=report.counted,
-                    not_modified=report.not_modified,
-                    errors=report.faults,
-                    message=report.message,
-                )
+        self.db.write(lambda session: self._record_finish(session, run_id, report))
+
+    def _record_finish(self, session: Session, run_id: int, report: FetchReport) -> None:
+        session.execute(
+            update(FetchRun)
+            .where(FetchRun.id == run_id)
+            .values(
+                finished_at=utcnow(),
+                status=report.status,
+                cursor_after=report.cursor,
+                issues_listed=report.listed,
+                issues_saved=report.saved,
+                timelines_fetched=report.timelines,
+                requests=report.requests,
+                requests_counted=report.counted,
+                not_modified=report.not_modified,
+                errors=report.faults,
+                message=report.message,
             )
+        )
 
     def _count(self, report: FetchReport, start: RequestStats) -> None:
         now = self.client.stats
@@ -283,6 +286,7 @@ class Fetcher:
             else:
                 since, page = newest, 1
             self._save_cursor(listing_id, run_id, since, None, report, start)
+            interrupt.check()
 
     def _save_cursor(
         self,
@@ -382,6 +386,7 @@ class Fetcher:
         """Store up to BATCH_ISSUES fetched issues in one transaction (a commit per issue costs more
         than its inserts), retried if a concurrent writer collides. Each issue is complete in
         itself; a fetch error first stores the issues fetched before it, then propagates."""
+        interrupt.check()  # a requested stop happens here, between transactions
         failure: BaseException | None = None
         batch: list[tuple[dict[str, Any], Timeline | None]] = []
         deadline = time.monotonic() + BATCH_SECONDS
@@ -417,6 +422,7 @@ class Fetcher:
                 r for r in candidates if not availability(converter, events.get(r.id, []), timeline_complete=True).value
             ]
         for row in candidates:
+            interrupt.check()
             report.refresh_changed += self._refresh_one(converter, row)
             report.refreshed += 1
             self._tick(converter, "refresh", report, len(candidates))

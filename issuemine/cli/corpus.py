@@ -19,7 +19,7 @@ from rich.progress import (
 from rich.text import Text
 
 from issuemine import filters as filters_mod
-from issuemine import sampling, status
+from issuemine import interrupt, sampling, status
 from issuemine.catalog import resolve
 from issuemine.cli.common import (
     CatalogOption,
@@ -159,7 +159,7 @@ def fetch_cmd(
     client = GitHubClient(api_url, token_from(token), policy, on_wait=view.on_wait)
     fetcher = Fetcher(database_, client, refresh_timelines=refresh_timelines, progress=view.on_progress)
     reports = []
-    with progress:
+    with progress, interrupt.deferred_interrupt():
         for converter in chosen:
             if not as_json:
                 err.print(f"fetching {converter.name} ({converter.repo}) from {api_url}")

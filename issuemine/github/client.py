@@ -32,6 +32,7 @@ import requests
 from github import Auth, Github
 from requests.utils import parse_header_links
 
+from issuemine import interrupt
 from issuemine.errors import GitHubError, RateLimitStop
 
 DEFAULT_API_URL = "https://api.github.com"
@@ -243,6 +244,7 @@ class GitHubClient:
             left = end - time.monotonic()
             if left <= 0:
                 return
+            interrupt.check()  # a rate-limit wait can be an hour: Ctrl-C must end it
             if self.on_wait:
                 self.on_wait(reason, left)
             time.sleep(min(left, 1.0))
