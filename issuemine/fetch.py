@@ -207,23 +207,12 @@ class Fetcher:
         self.db.write(lambda session: self._record_finish(session, run_id, report))
 
     def _record_finish(self, session: Session, run_id: int, report: FetchReport) -> None:
-        session.execute(
-            update(FetchRun)
-            .where(FetchRun.id == run_id)
-            .values(
-                finished_at=utcnow(),
-                status=report.status,
-                cursor_after=report.cursor,
-                issues_listed=report.listed,
-                issues_saved=report.saved,
-                timelines_fetched=report.timelines,
-                requests=report.requests,
-                requests_counted=report.counted,
-                not_modified=report.not_modified,
-                errors=report.faults,
-                message=report.message,
-            )
-        )
+        values = _run_counters(report) | {
+            "finished_at": utcnow(),
+            "status": report.status,
+            "message": report.message,
+        }
+        session.execute(update(FetchRun).where(FetchRun.id == run_id).values(**values))
 
     def _count(self, report: FetchReport, start: RequestStats) -> None:
         now = self.client.stats
@@ -305,20 +294,7 @@ class Fetcher:
                 .where(Listing.id == listing_id)
                 .values(cursor=cursor, etag=etag, completed_at=utcnow() if etag else None)
             )
-            session.execute(
-                update(FetchRun)
-                .where(FetchRun.id == run_id)
-                .values(
-                    cursor_after=cursor,
-                    issues_listed=report.listed,
-                    issues_saved=report.saved,
-                    timelines_fetched=report.timelines,
-                    requests=report.requests,
-                    requests_counted=report.counted,
-                    not_modified=report.not_modified,
-                    errors=report.faults,
-                )
-            )
+            session.execute(update(FetchRun).where(FetchRun.id == run_id).values(**_run_counters(report)))
 
     def _store_page(
         self,
@@ -476,6 +452,20 @@ class Fetcher:
                 etag=timeline.last_page_etag,
             )
         return True
+
+
+def _run_counters(report: FetchReport) -> dict[str, Any]:
+    """A fetch run's progress columns, as written after each page and at the end."""
+    return {
+        "cursor_after": report.cursor,
+        "issues_listed": report.listed,
+        "issues_saved": report.saved,
+        "timelines_fetched": report.timelines,
+        "requests": report.requests,
+        "requests_counted": report.counted,
+        "not_modified": report.not_modified,
+        "errors": report.faults,
+    }
 
 
 def store_issue(session: Session, repo_id: int, item: dict[str, Any], timeline: Timeline | None) -> int:

@@ -11,7 +11,7 @@ import sys
 import termios
 import tty
 import webbrowser
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console, Group, RenderableType
@@ -129,30 +129,51 @@ def read_key(fd: int) -> str:
     return data.decode(errors="ignore")
 
 
-def run(session: LabelSession, console: Console | None = None) -> None:
-    """The interactive loop; returns when the rater quits."""
+def key_loop(
+    why_terminal: str,
+    start: Callable[[], object],
+    draw: Callable[[], RenderableType],
+    handle: Callable[[int, str], None],
+    done: Callable[[], bool],
+    console: Console | None = None,
+) -> Console:
+    """Draw, read one key, handle it, until ``done()``; Ctrl-C or a closed input ends the loop.
+    Work is saved by ``handle`` as it happens, so leaving the loop loses nothing."""
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise IssuemineError(
-            "`issuemine label` is interactive and needs a terminal; without one, use "
-            "`issuemine labels import FILE` to load labels and `issuemine labels export` to read them"
-        )
+        raise IssuemineError(why_terminal)
+    start()
     console = console or Console()
     fd = sys.stdin.fileno()
-    session.start()
     try:
         with cbreak(fd):
-            while not session.quit:
+            while not done():
                 console.clear()
-                console.print(render(session.screen(), session))
-                key = read_key(fd)
-                if key == "n":
-                    session.set_note(_line(fd, "note: "))
-                elif key == "o":
-                    _open(session)
-                else:
-                    session.press(key)
+                console.print(draw())
+                handle(fd, read_key(fd))
     except (KeyboardInterrupt, EOFError):
-        session.press("q")
+        pass
+    return console
+
+
+def run(session: LabelSession, console: Console | None = None) -> None:
+    """The interactive labeling loop; returns when the rater quits."""
+
+    def handle(fd: int, key: str) -> None:
+        if key == "n":
+            session.set_note(_line(fd, "note: "))
+        elif key == "o":
+            _open(session)
+        else:
+            session.press(key)
+
+    why = (
+        "`issuemine label` is interactive and needs a terminal; without one, use "
+        "`issuemine labels import FILE` to load labels and `issuemine labels export` to read them"
+    )
+    console = key_loop(
+        why, session.start, lambda: render(session.screen(), session), handle, lambda: session.quit, console
+    )
+    session.press("q")  # records the time spent on the issue on screen
     console.print(
         f"saved. {session.screen().done} of {len(session.queue)} issues done by {session.rater}.", highlight=False
     )
@@ -213,20 +234,16 @@ def render_adjudication(session: AdjudicationSession) -> RenderableType:
 
 
 def run_adjudication(session: AdjudicationSession, console: Console | None = None) -> None:
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise IssuemineError(
-            "`issuemine adjudicate` is interactive and needs a terminal; `issuemine adjudicate --json` lists "
-            "the disagreements, and `issuemine labels import` can load decided labels"
-        )
-    console = console or Console()
-    fd = sys.stdin.fileno()
-    session.start()
-    try:
-        with cbreak(fd):
-            while not session.quit:
-                console.clear()
-                console.print(render_adjudication(session))
-                session.press(read_key(fd))
-    except (KeyboardInterrupt, EOFError):
-        pass
+    why = (
+        "`issuemine adjudicate` is interactive and needs a terminal; `issuemine adjudicate --json` lists "
+        "the disagreements, and `issuemine labels import` can load decided labels"
+    )
+    console = key_loop(
+        why,
+        session.start,
+        lambda: render_adjudication(session),
+        lambda fd, key: session.press(key),
+        lambda: session.quit,
+        console,
+    )
     console.print(f"saved. {session.decided} disagreement(s) decided.", highlight=False)
