@@ -50,10 +50,13 @@ from issuemine.github.client import PER_PAGE, GitHubClient, RequestStats
 from issuemine.store import (
     ensure_repository,
     mark_timeline,
+    mark_timelines,
     parse_time,
-    save_issue,
+    replace_timelines,
+    save_labels,
     save_timeline,
     upsert,
+    upsert_issue_row,
     utcnow,
 )
 
@@ -376,7 +379,7 @@ class Fetcher:
             pending.popleft()
             batch.append((item, timeline))
         if batch:
-            ids = self.db.write(lambda session: [store_issue(session, repo_id, i, t) for i, t in batch])
+            ids = self.db.write(lambda session: store_batch(session, repo_id, batch))
             touched.update(ids)
             for _, timeline in batch:
                 report.listed += 1
@@ -468,20 +471,27 @@ def _run_counters(report: FetchReport) -> dict[str, Any]:
     }
 
 
-def store_issue(session: Session, repo_id: int, item: dict[str, Any], timeline: Timeline | None) -> int:
-    """The issue, its labels, complete timeline and comments (the caller owns the transaction)."""
-    issue_id = save_issue(session, repo_id, item)
-    if timeline is not None:
-        save_timeline(session, issue_id, timeline.events, replace=True)
-        mark_timeline(
-            session,
-            issue_id,
-            issue_updated_at=parse_time(item.get("updated_at")),
-            pages=timeline.pages,
-            last_page_count=timeline.last_page_count,
-            etag=timeline.last_page_etag,
-        )
-    return issue_id
+def store_batch(session: Session, repo_id: int, batch: list[tuple[dict[str, Any], Timeline | None]]) -> list[int]:
+    """Issues with their labels, complete timelines and comments (the caller owns the transaction).
+    One upsert per issue (it returns the row id); everything else a few statements per batch."""
+    ids = [upsert_issue_row(session, repo_id, item) for item, _ in batch]
+    save_labels(session, repo_id, {i: item.get("labels") or [] for i, (item, _) in zip(ids, batch, strict=True)})
+    fetched = [(i, item, t) for i, (item, t) in zip(ids, batch, strict=True) if t is not None]
+    replace_timelines(session, {i: t.events for i, _, t in fetched})
+    mark_timelines(
+        session,
+        [
+            {
+                "issue_id": i,
+                "issue_updated_at": parse_time(item.get("updated_at")),
+                "pages": t.pages,
+                "last_page_count": t.last_page_count,
+                "etag": t.last_page_etag,
+            }
+            for i, item, t in fetched
+        ],
+    )
+    return ids
 
 
 def _estimate_total(links: dict[str, str], first_page_items: int, already: int) -> int | None:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, select, update
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -134,31 +134,36 @@ def _issue_upsert(dialect: str) -> Any:
 
 def save_issue(session: Session, repository_id: int, raw: dict[str, Any], source: str = "github") -> int:
     """Upsert one issue (or pull request) and replace its label set; return the issue's row id."""
-    row = issue_row(raw, source) | {"repository_id": repository_id}
-    issue_id: int = session.connection().execute(_issue_upsert(_dialect(session)), row).scalar_one()
-    save_labels(session, repository_id, issue_id, raw.get("labels") or [])
+    issue_id = upsert_issue_row(session, repository_id, raw, source)
+    save_labels(session, repository_id, {issue_id: raw.get("labels") or []})
     return issue_id
 
 
-def save_labels(session: Session, repository_id: int, issue_id: int, labels: Iterable[Any]) -> None:
-    rows = [
-        {
-            "id": lab["id"],
-            "repository_id": repository_id,
-            "name": lab["name"],
-            "color": lab.get("color"),
-            "description": lab.get("description"),
-        }
-        for lab in labels
-        if isinstance(lab, dict) and lab.get("id") is not None
-    ]
-    rows.sort(key=lambda r: r["id"])  # concurrent writers lock label rows in the same order
-    upsert(session, Label, rows, ["id"])
-    session.connection().execute(delete(table_of(IssueLabel)).where(IssueLabel.issue_id == issue_id))
-    if rows:
-        upsert(
-            session, IssueLabel, [{"issue_id": issue_id, "label_id": r["id"]} for r in rows], ["issue_id", "label_id"]
-        )
+def upsert_issue_row(session: Session, repository_id: int, raw: dict[str, Any], source: str = "github") -> int:
+    row = issue_row(raw, source) | {"repository_id": repository_id}
+    issue_id: int = session.connection().execute(_issue_upsert(_dialect(session)), row).scalar_one()
+    return issue_id
+
+
+def save_labels(session: Session, repository_id: int, labels_by_issue: dict[int, Iterable[Any]]) -> None:
+    """Replace the label sets of these issues (a few statements for any number of issues)."""
+    rows: dict[int, dict[str, Any]] = {}
+    links = []
+    for issue_id, labels in labels_by_issue.items():
+        for lab in labels:
+            if isinstance(lab, dict) and lab.get("id") is not None:
+                rows[lab["id"]] = {
+                    "id": lab["id"],
+                    "repository_id": repository_id,
+                    "name": lab["name"],
+                    "color": lab.get("color"),
+                    "description": lab.get("description"),
+                }
+                links.append({"issue_id": issue_id, "label_id": lab["id"]})
+    # Concurrent writers lock label rows in the same order.
+    upsert(session, Label, [rows[k] for k in sorted(rows)], ["id"])
+    session.connection().execute(delete(table_of(IssueLabel)).where(IssueLabel.issue_id.in_(list(labels_by_issue))))
+    upsert(session, IssueLabel, links, ["issue_id", "label_id"])
 
 
 def event_key(event: dict[str, Any]) -> str:
@@ -237,19 +242,39 @@ def save_timeline(
     ``replace`` (a complete timeline) drops what GitHub no longer lists, e.g. deleted comments;
     otherwise (a refreshed tail) events are only added or updated.
     """
+    if replace:
+        replace_timelines(session, {issue_id: events})
+        return
+    rows = _event_rows(issue_id, events, first_position)
+    upsert(session, TimelineEvent, rows, ["issue_id", "event_key"])
+    upsert(session, Comment, _comment_rows(issue_id, events), ["id"])
+
+
+def _event_rows(issue_id: int, events: Sequence[dict[str, Any]], first_position: int = 0) -> list[dict[str, Any]]:
     rows = [event_row(issue_id, first_position + i, ev) for i, ev in enumerate(events)]
     # A timeline may list the same keyless event twice; keep the last, as a rerun would.
-    rows = list({r["event_key"]: r for r in rows}.values())
-    comments = [comment_row(issue_id, ev) for ev in events if ev.get("event") == "commented" and ev.get("id")]
-    if replace:
-        connection = session.connection()
-        connection.execute(delete(table_of(TimelineEvent)).where(TimelineEvent.issue_id == issue_id))
-        keep = [c["id"] for c in comments]
-        connection.execute(delete(table_of(Comment)).where(Comment.issue_id == issue_id, Comment.id.not_in(keep)))
-        if rows:
-            connection.execute(table_of(TimelineEvent).insert(), rows)
-    else:
-        upsert(session, TimelineEvent, rows, ["issue_id", "event_key"])
+    return list({r["event_key"]: r for r in rows}.values())
+
+
+def _comment_rows(issue_id: int, events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [comment_row(issue_id, ev) for ev in events if ev.get("event") == "commented" and ev.get("id")]
+
+
+def replace_timelines(session: Session, events_by_issue: dict[int, Sequence[dict[str, Any]]]) -> None:
+    """Replace the complete timelines (and comments) of these issues, a few statements in all."""
+    if not events_by_issue:
+        return
+    ids = list(events_by_issue)
+    rows = [r for issue_id, events in events_by_issue.items() for r in _event_rows(issue_id, events)]
+    comments = [c for issue_id, events in events_by_issue.items() for c in _comment_rows(issue_id, events)]
+    connection = session.connection()
+    connection.execute(delete(table_of(TimelineEvent)).where(TimelineEvent.issue_id.in_(ids)))
+    # Comment ids are global, so one NOT IN over all kept comments is each issue's own.
+    connection.execute(
+        delete(table_of(Comment)).where(Comment.issue_id.in_(ids), Comment.id.not_in([c["id"] for c in comments]))
+    )
+    if rows:
+        connection.execute(table_of(TimelineEvent).insert(), rows)
     upsert(session, Comment, comments, ["id"])
 
 
@@ -263,17 +288,51 @@ def mark_timeline(
     etag: str | None,
 ) -> None:
     """Record that the issue's timeline is complete as of ``issue_updated_at``."""
-    session.execute(
-        update(Issue)
-        .where(Issue.id == issue_id)
+    mark_timelines(
+        session,
+        [
+            {
+                "issue_id": issue_id,
+                "issue_updated_at": issue_updated_at,
+                "pages": pages,
+                "last_page_count": last_page_count,
+                "etag": etag,
+            }
+        ],
+    )
+
+
+def mark_timelines(session: Session, marks: Sequence[dict[str, Any]]) -> None:
+    """``mark_timeline`` for many issues in one statement (keys: issue_id, issue_updated_at, pages,
+    last_page_count, etag)."""
+    if not marks:
+        return
+    table = table_of(Issue)
+    now = utcnow()
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("b_issue_id"))
         .values(
             timeline_complete=True,
-            timeline_fetched_at=utcnow(),
-            timeline_issue_updated_at=issue_updated_at,
-            timeline_pages=pages,
-            timeline_last_page_count=last_page_count,
-            timeline_etag=etag,
+            timeline_fetched_at=now,
+            timeline_issue_updated_at=bindparam("b_updated"),
+            timeline_pages=bindparam("b_pages"),
+            timeline_last_page_count=bindparam("b_count"),
+            timeline_etag=bindparam("b_etag"),
         )
+    )
+    session.connection().execute(
+        stmt,
+        [
+            {
+                "b_issue_id": m["issue_id"],
+                "b_updated": m["issue_updated_at"],
+                "b_pages": m["pages"],
+                "b_count": m["last_page_count"],
+                "b_etag": m["etag"],
+            }
+            for m in marks
+        ],
     )
 
 
