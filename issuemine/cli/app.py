@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from issuemine import __version__
-from issuemine.cli import analysis, corpus, labeling
+from issuemine.cli import analysis, corpus, labeling, repro
 from issuemine.cli.common import JsonOption, fmt, handle_errors, out, print_json, table
 from issuemine.demo import run_demo
 
@@ -34,6 +34,7 @@ app.command("label")(labeling.label_cmd)
 app.command("agree")(labeling.agree_cmd)
 app.command("adjudicate")(labeling.adjudicate_cmd)
 app.command("analyze")(analysis.analyze_cmd)
+app.add_typer(repro.repro_app, name="repro")
 
 
 @app.command("demo")

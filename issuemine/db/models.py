@@ -290,3 +290,21 @@ class Suggestion(Base):
     confidence: Mapped[float] = mapped_column()
     model: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+# -- reproduction ----------------------------------------------------------------------------------
+
+
+class ReproCandidate(Base):
+    """The runnable snippet extracted from an issue thread, or why there is none."""
+
+    __tablename__ = "repro_candidates"
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True)
+    runnable: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(Text)
+    script: Mapped[str] = mapped_column(Text, default="")
+    conversions: Mapped[list[Any]] = mapped_column(default=list)
+    provenance: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    tracebacks: Mapped[list[Any]] = mapped_column(default=list)
+    extractor_version: Mapped[str] = mapped_column(String(20))
+    extracted_at: Mapped[datetime] = mapped_column(DateTime)
