@@ -29,6 +29,8 @@ COMMANDS = [
     "label",
     "agree",
     "adjudicate",
+    "analyze",
+    "repro extract",
 ]
 
 
