@@ -15,10 +15,11 @@ from tests.helpers import snapshot
 from tests.test_fetch import crawl
 
 
-def test_kill_mid_run_then_resume(db_path, gh, catalog, reference):
+def start_fetch(gh, db_path, *, capture: bool) -> subprocess.Popen:  # type: ignore[no-untyped-def,type-arg]
+    """`issuemine fetch` of both study converters in a subprocess, against a slowed-down server."""
     gh.state.latency = 0.003  # slow enough to be caught mid-crawl
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
+    out = subprocess.PIPE if capture else subprocess.DEVNULL
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -31,15 +32,25 @@ def test_kill_mid_run_then_resume(db_path, gh, catalog, reference):
             "--db",
             str(db_path),
         ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=out,
+        stderr=out,
+        text=True,
     )
+
+
+def wait_for_timelines(gh, proc, count: int) -> None:  # type: ignore[no-untyped-def]
+    """Until the server has answered ``count`` timeline requests; the fetch must still be running."""
     deadline = time.monotonic() + 120
-    while len([r for r in gh.requests() if r.path.endswith("/timeline")]) < 120:
-        assert proc.poll() is None, f"the fetch ended before it could be killed: {len(gh.requests())} requests"
+    while len([r for r in gh.requests() if r.path.endswith("/timeline")]) < count:
+        assert proc.poll() is None, f"the fetch ended before it could be stopped: {len(gh.requests())} requests"
         assert time.monotonic() < deadline
         time.sleep(0.01)
+
+
+def test_kill_mid_run_then_resume(db_path, gh, catalog, reference):
+    proc = start_fetch(gh, db_path, capture=False)
+    wait_for_timelines(gh, proc, 120)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     gh.state.latency = 0.0
@@ -66,28 +77,8 @@ def test_kill_mid_run_then_resume(db_path, gh, catalog, reference):
 
 
 def test_ctrl_c_stops_cleanly_and_a_rerun_completes(db_path, gh, catalog, reference):
-    gh.state.latency = 0.003
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "issuemine",
-            "fetch",
-            "torch.onnx",
-            "tf2onnx",
-            "--api-url",
-            gh.url,
-            "--db",
-            str(db_path),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    while len([r for r in gh.requests() if r.path.endswith("/timeline")]) < 60:
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.01)
+    proc = start_fetch(gh, db_path, capture=True)
+    wait_for_timelines(gh, proc, 60)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     gh.state.latency = 0.0
