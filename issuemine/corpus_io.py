@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from sqlalchemy import select
 
+from issuemine.addresses import issue_address, repo_of_issue
 from issuemine.db import Database
 from issuemine.db.models import Issue, Repository, TimelineEvent
 from issuemine.errors import IssuemineError
-from issuemine.filters import parse_issue_url
 from issuemine.github.client import PER_PAGE
+from issuemine.records import read_records
 from issuemine.store import ensure_repository, mark_timeline, parse_time, save_issue, save_stub, save_timeline
 
 
@@ -40,50 +40,20 @@ class LoadReport:
         return dict(self.__dict__)
 
 
-def _repo_of(issue: dict[str, Any]) -> str | None:
-    url = issue.get("repository_url") or ""
-    parts = url.rstrip("/").split("/")
-    if "repos" in parts and len(parts) >= 2:
-        return "/".join(parts[-2:])
-    try:
-        return parse_issue_url(issue.get("html_url") or "")[0]
-    except ValueError:
-        return None
-
-
-def _records(path: Path, fh: TextIO) -> Iterator[tuple[int, dict[str, Any]]]:
-    text = fh.read()
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise IssuemineError(f"{path}: not valid JSON: {exc}") from None
-        yield from enumerate(data, start=1)
-        return
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield line_no, json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise IssuemineError(f"{path}, line {line_no}: not valid JSON: {exc.msg}") from None
-
-
 def load_file(db: Database, path: Path) -> LoadReport:
     if not path.exists():
         raise IssuemineError(f"file not found: {path}")
     if path.suffix.lower() == ".csv":
         return _load_stubs(db, path)
     report = LoadReport(str(path))
-    with open(path, encoding="utf-8") as fh, db.session() as session:
-        for where, record in _records(path, fh):
+    with db.session() as session:
+        for where, record in read_records(path):
             if not isinstance(record, dict):
                 raise IssuemineError(f"{path}, record {where}: expected a JSON object")
             issue = record.get("issue", record)
             if not isinstance(issue, dict) or "number" not in issue:
                 raise IssuemineError(f"{path}, record {where}: no issue payload with a 'number'")
-            repo = record.get("repository") or _repo_of(issue)
+            repo = record.get("repository") or repo_of_issue(issue)
             if not repo:
                 raise IssuemineError(f"{path}, record {where}: cannot tell the repository of issue {issue['number']}")
             repo_id = ensure_repository(session, repo)
@@ -114,10 +84,7 @@ def _load_stubs(db: Database, path: Path) -> LoadReport:
             raise IssuemineError(f"{path}: a stub CSV needs 'repo' and 'number' columns, or a 'url' column")
         for line, row in enumerate(reader, start=2):
             try:
-                if row.get("repo") and row.get("number"):
-                    repo, number = row["repo"].strip(), int(row["number"])
-                else:
-                    repo, number = parse_issue_url(row.get("url") or "")
+                repo, number = issue_address(row)
                 created = parse_time(row.get("created") or None)
             except ValueError as exc:
                 raise IssuemineError(f"{path}, line {line}: {exc}") from None

@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from issuemine.addresses import parse_issue_url
 from issuemine.catalog import Converter
 from issuemine.db import Database
 from issuemine.db.models import FilterResult, Issue, IssueLabel, Label, Repository, TimelineEvent
@@ -249,18 +250,6 @@ class Validation:
 
 _TRUE = {"1", "true", "yes", "y", "t", "failure"}
 _FALSE = {"0", "false", "no", "n", "f", "not failure", "not-failure"}
-
-
-def parse_issue_url(url: str) -> tuple[str, int]:
-    """``https://github.com/o/r/issues/12`` (or ``o/r#12``) to ``("o/r", 12)``."""
-    text = url.strip()
-    if "#" in text and "://" not in text:
-        repo, _, num = text.partition("#")
-        return repo, int(num)
-    parts = text.rstrip("/").split("/")
-    if len(parts) >= 4 and parts[-2] in ("issues", "pull") and parts[-1].isdigit():
-        return f"{parts[-4]}/{parts[-3]}", int(parts[-1])
-    raise ValueError(f"not a GitHub issue URL: {url!r}")
 
 
 def read_hand_labels(path: Path) -> list[tuple[int, str, int, bool]]:

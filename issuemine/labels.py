@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -19,6 +19,7 @@ from typing import Any, TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from issuemine.addresses import issue_address
 from issuemine.catalog import Converter
 from issuemine.db import Database
 from issuemine.db.models import (
@@ -33,7 +34,7 @@ from issuemine.db.models import (
     SampleMember,
 )
 from issuemine.errors import IssuemineError
-from issuemine.filters import parse_issue_url
+from issuemine.records import read_records
 from issuemine.store import ensure_repository, parse_time, save_stub, upsert, utcnow
 from issuemine.taxonomy import SUBCAUSE, Taxonomy
 
@@ -97,31 +98,6 @@ class ImportReport:
         return data
 
 
-def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line or record number, row) from a CSV, a JSON array or JSON Lines file."""
-    if not path.exists():
-        raise IssuemineError(f"file not found: {path}")
-    with open(path, newline="", encoding="utf-8") as fh:
-        if path.suffix.lower() == ".csv":
-            for line, row in enumerate(csv.DictReader(fh), start=2):
-                yield line, row
-            return
-        text = fh.read()
-    if text.lstrip().startswith("["):
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise IssuemineError(f"{path}: not valid JSON: {exc.msg}") from None
-        yield from enumerate(records, start=1)
-        return
-    for line, raw in enumerate(text.splitlines(), start=1):
-        if raw.strip():
-            try:
-                yield line, json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise IssuemineError(f"{path}, line {line}: not valid JSON: {exc.msg}") from None
-
-
 def _value(row: dict[str, Any], column: str) -> tuple[str | None, Any]:
     """The non-empty value of ``column`` or ``column_code`` (the name wins for messages)."""
     for key in (column, f"{column}_code"):
@@ -169,15 +145,6 @@ def parse_row(taxonomy: Taxonomy, row: dict[str, Any], where: str) -> dict[str, 
     return codes
 
 
-def _issue_address(row: dict[str, Any], where: str) -> tuple[str, int]:
-    try:
-        if row.get("repo") and row.get("number"):
-            return str(row["repo"]).strip(), int(row["number"])
-        return parse_issue_url(str(row.get("url") or ""))
-    except ValueError as exc:
-        raise IssuemineError(f"{where}: {exc}") from None
-
-
 def import_labels(
     db: Database,
     taxonomy: Taxonomy,
@@ -193,14 +160,17 @@ def import_labels(
     members: dict[int, str] = {}
     assigned: set[tuple[int, int]] = set()
     with db.session() as session:
-        for where_no, row in _rows(path):
+        for where_no, row in read_records(path):
             where = f"{path}, line {where_no}"
             if not isinstance(row, dict):
                 raise IssuemineError(f"{where}: expected a record with columns")
             who = str(row.get("rater") or rater or "").strip()
             if not who:
                 raise IssuemineError(f"{where}: no rater (the file has no 'rater' column: pass --rater NAME)")
-            repo, number = _issue_address(row, where)
+            try:
+                repo, number = issue_address(row)
+            except ValueError as exc:
+                raise IssuemineError(f"{where}: {exc}") from None
             codes = parse_row(taxonomy, row, where)
             if not codes:
                 raise IssuemineError(

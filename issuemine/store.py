@@ -20,6 +20,7 @@ from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from issuemine.addresses import repo_of_issue
 from issuemine.db.models import Comment, Issue, IssueLabel, Label, Repository, TimelineEvent
 
 # Issue columns a fetch owns; timeline bookkeeping is written separately by mark_timeline().
@@ -179,15 +180,6 @@ def event_key(event: dict[str, Any]) -> str:
     return f"hash:{digest}"
 
 
-def _repo_from_issue(issue: dict[str, Any]) -> str | None:
-    repo = issue.get("repository")
-    if isinstance(repo, dict) and repo.get("full_name"):
-        return str(repo["full_name"])
-    url = issue.get("repository_url") or ""
-    parts = url.rstrip("/").split("/")
-    return "/".join(parts[-2:]) if len(parts) >= 2 and "repos" in parts else None
-
-
 def event_row(issue_id: int, position: int, event: dict[str, Any]) -> dict[str, Any]:
     kind = event.get("event") or "unknown"
     author: dict[str, Any] = event["author"] if isinstance(event.get("author"), dict) else {}
@@ -212,7 +204,7 @@ def event_row(issue_id: int, position: int, event: dict[str, Any]) -> dict[str, 
         issue = source.get("issue") or {}
         row |= {
             "source_type": source.get("type"),
-            "source_repo": _repo_from_issue(issue),
+            "source_repo": repo_of_issue(issue),
             "source_number": issue.get("number"),
             "source_state": issue.get("state"),
             "source_is_pull_request": "pull_request" in issue,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from issuemine.filters import FixEvent, availability, parse_issue_url, relevance, run_filters
+from issuemine.addresses import parse_issue_url
+from issuemine.filters import FixEvent, availability, relevance, run_filters
 from tests.test_fetch import crawl
 
 

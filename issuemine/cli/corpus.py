@@ -17,10 +17,11 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.text import Text
+from sqlalchemy import select
 
 from issuemine import filters as filters_mod
 from issuemine import interrupt, sampling, status
-from issuemine.catalog import resolve
+from issuemine.catalog import Converter, resolve
 from issuemine.cli.common import (
     CatalogOption,
     DbOption,
@@ -36,6 +37,8 @@ from issuemine.cli.common import (
     token_from,
 )
 from issuemine.corpus_io import export_file, load_file
+from issuemine.db import Database
+from issuemine.db.models import Repository
 from issuemine.fetch import REFRESH_POLICIES, Fetcher, FetchProgress
 from issuemine.github.client import DEFAULT_API_URL, GitHubClient, RetryPolicy
 
@@ -286,8 +289,10 @@ def filter_cmd(
             err.print(f"{len(missing)} hand-labeled issue(s) not in the database were skipped")
 
 
-def _stored_converters(database_, entries):  # type: ignore[no-untyped-def]
-    repos = {r["repo"] for r in status.corpus_status(database_)["repositories"]}
+def _stored_converters(database_: Database, entries: dict[str, Converter]) -> list[Converter]:
+    """The catalog's converters whose repositories have issues in the database."""
+    with database_.session() as session:
+        repos = set(session.scalars(select(Repository.full_name)))
     return [c for c in entries.values() if c.repo in repos]
 
 
