@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install what issuemine needs on a fresh Debian/Ubuntu machine, idempotently:
-#   scripts/setup.sh          the package in .venv (enough for the demo and real use)
+#   scripts/setup.sh          the package in .venv with the converters it re-runs snippets against
+#                             (torch CPU, onnxruntime, onnxscript, tensorflow-cpu, tf2onnx) and
+#                             bubblewrap, the sandbox for untrusted snippets
 #   scripts/setup.sh --dev    also the test tools and the services tests start (PostgreSQL)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,9 +17,15 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
+packages=()
+command -v bwrap >/dev/null || packages+=(bubblewrap)
+command -v setpriv >/dev/null || packages+=(util-linux)
 if [ "$dev" = 1 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-  echo "setup: installing PostgreSQL (tests start their own server on loopback)"
-  apt_install postgresql
+  packages+=(postgresql)  # tests start their own server on loopback
+fi
+if [ "${#packages[@]}" -gt 0 ]; then
+  echo "setup: installing ${packages[*]}"
+  apt_install "${packages[@]}"
 fi
 
 python=python3.11
@@ -28,8 +36,11 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
+# The CPU build of torch 2.13.0 lies on this machine's disk; asking for it by version first keeps
+# pip from choosing a multi-GB CUDA build for the open range in pyproject.toml.
+.venv/bin/python -m pip install -q "torch==2.13.0"
 if [ "$dev" = 1 ]; then
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  .venv/bin/python -m pip install -q -e ".[repro,dev]"
 else
-  .venv/bin/python -m pip install -q -e .
+  .venv/bin/python -m pip install -q -e ".[repro]"
 fi

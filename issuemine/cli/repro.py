@@ -1,13 +1,53 @@
-"""Reproduction commands (extraction so far)."""
+"""Reproduction commands: extract, run, show, report, file, env."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from issuemine.cli.common import DbOption, JsonOption, database, handle_errors, out, print_json, table
+from issuemine import interrupt
+from issuemine.cli.common import DbOption, JsonOption, database, err, fmt, handle_errors, out, print_json, table
+from issuemine.errors import IssuemineError
+from issuemine.repro import environments
 from issuemine.repro.candidates import extract_issues
+from issuemine.repro.runs import Outcome, RunOptions, run_issues, run_script, script_sha
+from issuemine.repro.sandbox import KINDS, Limits
 
-repro_app = typer.Typer(help="Re-run the conversions reported in issues.", no_args_is_help=True)
+repro_app = typer.Typer(help="Re-run the conversions reported in issues, sandboxed, and classify what happens.")
+env_app = typer.Typer(help="Named environments (virtualenvs with package pins) to re-run snippets in.")
+repro_app.add_typer(env_app, name="env")
+
+EnvOption = typer.Option(
+    environments.CURRENT,
+    "--env",
+    help="Environment to run in: 'current' (issuemine's own) or a name from the envs file.",
+)
+EnvsFileOption = typer.Option(
+    None, "--envs-file", help="Environments file (default: $ISSUEMINE_REPRO_ENVS, else ./repro-envs.toml)."
+)
+TimeoutOption = typer.Option(
+    120.0, "--timeout", min=1, help="Wall-clock seconds per snippet before it counts as a hang."
+)
+MemoryOption = typer.Option(8192, "--memory-mb", min=256, help="Address-space limit per snippet process (MiB).")
+SandboxOption = typer.Option(
+    "auto", "--sandbox", help=f"Isolation: {', '.join(KINDS)} (auto: bwrap, else the weaker unshare fallback)."
+)
+RequireOption = typer.Option(False, "--require-sandbox", help="Refuse to run unless bubblewrap isolation works.")
+ColdOption = typer.Option(
+    False, "--cold", help="Start a fresh sandboxed interpreter per snippet instead of forking a warm one."
+)
+PolicyOption = typer.Option(
+    None,
+    "--policy",
+    help="Tolerance policy deciding wrong-model (data/tolerance-policies.toml; default torch-testing).",
+)
+
+
+def _options(env: str, envs_file: Path | None, **kw: Any) -> RunOptions:
+    return RunOptions(env=environments.resolve(env, envs_file), **kw)
 
 
 @repro_app.command("extract")
@@ -32,3 +72,258 @@ def extract_cmd(
         out.print(table("Converter calls found", ["call", "issues"], report.conversions.most_common()))
     if report.reasons:
         out.print(table("Why no runnable candidate", ["reason", "issues"], report.reasons.most_common()))
+
+
+@repro_app.command("run")
+@handle_errors
+def run_cmd(
+    sample: str | None = typer.Option(None, "--sample", help="Only this sample's candidates (default: all)."),
+    jobs: int = typer.Option(1, "--jobs", min=1, max=64, help="Sandboxes running at once."),
+    timeout: float = TimeoutOption,
+    memory_mb: int = MemoryOption,
+    env: str = EnvOption,
+    envs_file: Path | None = EnvsFileOption,
+    sandbox: str = SandboxOption,
+    require_sandbox: bool = RequireOption,
+    cold: bool = ColdOption,
+    policy: str | None = PolicyOption,
+    rerun: bool = typer.Option(False, "--rerun", help="Run again even where this environment already has a verdict."),
+    db: str | None = DbOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Run each extracted candidate in the sandbox and store its verdict for this environment.
+
+    Verdicts: crash (with the stage), ort-load-fail, wrong-model (under the tolerance policy), hang,
+    passes, not-runnable (with the reason), sandbox-violation. Resumable: candidates already run
+    with the same script in the same environment are skipped; Ctrl-C keeps every stored verdict.
+    Run `issuemine repro extract` first.
+    """
+    options = _options(
+        env,
+        envs_file,
+        limits=Limits(timeout=timeout, memory_mb=memory_mb),
+        jobs=jobs,
+        sandbox=sandbox,
+        require_sandbox=require_sandbox,
+        warm=not cold,
+        policy=policy,
+        rerun=rerun,
+    )
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with interrupt.deferred_interrupt(), Progress(*columns, console=err, disable=as_json) as progress:
+        task = progress.add_task("running snippets", total=0)
+
+        def started(total: int) -> None:
+            progress.update(task, total=total)
+
+        def finished(outcome: Outcome) -> None:
+            progress.update(task, advance=1, description=f"last: {outcome.verdict.verdict}")
+
+        report = run_issues(database(db), options, sample, started, finished)
+    if as_json:
+        print_json(report.as_dict())
+        return
+    out.print(
+        f"{report.candidates} candidates: {report.ran} run, {report.skipped} already run in {env!r} "
+        f"(sandbox: {report.sandbox})"
+    )
+    if report.verdicts:
+        out.print(table("Verdicts", ["verdict", "issues"], report.verdicts.most_common()))
+    if report.interrupted:
+        err.print("interrupted: the verdicts above are stored; rerun the same command to go on")
+        raise typer.Exit(130)
+
+
+def _outcome_dict(outcome: Outcome) -> dict[str, Any]:
+    result = outcome.result
+    return {
+        "verdict": outcome.verdict.verdict,
+        "stage": outcome.verdict.stage,
+        "reason": outcome.verdict.reason,
+        "reached_converter": outcome.verdict.reached_converter,
+        "evidence": outcome.verdict.evidence,
+        "sandbox": result.get("isolation"),
+        "mode": result.get("mode"),
+        "versions": result.get("versions", {}),
+        "exit_code": result.get("exit_code"),
+        "signal": result.get("signal"),
+        "duration_s": result.get("duration"),
+        "peak_mem_mb": (result["peak_rss_kb"] / 1024) if result.get("peak_rss_kb") else None,
+        "output_tail": result.get("tail", ""),
+    }
+
+
+@repro_app.command("file")
+@handle_errors
+def file_cmd(
+    path: Path = typer.Argument(..., help="A Python snippet (.py), or an issue's markdown (.md) to extract one from."),
+    timeout: float = TimeoutOption,
+    memory_mb: int = MemoryOption,
+    env: str = EnvOption,
+    envs_file: Path | None = EnvsFileOption,
+    sandbox: str = SandboxOption,
+    require_sandbox: bool = RequireOption,
+    cold: bool = ColdOption,
+    policy: str | None = PolicyOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Run one file exactly as `repro run` runs an issue's snippet, and print the verdict (nothing is stored).
+
+    For a maintainer triaging a new report: paste the reporter's code into a file (or save the
+    issue as markdown) and see whether it still crashes, where, and on which versions.
+    """
+    from issuemine.repro.extract import extract, missing_imports
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IssuemineError(f"cannot read {path}: {exc}") from exc
+    if path.suffix.lower() in (".md", ".markdown", ".txt"):
+        candidate = extract([("body", text)])
+        if not candidate.runnable:
+            raise IssuemineError(f"no runnable snippet in {path}: {candidate.reason}")
+        script = candidate.script
+    else:
+        try:
+            added = missing_imports(text)
+        except SyntaxError as exc:
+            raise IssuemineError(f"{path} is not valid Python: {exc}") from exc
+        script = "\n".join(added) + ("\n\n" if added else "") + text
+    options = _options(
+        env,
+        envs_file,
+        limits=Limits(timeout=timeout, memory_mb=memory_mb),
+        sandbox=sandbox,
+        require_sandbox=require_sandbox,
+        warm=not cold,
+        policy=policy,
+    )
+    with interrupt.deferred_interrupt():
+        outcome = run_script(script, options)
+    data = _outcome_dict(outcome) | {"env": env, "script_sha": script_sha(script)}
+    if as_json:
+        print_json(data)
+        return
+    _print_run(data)
+
+
+def _print_run(data: dict[str, Any]) -> None:
+    stage = f" at stage {data['stage']}" if data.get("stage") else ""
+    out.print(f"[bold]{data['verdict']}[/]{stage}" + (f": {data['reason']}" if data.get("reason") else ""))
+    versions = ", ".join(f"{k} {v}" for k, v in (data.get("versions") or {}).items())
+    out.print(f"environment {data.get('env')}: {versions or 'not run'}")
+    out.print(f"sandbox: {data.get('sandbox') or 'not run'} ({data.get('mode') or '-'})")
+    out.print(
+        f"exit {data.get('exit_code')}, signal {data.get('signal')}, "
+        f"{fmt(data.get('duration_s'))} s, peak {fmt(data.get('peak_mem_mb'), 0)} MiB"
+    )
+    evidence = data.get("evidence") or {}
+    for call in evidence.get("calls", []):
+        compare = call.get("compare") or []
+        diffs = ", ".join(f"out{r.get('output')} max|Δ| {r.get('max_abs')}" for r in compare if isinstance(r, dict))
+        out.print(
+            f"  {call.get('api')} ({call.get('exporter') or 'tf2onnx'}): {call.get('status')}, "
+            f"opset {call.get('opset') or call.get('opset_arg')}, ort {(call.get('ort') or {}).get('status')}"
+            + (f", {diffs}" if diffs else "")
+        )
+    if evidence.get("stage_from"):
+        out.print(f"  stage from: {evidence['stage_from']}")
+    if data.get("output_tail"):
+        out.rule("last lines of output")
+        out.print(data["output_tail"], markup=False, highlight=False)
+
+
+@repro_app.command("show")
+@handle_errors
+def show_cmd(
+    issue: str = typer.Argument(..., help="The issue: owner/repo#N, its URL, or issuemine's issue id."),
+    env: str | None = typer.Option(None, "--env", help="Only this environment's run (default: every run)."),
+    db: str | None = DbOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """An issue's snippet, where it came from, and each environment's verdict, evidence and output."""
+    from issuemine.repro.report import issue_runs
+
+    data = issue_runs(database(db), issue, env)
+    if as_json:
+        print_json(data)
+        return
+    out.print(f"[bold]{data['issue']}[/] {data.get('title') or ''}")
+    candidate = data["candidate"]
+    if candidate is None:
+        out.print("no candidate yet: run `issuemine repro extract`")
+        return
+    out.print(
+        f"candidate: {'runnable' if candidate['runnable'] else 'not runnable'}"
+        + (f" ({candidate['reason']})" if candidate.get("reason") else "")
+    )
+    if candidate.get("provenance"):
+        out.print(f"from: {candidate['provenance']}")
+    if candidate.get("script"):
+        out.rule("snippet")
+        out.print(candidate["script"], markup=False, highlight=False)
+    for run in data["runs"]:
+        out.rule(f"run in {run['env']} ({run['finished_at']})")
+        _print_run(run)
+    if not data["runs"]:
+        out.print("not run yet: `issuemine repro run`")
+
+
+@repro_app.command("report")
+@handle_errors
+def report_cmd(
+    sample: str | None = typer.Option(None, "--sample", help="Only this sample's issues."),
+    env: str = typer.Option(environments.CURRENT, "--env", help="Which environment's verdicts."),
+    db: str | None = DbOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Coverage, verdicts by converter, and how verdicts and inferred stages agree with the human labels."""
+    from issuemine.repro.report import repro_report
+
+    report = repro_report(database(db), env, sample)
+    if as_json:
+        print_json(report)
+        return
+    coverage = report["coverage"]
+    out.print(table("Coverage", ["step", "issues"], list(coverage.items())))
+    for key, title in (
+        ("by_converter", "Verdicts by converter"),
+        ("by_symptom", "Verdicts by labeled symptom"),
+        ("by_stage", "Verdicts by labeled stage"),
+    ):
+        frame = report[key]
+        if frame["rows"]:
+            out.print(table(title, [frame["index"], *frame["columns"]], [[r, *v] for r, v in frame["rows"]]))
+    for line in report["reproduction"]:
+        out.print(line)
+    agreement = report["stage_agreement"]
+    out.print(
+        f"stage inferred from the crash vs labeled stage: {agreement['agree']} of {agreement['n']} agree"
+        + (f" ({agreement['share']:.0%})" if agreement["n"] else "")
+    )
+
+
+@env_app.command("list")
+@handle_errors
+def env_list_cmd(envs_file: Path | None = EnvsFileOption, as_json: bool = JsonOption) -> None:
+    """The environments: 'current' and those of the environments file, with their pins and state."""
+    found = environments.load(envs_file)
+    rows = [[e.name, "yes" if e.built else "no", e.python, " ".join(e.packages) or "-"] for e in found.values()]
+    if as_json:
+        print_json([dict(zip(["name", "built", "python", "packages"], r, strict=True)) for r in rows])
+        return
+    out.print(table("Environments", ["name", "built", "python", "packages"], rows))
+
+
+@env_app.command("build")
+@handle_errors
+def env_build_cmd(
+    name: str = typer.Argument(..., help="An environment of the environments file."),
+    envs_file: Path | None = EnvsFileOption,
+) -> None:
+    """Create the environment's virtualenv and install its pins (this step needs the package index)."""
+    env = environments.load(envs_file).get(name)
+    if env is None:
+        raise IssuemineError(f"unknown environment {name!r}; see `issuemine repro env list`")
+    environments.build(env)
+    out.print(f"built {name} at {env.venv}")

@@ -21,6 +21,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -308,3 +309,29 @@ class ReproCandidate(Base):
     tracebacks: Mapped[list[Any]] = mapped_column(default=list)
     extractor_version: Mapped[str] = mapped_column(String(20))
     extracted_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class ReproRun(Base):
+    """The latest run of an issue's candidate in one environment, and its verdict."""
+
+    __tablename__ = "repro_runs"
+    __table_args__ = (UniqueConstraint("issue_id", "env", name="uq_repro_runs_issue_env"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
+    env: Mapped[str] = mapped_column(String(80))
+    script_sha: Mapped[str] = mapped_column(String(64))
+    verdict: Mapped[str] = mapped_column(String(30))
+    stage: Mapped[str | None] = mapped_column(String(40))
+    reason: Mapped[str | None] = mapped_column(Text)
+    policy: Mapped[str] = mapped_column(String(40))
+    reached_converter: Mapped[bool] = mapped_column(Boolean)
+    evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    versions: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    sandbox: Mapped[str] = mapped_column(String(200))
+    mode: Mapped[str] = mapped_column(String(10))
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    signal: Mapped[int | None] = mapped_column(Integer)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    peak_mem_mb: Mapped[float | None] = mapped_column(Float)
+    output_tail: Mapped[str] = mapped_column(Text, default="")
+    finished_at: Mapped[datetime] = mapped_column(DateTime)

@@ -31,6 +31,12 @@ COMMANDS = [
     "adjudicate",
     "analyze",
     "repro extract",
+    "repro run",
+    "repro show",
+    "repro report",
+    "repro file",
+    "repro env list",
+    "repro env build",
 ]
 
 

@@ -1,0 +1,123 @@
+"""Named environments to re-run snippets in: virtualenvs described by package pins.
+
+``current`` is the interpreter issuemine runs in. Others come from a TOML file (``--envs-file``,
+else ``$ISSUEMINE_REPRO_ENVS``, else ``repro-envs.toml`` in the working directory)::
+
+    [env.torch-2-13]
+    packages = ["torch==2.13.0", "onnx==1.23.2", "onnxruntime==1.31.1", "onnxscript==0.7.2"]
+    python = "python3.11"              # base interpreter (default: the one running issuemine)
+    system_site_packages = false       # see the base interpreter's packages too
+    preload = ["numpy", "torch", "onnx", "onnxruntime"]   # imported once by the warm sandbox
+
+``issuemine repro env build NAME`` creates the virtualenv under ``$ISSUEMINE_ENVS_DIR`` (default
+``~/.cache/issuemine/envs``) and installs the pins; running in an environment never installs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from issuemine.errors import IssuemineError
+from issuemine.repro.sandbox import DEFAULT_PRELOAD
+
+CURRENT = "current"
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    python: str
+    packages: tuple[str, ...] = ()
+    base_python: str | None = None
+    system_site_packages: bool = False
+    preload: tuple[str, ...] = DEFAULT_PRELOAD
+    venv: Path | None = None
+
+    @property
+    def built(self) -> bool:
+        return self.venv is None or Path(self.python).exists()
+
+
+def config_path(explicit: Path | None = None) -> Path | None:
+    if explicit:
+        return explicit
+    if os.environ.get("ISSUEMINE_REPRO_ENVS"):
+        return Path(os.environ["ISSUEMINE_REPRO_ENVS"])
+    default = Path("repro-envs.toml")
+    return default if default.exists() else None
+
+
+def envs_dir() -> Path:
+    if os.environ.get("ISSUEMINE_ENVS_DIR"):
+        return Path(os.environ["ISSUEMINE_ENVS_DIR"])
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "issuemine" / "envs"
+
+
+def current() -> Environment:
+    return Environment(CURRENT, sys.executable)
+
+
+def load(path: Path | None = None) -> dict[str, Environment]:
+    """Every environment: ``current`` plus those the config file describes."""
+    found = {CURRENT: current()}
+    path = config_path(path)
+    if path is None:
+        return found
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise IssuemineError(f"cannot read environments from {path}: {exc}") from exc
+    for name, spec in (doc.get("env") or {}).items():
+        if name == CURRENT or not isinstance(spec, dict):
+            raise IssuemineError(f"{path}: [env.{name}] must be a table and not be called {CURRENT!r}")
+        packages = spec.get("packages", [])
+        if not isinstance(packages, list) or not all(isinstance(p, str) for p in packages):
+            raise IssuemineError(f"{path}: env.{name}.packages must be a list of requirement strings")
+        venv = envs_dir() / name
+        found[name] = Environment(
+            name,
+            str(venv / "bin" / "python"),
+            tuple(packages),
+            spec.get("python"),
+            bool(spec.get("system_site_packages", False)),
+            tuple(spec.get("preload", DEFAULT_PRELOAD)),
+            venv,
+        )
+    return found
+
+
+def resolve(name: str, path: Path | None = None) -> Environment:
+    environments = load(path)
+    if name not in environments:
+        where = config_path(path) or "no environments file (repro-envs.toml)"
+        raise IssuemineError(f"unknown environment {name!r} in {where}; known: {', '.join(environments)}")
+    env = environments[name]
+    if not env.built:
+        raise IssuemineError(f"environment {name!r} is not built yet; run: issuemine repro env build {name}")
+    return env
+
+
+def build(env: Environment) -> None:
+    """Create the environment's virtualenv and install its pins (needs the package index)."""
+    if env.venv is None:
+        raise IssuemineError(f"{env.name!r} is the interpreter issuemine runs in; nothing to build")
+    base = env.base_python or sys.executable
+    command = [base, "-m", "venv", str(env.venv)]
+    if env.system_site_packages:
+        command.insert(3, "--system-site-packages")
+    _call(command, f"cannot create the virtualenv {env.venv}")
+    if env.packages:
+        _call([env.python, "-m", "pip", "install", "-q", *env.packages], f"cannot install {', '.join(env.packages)}")
+
+
+def _call(command: list[str], message: str) -> None:
+    try:
+        subprocess.run(command, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise IssuemineError(f"{message}: {exc}") from exc

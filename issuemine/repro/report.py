@@ -1,0 +1,203 @@
+"""Read back runs: one issue's runs (``repro show``) and the tie-back to labels (``repro report``).
+
+The tie-back asks, per labeled symptom, whether the failure still happens on today's converter
+(a labeled crash that still crashes, a labeled wrong model that still mismatches), and how often
+the stage inferred from the crash agrees with the stage the raters chose. A model ONNX Runtime
+refuses counts as still failing for both crash and wrong-model labels: raters filed such reports
+under either.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from issuemine.addresses import parse_issue_url
+from issuemine.catalog import default_catalog_paths, load_catalog
+from issuemine.db import Database
+from issuemine.db.models import Issue, Repository, ReproCandidate, ReproRun, SampleMember
+from issuemine.errors import IssuemineError
+from issuemine.labels import final_labels, sample_id
+from issuemine.repro.verdicts import VERDICTS
+
+STILL_FAILING = {
+    "crash": {"crash", "ort-load-fail"},
+    "wrong-model": {"wrong-model", "ort-load-fail"},
+    "hang": {"hang"},
+}
+NO_CODE = ("no code in the issue", "not fetched")
+
+
+def find_issue(session: Any, ref: str) -> Issue:
+    """An issue by ``owner/repo#N``, its URL, or issuemine's numeric id."""
+    if ref.isdigit():
+        issue = session.get(Issue, int(ref))
+    else:
+        try:
+            repo, number = parse_issue_url(ref)
+        except ValueError as exc:
+            raise IssuemineError(f"{ref!r} is not an issue: use owner/repo#N, its URL, or an issue id") from exc
+        issue = session.scalar(
+            select(Issue)
+            .join(Repository, Repository.id == Issue.repository_id)
+            .where(Repository.full_name == repo, Issue.number == number)
+        )
+    if issue is None:
+        raise IssuemineError(f"no issue {ref} in the database")
+    return issue
+
+
+def _run_dict(run: ReproRun) -> dict[str, Any]:
+    return {
+        "env": run.env,
+        "verdict": run.verdict,
+        "stage": run.stage,
+        "reason": run.reason,
+        "policy": run.policy,
+        "reached_converter": run.reached_converter,
+        "evidence": run.evidence,
+        "versions": run.versions,
+        "sandbox": run.sandbox,
+        "mode": run.mode,
+        "exit_code": run.exit_code,
+        "signal": run.signal,
+        "duration_s": run.duration_s,
+        "peak_mem_mb": run.peak_mem_mb,
+        "output_tail": run.output_tail,
+        "script_sha": run.script_sha,
+        "finished_at": run.finished_at.isoformat(timespec="seconds"),
+    }
+
+
+def issue_runs(db: Database, ref: str, env: str | None = None) -> dict[str, Any]:
+    with db.session() as session:
+        issue = find_issue(session, ref)
+        repo = session.get(Repository, issue.repository_id)
+        candidate = session.get(ReproCandidate, issue.id)
+        query = select(ReproRun).where(ReproRun.issue_id == issue.id).order_by(ReproRun.env)
+        if env:
+            query = query.where(ReproRun.env == env)
+        runs = [_run_dict(r) for r in session.scalars(query)]
+        return {
+            "issue": f"{repo.full_name if repo else '?'}#{issue.number}",
+            "issue_id": issue.id,
+            "title": issue.title,
+            "candidate": None
+            if candidate is None
+            else {
+                "runnable": candidate.runnable,
+                "reason": candidate.reason,
+                "script": candidate.script,
+                "conversions": candidate.conversions,
+                "provenance": candidate.provenance,
+                "tracebacks": candidate.tracebacks,
+            },
+            "runs": runs,
+        }
+
+
+def _crosstab(rows: list[tuple[str, str]], index: str) -> dict[str, Any]:
+    keys = sorted({r for r, _ in rows})
+    columns = [v for v in VERDICTS if any(verdict == v for _, verdict in rows)]
+    counts = {k: [sum(1 for r, v in rows if r == k and v == col) for col in columns] for k in keys}
+    return {"index": index, "columns": columns, "rows": [[k, counts[k]] for k in keys]}
+
+
+def _issues(db: Database, sample: str | None) -> list[tuple[int, str, str]]:
+    """(issue id, repository, source) of the issues in scope."""
+    query = (
+        select(Issue.id, Repository.full_name, Issue.source)
+        .join(Repository, Repository.id == Issue.repository_id)
+        .where(Issue.is_pull_request.is_(False))
+    )
+    with db.session() as session:
+        if sample:
+            sid = sample_id(session, sample)
+            query = query.join(SampleMember, (SampleMember.issue_id == Issue.id) & (SampleMember.sample_id == sid))
+        return [tuple(r) for r in session.execute(query)]  # type: ignore[misc]
+
+
+def repro_report(db: Database, env: str, sample: str | None = None) -> dict[str, Any]:
+    from issuemine.taxonomy import taxonomy
+
+    issues = _issues(db, sample)
+    ids = {i for i, _, _ in issues}
+    converters = {c.repo.lower(): c.name for c in load_catalog(default_catalog_paths()).values()}
+    converter_of = {i: converters.get(repo.lower(), repo) for i, repo, _ in issues}
+    with db.session() as session:
+        candidates = {
+            r.issue_id: r
+            for r in session.execute(select(ReproCandidate.issue_id, ReproCandidate.runnable, ReproCandidate.reason))
+        }
+        runs = {
+            r.issue_id: r
+            for r in session.execute(
+                select(ReproRun.issue_id, ReproRun.verdict, ReproRun.stage, ReproRun.reached_converter).where(
+                    ReproRun.env == env
+                )
+            )
+            if r.issue_id in ids
+        }
+    in_scope = {i: c for i, c in candidates.items() if i in ids}
+    ran = [r for r in runs.values() if candidates.get(r.issue_id) is not None and candidates[r.issue_id].runnable]
+    coverage = {
+        "issues": len(issues),
+        "fetched (text known)": sum(1 for _, _, source in issues if source != "stub"),
+        "extracted": len(in_scope),
+        "with code": sum(1 for c in in_scope.values() if not (c.reason or "").startswith(NO_CODE)),
+        "runnable candidates": sum(1 for c in in_scope.values() if c.runnable),
+        "run": len(ran),
+        "reached the converter": sum(1 for r in ran if r.reached_converter),
+    }
+    by_converter = _crosstab([(converter_of[i], r.verdict) for i, r in runs.items()], "converter")
+
+    labels = final_labels(db, taxonomy(), sample, {k: v for k, v in converters.items()})
+    labeled = {int(row.issue_id): row for row in labels.itertuples()} if len(labels) else {}
+    symptom_rows, stage_rows, lines = [], [], []
+    agree, compared, confusion = 0, 0, []
+    for issue_id, run in runs.items():
+        label = labeled.get(issue_id)
+        if label is None:
+            continue
+        symptom, stage = getattr(label, "symptom", None), getattr(label, "stage", None)
+        if symptom:
+            symptom_rows.append((str(symptom), run.verdict))
+        if stage:
+            stage_rows.append((str(stage), run.verdict))
+        if run.verdict == "crash" and stage and run.stage:
+            compared += 1
+            agree += run.stage == stage
+            confusion.append((str(stage), str(run.stage)))
+    for symptom, failing in STILL_FAILING.items():
+        matching = [(s, v) for s, v in symptom_rows if s == symptom]
+        if not matching:
+            continue
+        still = sum(1 for _, v in matching if v in failing)
+        line = f"labeled {symptom}: {still} of {len(matching)} run still fail ({', '.join(sorted(failing))})"
+        if symptom == "crash":
+            same_stage = sum(
+                1
+                for i, r in runs.items()
+                if i in labeled
+                and getattr(labeled[i], "symptom", None) == "crash"
+                and r.verdict == "crash"
+                and r.stage == getattr(labeled[i], "stage", None)
+            )
+            line += f"; {same_stage} crash at the labeled stage"
+        lines.append(line)
+    return {
+        "env": env,
+        "sample": sample,
+        "coverage": coverage,
+        "by_converter": by_converter,
+        "by_symptom": _crosstab(symptom_rows, "labeled symptom"),
+        "by_stage": _crosstab(stage_rows, "labeled stage"),
+        "reproduction": lines,
+        "stage_agreement": {
+            "agree": agree,
+            "n": compared,
+            "share": agree / compared if compared else None,
+            "pairs": [{"labeled": a, "inferred": b} for a, b in confusion],
+        },
+    }

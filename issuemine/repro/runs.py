@@ -1,0 +1,238 @@
+"""Run extracted candidates in the sandbox and store one verdict per (issue, environment).
+
+Runs are resumable: an issue whose stored run used the same script in the same environment is
+skipped unless ``rerun``. Each verdict is committed as soon as it is known, so a crash or Ctrl-C
+loses at most the runs in flight. ``--jobs N`` keeps N sandboxes (each its own uid and PID
+namespace) busy from one queue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from issuemine import interrupt
+from issuemine.db import Database
+from issuemine.db.models import ReproCandidate, ReproRun, SampleMember
+from issuemine.labels import sample_id
+from issuemine.repro.environments import Environment
+from issuemine.repro.sandbox import Limits, Zygote, choose, layout_of
+from issuemine.repro.verdicts import Policies, StageRules, Verdict, decide, load_policies, load_stage_rules
+from issuemine.store import upsert, utcnow
+
+OUTPUT_TAIL_LINES = 200
+
+
+def script_sha(script: str) -> str:
+    return hashlib.sha256(script.encode()).hexdigest()
+
+
+@dataclass
+class RunOptions:
+    env: Environment
+    limits: Limits = field(default_factory=Limits)
+    jobs: int = 1
+    sandbox: str = "auto"
+    require_sandbox: bool = False
+    warm: bool = True
+    policy: str | None = None
+    rerun: bool = False
+
+
+@dataclass
+class Job:
+    issue_id: int | None
+    script: str
+    runnable: bool = True
+    reason: str | None = None
+
+
+@dataclass
+class Outcome:
+    job: Job
+    verdict: Verdict
+    result: dict[str, Any]
+
+
+@dataclass
+class RunReport:
+    candidates: int = 0
+    skipped: int = 0
+    ran: int = 0
+    verdicts: Counter[str] = field(default_factory=Counter)
+    sandbox: str = ""
+    interrupted: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "candidates": self.candidates,
+            "skipped_already_run": self.skipped,
+            "ran": self.ran,
+            "verdicts": dict(self.verdicts),
+            "sandbox": self.sandbox,
+            "interrupted": self.interrupted,
+        }
+
+
+class Runner:
+    """Sandboxes for one environment; ``run`` classifies scripts, the caller decides what to keep."""
+
+    def __init__(self, options: RunOptions) -> None:
+        self.options = options
+        self.kind = choose(options.sandbox, options.require_sandbox)
+        self.layout = layout_of(options.env.python)
+        self.policies: Policies = load_policies()
+        self.policy = self.policies.get(options.policy).name
+        self.rules: StageRules = load_stage_rules()
+
+    def zygote(self, slot: int) -> Zygote:
+        return Zygote(
+            self.layout, self.kind, slot, self.options.limits, self.options.env.preload, warm=self.options.warm
+        )
+
+    def classify(self, zygote: Zygote, job: Job, timeout: float | None = None) -> Outcome:
+        if not job.runnable:
+            return Outcome(job, Verdict("not-runnable", None, job.reason or "no runnable candidate"), {})
+        timeout = timeout or self.options.limits.timeout
+        result = zygote.run(job.script, [p.as_dict() for p in self.policies.policies], timeout)
+        result["timeout"] = timeout
+        verdict = decide(result, self.policy, self.rules, self.options.limits.file_size_mb * 1024 * 1024)
+        return Outcome(job, verdict, result)
+
+    def run_all(self, jobs: list[Job], on_outcome: Callable[[Outcome], None]) -> bool:
+        """Run every job on ``options.jobs`` sandboxes; False when interrupted (Ctrl-C)."""
+        todo: queue.Queue[Job | None] = queue.Queue()
+        for job in jobs:
+            todo.put(job)
+        done: queue.Queue[Outcome | BaseException] = queue.Queue()
+        stop = threading.Event()
+        workers = max(1, min(self.options.jobs, len(jobs)))
+        for _ in range(workers):
+            todo.put(None)
+
+        def work(slot: int) -> None:
+            with self.zygote(slot) as zygote:
+                while not stop.is_set():
+                    job = todo.get()
+                    if job is None:
+                        return
+                    try:
+                        done.put(self.classify(zygote, job))
+                    except BaseException as exc:  # the sandbox failed: report it, stop this worker
+                        done.put(exc)
+                        return
+
+        threads = [threading.Thread(target=work, args=(slot,), daemon=True) for slot in range(workers)]
+        for thread in threads:
+            thread.start()
+        received = 0
+        try:
+            while received < len(jobs):
+                try:
+                    item = done.get(timeout=0.2)
+                except queue.Empty:
+                    interrupt.check()
+                    if not any(t.is_alive() for t in threads):
+                        break
+                    continue
+                if isinstance(item, BaseException):
+                    raise item
+                received += 1
+                on_outcome(item)
+                interrupt.check()
+        except KeyboardInterrupt:
+            return False
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=5)
+        return True
+
+
+def stored_run(outcome: Outcome, runner: Runner) -> dict[str, Any]:
+    result, verdict = outcome.result, outcome.verdict
+    peak = result.get("peak_rss_kb")
+    return {
+        "issue_id": outcome.job.issue_id,
+        "env": runner.options.env.name,
+        "script_sha": script_sha(outcome.job.script),
+        "verdict": verdict.verdict,
+        "stage": verdict.stage,
+        "reason": verdict.reason,
+        "policy": runner.policy,
+        "reached_converter": verdict.reached_converter,
+        "evidence": verdict.evidence,
+        "versions": result.get("versions", {}),
+        "sandbox": result.get("isolation", "not run"),
+        "mode": result.get("mode", "-"),
+        "exit_code": result.get("exit_code"),
+        "signal": result.get("signal"),
+        "duration_s": result.get("duration"),
+        "peak_mem_mb": peak / 1024 if isinstance(peak, int | float) else None,
+        "output_tail": "\n".join(str(result.get("tail", "")).splitlines()[-OUTPUT_TAIL_LINES:]),
+        "finished_at": utcnow(),
+    }
+
+
+def pending_jobs(db: Database, env: str, sample: str | None, rerun: bool) -> tuple[list[Job], int]:
+    """Candidates still to run in ``env`` (and how many were skipped as already run)."""
+    query = select(ReproCandidate.issue_id, ReproCandidate.script, ReproCandidate.runnable, ReproCandidate.reason)
+    with db.session() as session:
+        if sample:
+            sid = sample_id(session, sample)
+            query = query.join(
+                SampleMember, (SampleMember.issue_id == ReproCandidate.issue_id) & (SampleMember.sample_id == sid)
+            )
+        rows = session.execute(query.order_by(ReproCandidate.issue_id)).all()
+        done = dict(session.execute(select(ReproRun.issue_id, ReproRun.script_sha).where(ReproRun.env == env)).all())
+    jobs, skipped = [], 0
+    for issue_id, script, runnable, reason in rows:
+        if not rerun and done.get(issue_id) == script_sha(script):
+            skipped += 1
+            continue
+        jobs.append(Job(issue_id, script, runnable, reason))
+    return jobs, skipped
+
+
+def run_issues(
+    db: Database,
+    options: RunOptions,
+    sample: str | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> RunReport:
+    """Run every pending candidate (of ``sample``) and store the verdicts one by one."""
+    jobs, skipped = pending_jobs(db, options.env.name, sample, options.rerun)
+    report = RunReport(candidates=len(jobs) + skipped, skipped=skipped)
+    runner = Runner(options)
+    report.sandbox = runner.kind
+    if on_start:
+        on_start(len(jobs))
+
+    def keep(outcome: Outcome) -> None:
+        row = stored_run(outcome, runner)
+        db.write(lambda session: upsert(session, ReproRun, [row], ["issue_id", "env"]))
+        report.ran += 1
+        report.verdicts[outcome.verdict.verdict] += 1
+        if on_outcome:
+            on_outcome(outcome)
+
+    report.interrupted = not runner.run_all(jobs, keep) if jobs else False
+    return report
+
+
+def run_script(script: str, options: RunOptions) -> Outcome:
+    """Run one script the same way (``issuemine repro file``); nothing is stored."""
+    runner = Runner(options)
+    outcomes: list[Outcome] = []
+    runner.run_all([Job(None, script)], outcomes.append)
+    if not outcomes:
+        raise KeyboardInterrupt
+    return outcomes[0]

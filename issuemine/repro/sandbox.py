@@ -1,0 +1,373 @@
+"""Run untrusted snippets: a bubblewrap sandbox around a zygote that forks one child per snippet.
+
+The sandbox (bwrap) has no network (its own empty network namespace), its own PID, IPC and UTS
+namespaces, a read-only view of only what the interpreter needs (``/usr``, the environment's
+prefix and site-packages, the shim), a private size-limited ``/tmp``, no home directory, and an
+environment rebuilt from a short allowlist (no token, no cloud credentials). When issuemine runs
+as root the sandboxed processes drop to an unprivileged uid of their own (64000 + slot), because
+the kernel does not enforce the process limit on root. Each child gets limits on CPU time,
+address space, file size and processes; the zygote enforces the wall-clock limit and kills
+whatever the child left behind.
+
+Where bwrap cannot run, ``unshare`` gives network/PID isolation and the same limits, but the host
+filesystem stays visible (read-write for the run's user): the run record says so, and
+``require_sandbox`` refuses it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import IO, Any
+
+from issuemine.errors import IssuemineError
+
+SHIM_DIR = Path(__file__).parent / "shim"
+SANDBOX_SHIM = "/opt/issuemine/shim"
+SANDBOX_UID_BASE = 64000
+STARTUP_SECONDS = 600.0
+GRACE_SECONDS = 60.0
+DEFAULT_PRELOAD = ("numpy", "torch", "onnx", "onnxruntime")
+KINDS = ("auto", "bwrap", "unshare")
+
+
+class SandboxError(IssuemineError):
+    """The sandbox itself failed (not the snippet)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout: float = 120.0
+    memory_mb: int = 8192
+    processes: int = 256
+    file_size_mb: int = 512
+    tmp_size_mb: int = 1024
+
+    def for_child(self, extra_processes: int = 0) -> dict[str, int]:
+        return {
+            # CPU time may run ahead of the wall clock with threads; the wall clock decides a hang.
+            "cpu_seconds": math.ceil(self.timeout * 2) + 5,
+            "memory_bytes": self.memory_mb * 1024 * 1024,
+            "file_bytes": self.file_size_mb * 1024 * 1024,
+            "processes": self.processes + extra_processes,
+        }
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where an environment's interpreter lives: what the sandbox must make visible."""
+
+    executable: str
+    prefix: str
+    base_prefix: str
+    site_dirs: tuple[str, ...]
+
+    @property
+    def roots(self) -> list[str]:
+        roots: list[str] = []
+        for path in sorted({self.prefix, self.base_prefix, *self.site_dirs}, key=len):
+            if not any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots):
+                roots.append(path)
+        return roots
+
+
+@cache
+def layout_of(python: str) -> Layout:
+    """Ask an interpreter (one we trust: the user's environment, not a snippet) where it lives."""
+    code = (
+        "import json, site, sys; print(json.dumps({'executable': sys.executable, 'prefix': sys.prefix,"
+        " 'base_prefix': sys.base_prefix, 'path': sys.path}))"
+    )
+    try:
+        done = subprocess.run([python, "-I", "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise SandboxError(f"cannot start the environment's interpreter {python}: {exc}") from exc
+    info = json.loads(done.stdout)
+    site_dirs = tuple(p for p in info["path"] if p.endswith(("site-packages", "dist-packages")) and os.path.isdir(p))
+    executable = info["executable"] if os.path.isabs(python) is False else python
+    return Layout(executable, os.path.realpath(info["prefix"]), os.path.realpath(info["base_prefix"]), site_dirs)
+
+
+def _works(command: list[str]) -> bool:
+    try:
+        return subprocess.run(command, capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@cache
+def bwrap_works() -> bool:
+    bwrap = shutil.which("bwrap")
+    return bwrap is not None and _works(
+        [bwrap, "--ro-bind", "/", "/", "--unshare-net", "--unshare-pid", "--dev", "/dev", "--proc", "/proc", "true"]
+    )
+
+
+@cache
+def unshare_works() -> bool:
+    unshare = shutil.which("unshare")
+    return unshare is not None and _works([unshare, *_unshare_flags(), "true"])
+
+
+def _unshare_flags() -> list[str]:
+    flags = ["--net", "--pid", "--fork", "--mount-proc", "--ipc", "--uts", "--kill-child"]
+    return flags if os.geteuid() == 0 else ["--user", "--map-root-user", *flags]
+
+
+def choose(kind: str = "auto", require_sandbox: bool = False) -> str:
+    """The isolation to use: bwrap when it works, else unshare (refused with ``require_sandbox``)."""
+    if kind not in KINDS:
+        raise IssuemineError(f"unknown sandbox {kind!r}; choose one of {', '.join(KINDS)}")
+    if kind in ("auto", "bwrap") and bwrap_works():
+        return "bwrap"
+    if kind == "bwrap" or require_sandbox:
+        raise IssuemineError(
+            "bubblewrap (bwrap) cannot run here, and --require-sandbox refuses the weaker unshare fallback; "
+            "install the Debian package bubblewrap (scripts/setup.sh --dev does) or allow user namespaces"
+            if require_sandbox
+            else "bubblewrap (bwrap) cannot run here; install the Debian package bubblewrap"
+        )
+    if unshare_works():
+        return "unshare"
+    raise IssuemineError("neither bwrap nor unshare can isolate a run here; refusing to run untrusted code")
+
+
+def describe(kind: str) -> str:
+    if kind == "bwrap":
+        return "bwrap: no network, read-only system, private /tmp, no home, stripped environment, limits"
+    return "unshare (weaker): no network, own PID namespace, limits, stripped environment; host files visible"
+
+
+def sandbox_env(layout: Layout, root: str) -> dict[str, str]:
+    """The only variables a snippet sees."""
+    return {
+        "PATH": f"{Path(layout.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "TZ": "UTC",
+        "USER": "sandbox",
+        "LOGNAME": "sandbox",
+        "HOME": f"{root}/home",
+        "TMPDIR": root,
+        "PYTHONPATH": SANDBOX_SHIM if root == "/tmp" else str(SHIM_DIR),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONNOUSERSITE": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "CUDA_VISIBLE_DEVICES": "",
+        "MPLBACKEND": "Agg",
+    }
+
+
+def _ancestors(path: str) -> list[str]:
+    parts = Path(path).parts[1:-1]
+    return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def bwrap_command(layout: Layout, limits: Limits, uid: int | None, preload: list[str]) -> list[str]:
+    command = [
+        shutil.which("bwrap") or "bwrap",
+        "--unshare-ipc",
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--hostname",
+        "sandbox",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+    ]
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(top):
+            command += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            command += ["--ro-bind", top, top]
+    command += ["--perms", "0755", "--dir", "/etc"]
+    for name in ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "nsswitch.conf", "fonts"):
+        if os.path.exists(f"/etc/{name}"):
+            command += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+    # The private /tmp first: an environment may itself live under /tmp, and its bind must stay visible.
+    command += ["--perms", "1777", "--size", str(limits.tmp_size_mb * 1024 * 1024), "--tmpfs", "/tmp"]
+    made = {"/usr", "/tmp"}
+    for root in layout.roots:
+        if root == "/usr" or root.startswith("/usr/"):
+            continue
+        for parent in _ancestors(root + "/x"):
+            if parent not in made and parent != root:
+                command += ["--perms", "0755", "--dir", parent]
+                made.add(parent)
+        command += ["--ro-bind", root, root]
+        made.add(root)
+    command += ["--perms", "0755", "--dir", "/opt", "--perms", "0755", "--dir", "/opt/issuemine"]
+    command += ["--ro-bind", str(SHIM_DIR), SANDBOX_SHIM, "--dev", "/dev", "--proc", "/proc"]
+    keep = os.pathsep.join(r for r in layout.roots if r.startswith("/tmp/"))
+    for key, value in {**sandbox_env(layout, "/tmp"), "ISSUEMINE_SANDBOX_KEEP": keep}.items():
+        command += ["--setenv", key, value]
+    if uid is not None:
+        command += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--", *_drop(uid)]
+    else:
+        command += ["--"]
+    return [*command, layout.executable, f"{SANDBOX_SHIM}/zygote.py", "/tmp", "--preload", ",".join(preload)]
+
+
+def _drop(uid: int) -> list[str]:
+    return ["/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs"]
+
+
+def _own_threads() -> int:
+    """Processes and threads of this user now: the process limit counts them too (non-root)."""
+    count, uid = 0, os.getuid()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat(f"/proc/{pid}").st_uid == uid:
+                count += len(os.listdir(f"/proc/{pid}/task"))
+        except OSError:
+            continue
+    return count
+
+
+@dataclass
+class Zygote:
+    """One sandbox holding a warm interpreter (or, with ``warm=False``, a fresh one per run)."""
+
+    layout: Layout
+    kind: str
+    slot: int = 0
+    limits: Limits = field(default_factory=Limits)
+    preload: tuple[str, ...] = DEFAULT_PRELOAD
+    warm: bool = True
+    info: dict[str, Any] = field(default_factory=dict)
+    _process: subprocess.Popen[str] | None = None
+    _root: str | None = None
+    _log: IO[str] | None = None
+
+    def start(self) -> dict[str, Any]:
+        self.close()
+        uid = SANDBOX_UID_BASE + self.slot if os.geteuid() == 0 else None
+        preload = list(self.preload) if self.warm else []
+        if self.kind == "bwrap":
+            command, env, root = bwrap_command(self.layout, self.limits, uid, preload), None, "/tmp"
+        else:
+            self._root = root = tempfile.mkdtemp(prefix="issuemine-sandbox-")
+            os.chmod(root, 0o700)
+            # As root the interpreter under /root would be unreachable to another uid: stay root (weaker, recorded).
+            command = [shutil.which("unshare") or "unshare", *_unshare_flags(), self.layout.executable]
+            command += [str(SHIM_DIR / "zygote.py"), root, "--preload", ",".join(preload)]
+            env = sandbox_env(self.layout, root)
+        # The server's own stderr, for the error message if it dies; lives as long as the server.
+        self._log = tempfile.TemporaryFile("w+", prefix="issuemine-zygote-")  # noqa: SIM115
+        self._process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env or {}, text=True
+        )
+        ready = self._read(STARTUP_SECONDS)
+        if not ready or not ready.get("ready"):
+            log = self._log_tail()
+            self.close()
+            raise SandboxError(f"the sandbox did not start ({self.kind}): {log or 'no output'}")
+        self.info = {
+            "sandbox": self.kind,
+            "isolation": describe(self.kind),
+            "uid": uid,
+            "mode": "warm" if self.warm else "cold",
+            "versions": ready.get("versions", {}),
+            "preloaded": ready.get("preloaded", []),
+            "preload_failed": ready.get("failed", {}),
+        }
+        return self.info
+
+    def run(self, script: str, policies: list[dict[str, Any]], timeout: float | None = None) -> dict[str, Any]:
+        """Run one script; the zygote's answer plus the sandbox description."""
+        if self._process is None or self._process.poll() is not None:
+            self.start()
+        timeout = self.limits.timeout if timeout is None else timeout
+        uid_root = os.geteuid() == 0 and self.kind == "bwrap"
+        limits = Limits(timeout, self.limits.memory_mb, self.limits.processes, self.limits.file_size_mb)
+        request = {
+            "script": script,
+            "timeout": timeout,
+            "limits": limits.for_child(0 if uid_root else _own_threads()),
+            "env": {"ISSUEMINE_POLICIES": json.dumps(policies)},
+        }
+        assert self._process is not None and self._process.stdin is not None
+        try:
+            self._process.stdin.write(json.dumps(request) + "\n")
+            self._process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            answer = None
+        else:
+            answer = self._read(timeout + GRACE_SECONDS)
+        if answer is None:
+            # The server died or stopped answering: a snippet killed it, or the machine ran out of memory.
+            log = self._log_tail()
+            self.close()
+            return {"sandbox_failure": f"the sandbox server stopped during the run: {log[-1000:]}", **self.info}
+        if not self.warm:
+            self.close()
+        if "error" in answer:
+            raise SandboxError(f"the sandbox server failed: {answer['error']}")
+        return {**answer, **self.info}
+
+    def _read(self, timeout: float) -> dict[str, Any] | None:
+        assert self._process is not None and self._process.stdout is not None
+        ready, _, _ = select.select([self._process.stdout], [], [], timeout)
+        if not ready:
+            return None
+        line = self._process.stdout.readline()
+        if not line:
+            return None
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            return None
+        return answer if isinstance(answer, dict) else None
+
+    def _log_tail(self) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        return self._log.read()[-4000:].strip()
+
+    def close(self) -> None:
+        if self._process is not None:
+            if self._process.poll() is None:
+                self._process.kill()
+            self._process.wait()
+            for stream in (self._process.stdin, self._process.stdout):
+                if stream is not None:
+                    stream.close()
+            self._process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
+            self._root = None
+
+    def __enter__(self) -> Zygote:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def current_python() -> str:
+    return sys.executable
+
+
+def limits_dict(limits: Limits) -> dict[str, Any]:
+    return asdict(limits)

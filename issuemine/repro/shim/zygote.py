@@ -1,0 +1,316 @@
+"""The sandboxed run server: imports the frameworks once, then forks a fresh child per snippet.
+
+Started by the host inside the sandbox as ``python zygote.py ROOT [--preload mod,...]``. It reads
+one JSON request per line on stdin and answers one JSON line on its stdout (which nothing else
+may write to: the interpreter's own stdout is pointed at stderr). Per request it:
+
+1. empties ROOT (the sandbox's private temp directory) so nothing of an earlier run survives;
+2. writes the script to ROOT/run/snippet.py and forks a child that starts a new session, points
+   its output at ROOT/run/output.log, sets the resource limits, and runs the script as __main__;
+3. waits for the child up to the wall-clock limit, kills it on time-out, then kills every other
+   process left in the sandbox's PID namespace (snippets that leave a child behind);
+4. answers with the exit status, resource use, the last lines of output and the shim's events.
+
+Cold mode is the same program with nothing preloaded, serving a single request. Standard
+library only: it runs in whatever environment the user picked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import sys
+import time
+import traceback
+from typing import Any
+
+TAIL_BYTES = 256 * 1024
+TAIL_LINES = 200
+MAX_EVENTS_BYTES = 8 * 1024 * 1024
+STACK_DUMP_SECONDS = 0.5
+PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
+_channel: Any = None
+
+
+def _prctl(option: int, value: int) -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(option, value, 0, 0, 0)
+
+
+def _versions() -> dict[str, Any]:
+    from importlib import metadata
+
+    found: dict[str, Any] = {"python": sys.version.split()[0]}
+    for name in ("torch", "onnx", "onnxruntime", "onnxscript", "tensorflow", "tensorflow-cpu", "tf2onnx", "numpy"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    if "tensorflow-cpu" in found:
+        found.setdefault("tensorflow", found.pop("tensorflow-cpu"))
+    return found
+
+
+def _empty(directory: str, keep: tuple[str, ...] = ()) -> None:
+    """Delete everything under ``directory`` but the read-only environment mounts in ``keep``."""
+    for entry in os.listdir(directory):
+        path = os.path.join(directory, entry)
+        if path in keep:
+            continue
+        if any(k.startswith(path + "/") for k in keep):
+            _empty(path, keep)
+        elif os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+def _ancestors() -> set[int]:
+    pids, pid = set(), os.getpid()
+    while pid > 0 and pid not in pids:
+        pids.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                pid = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return pids
+
+
+def _kill_leftovers(keep: set[int]) -> int:
+    """Kill every process of the sandbox but the zygote and its ancestors; how many there were."""
+    found = 0
+    for _ in range(20):  # a fork bomb may still be forking: repeat until nothing is left
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in keep]
+        alive = []
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/stat") as handle:
+                    state = handle.read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state != "Z":
+                alive.append(pid)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        found = max(found, len(alive))
+        _reap()
+        if not alive:
+            break
+        time.sleep(0.05)
+    return found
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _tail(path: str) -> tuple[int, str]:
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as handle:
+            handle.seek(max(0, size - TAIL_BYTES))
+            data = handle.read()
+    except OSError:
+        return 0, ""
+    lines = data.decode("utf-8", errors="replace").splitlines()[-TAIL_LINES:]
+    return size, "\n".join(lines)
+
+
+def _events(path: str) -> list[Any]:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_EVENTS_BYTES)
+    except OSError:
+        return []
+    events = []
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+    return events
+
+
+def _limit(kind: int, value: int | None) -> None:
+    if value is not None:
+        resource.setrlimit(kind, (value, value))
+
+
+def _child(request: dict[str, Any], run_dir: str, script: str) -> None:
+    """In the forked child: isolate, limit, and run the snippet. Never returns."""
+    code = 70
+    try:
+        _channel.close()  # the snippet must not be able to answer for us
+        _prctl(PR_SET_DUMPABLE, 1)  # the zygote is not dumpable; the snippet may read its own /proc
+        os.setsid()
+        os.chdir(run_dir)
+        out = os.open(os.path.join(run_dir, "output.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        os.close(out)
+        os.close(null)
+        limits = request.get("limits", {})
+        _limit(resource.RLIMIT_CORE, 0)
+        _limit(resource.RLIMIT_CPU, limits.get("cpu_seconds"))
+        _limit(resource.RLIMIT_AS, limits.get("memory_bytes"))
+        _limit(resource.RLIMIT_FSIZE, limits.get("file_bytes"))
+        _limit(resource.RLIMIT_NPROC, limits.get("processes"))
+        os.environ.update(request.get("env", {}))
+        os.environ.update(
+            {
+                "ISSUEMINE_EVENTS": os.path.join(run_dir, ".events.jsonl"),
+                # Writable: the whole private root (frameworks imported by the zygote cached its tempdir).
+                "ISSUEMINE_RUN_DIR": os.path.dirname(run_dir),
+                "TMPDIR": os.path.join(run_dir, "tmp"),
+                "HOME": os.path.join(run_dir, "home"),
+            }
+        )
+        sys.argv = [script]
+        sys.path[0:0] = [run_dir]
+        import runpy
+
+        import issuemine_shim
+
+        issuemine_shim.emit({"event": "start"})
+        try:
+            runpy.run_path(script, run_name="__main__")
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            issuemine_shim.emit({"event": "exit", "status": "exit", "code": code})
+        except BaseException as exc:
+            issuemine_shim.emit(
+                {"event": "exit", "status": "exception", "error": issuemine_shim.describe_exception(exc)}
+            )
+            traceback.print_exc()
+            code = 1
+        else:
+            issuemine_shim.emit({"event": "exit", "status": "ok", "code": 0})
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BaseException:
+            pass
+        os._exit(code)
+
+
+def _wait(pid: int, timeout: float) -> tuple[int | None, Any, bool]:
+    """Wait for the child up to ``timeout`` seconds: (wait status, rusage, timed out)."""
+    deadline = time.monotonic() + timeout
+    try:
+        handle = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        handle = None
+    while True:
+        done, status, usage = os.wait4(pid, os.WNOHANG)
+        if done:
+            if handle is not None:
+                os.close(handle)
+            return status, usage, False
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        if handle is not None:
+            select.select([handle], [], [], left)
+        else:
+            time.sleep(min(0.01, left))
+    try:  # the shim dumps every thread's stack on SIGUSR1: where the hang was
+        os.kill(pid, signal.SIGUSR1)
+        if handle is not None:
+            select.select([handle], [], [], STACK_DUMP_SECONDS)
+        else:
+            time.sleep(STACK_DUMP_SECONDS)
+    except OSError:
+        pass
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        os.kill(pid, signal.SIGKILL)
+    _, status, usage = os.wait4(pid, 0)
+    if handle is not None:
+        os.close(handle)
+    return status, usage, True
+
+
+def run(request: dict[str, Any], root: str) -> dict[str, Any]:
+    _empty(root, tuple(filter(None, os.environ.get("ISSUEMINE_SANDBOX_KEEP", "").split(os.pathsep))))
+    run_dir = os.path.join(root, "run")
+    for sub in ("", "tmp", "home"):
+        os.makedirs(os.path.join(run_dir, sub), exist_ok=True)
+    script = os.path.join(run_dir, "snippet.py")
+    with open(script, "w") as handle:
+        handle.write(request["script"])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    started = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        _child(request, run_dir, script)
+    status, usage, timed_out = _wait(pid, float(request.get("timeout", 120)))
+    duration = time.monotonic() - started
+    leftovers = _kill_leftovers(_ancestors())
+    output_bytes, tail = _tail(os.path.join(run_dir, "output.log"))
+    return {
+        "exit_code": os.waitstatus_to_exitcode(status) if status is not None and os.WIFEXITED(status) else None,
+        "signal": os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None,
+        "timed_out": timed_out,
+        "duration": duration,
+        "peak_rss_kb": usage.ru_maxrss if usage is not None else None,
+        "cpu_seconds": (usage.ru_utime + usage.ru_stime) if usage is not None else None,
+        "leftover_processes": leftovers,
+        "output_bytes": output_bytes,
+        "tail": tail,
+        "events": _events(os.path.join(run_dir, ".events.jsonl")),
+    }
+
+
+def main() -> None:
+    root = sys.argv[1]
+    preload = sys.argv[3].split(",") if len(sys.argv) > 3 and sys.argv[2] == "--preload" else []
+    global _channel
+    _channel = channel = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # anything else printed to stdout (import chatter) goes to stderr
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans come back to us, to be killed after the run
+    # Not dumpable: a snippet running as the same user cannot open /proc/<zygote>/fd or ptrace us.
+    _prctl(PR_SET_DUMPABLE, 0)
+    loaded, failed = [], {}
+    for name in filter(None, preload):
+        try:
+            __import__(name)
+            loaded.append(name)
+        except BaseException as exc:  # a broken optional framework must not stop the server
+            failed[name] = f"{type(exc).__name__}: {exc}"[:500]
+    channel.write(json.dumps({"ready": True, "versions": _versions(), "preloaded": loaded, "failed": failed}) + "\n")
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            answer = run(json.loads(line), root)
+        except Exception as exc:
+            answer = {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-4000:]}
+        channel.write(json.dumps(answer, default=repr) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""`issuemine repro run/show/report/file` end to end: issues in a database, labels, real sandboxed runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from issuemine.cli.app import app
+from issuemine.db import Database
+from issuemine.db.models import ReproRun
+from issuemine.store import ensure_repository, save_issue
+from tests.repro.conftest import SNIPPETS
+
+# (issue number, snippet, labeled symptom, labeled stage)
+ISSUES = [
+    (101, "b_unsupported_operator.py", "Crash", "Node Transformation"),
+    (102, "c_trace_crash.py", "Crash", "Node Transformation"),  # raters said node conversion; the run says load
+    (103, "e_wrong_model.py", "Wrong Code", "Node Transformation"),
+    (104, "a_torchscript_passes.py", "Crash", "Tracer"),  # fixed since: passes now
+    (105, "g_not_runnable.py", "Crash", "Not Dis."),
+]
+
+
+def thread(snippet: str) -> str:
+    code = (SNIPPETS / snippet).read_text()
+    intro = "### Describe the bug\n\nExport fails / gives wrong results:\n\n"
+    return f"{intro}```python\n{code}```\n\n### Versions\ntorch 1.13\n"
+
+
+@pytest.fixture
+def repro_db(fresh_db: Database, db_path: Path, tmp_path: Path, cli) -> Database:
+    with fresh_db.session() as session:
+        repo_id = ensure_repository(session, "pytorch/pytorch")
+        for number, snippet, _, _ in ISSUES:
+            raw = {
+                "id": 9000 + number,
+                "number": number,
+                "title": f"export problem {number}",
+                "body": thread(snippet),
+                "state": "closed",
+                "created_at": "2023-01-02T00:00:00Z",
+                "closed_at": "2023-02-02T00:00:00Z",
+                "labels": [{"id": 1, "name": "module: onnx"}],
+                "html_url": f"https://github.com/pytorch/pytorch/issues/{number}",
+            }
+            save_issue(session, repo_id, raw)
+        save_issue(session, repo_id, {"id": 9999, "number": 199, "title": "question", "body": "How do I export?"})
+    labels = tmp_path / "labels.csv"
+    with labels.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["repo", "number", "symptom", "stage", "cause"])
+        for (
+            number,
+            _,
+            symptom,
+            stage,
+        ) in ISSUES:
+            writer.writerow(["pytorch/pytorch", number, symptom, stage, "Incompatability"])
+        writer.writerow(["pytorch/pytorch", 199, "Crash", "Not Dis.", "Incompatability"])
+    args = ["labels", "import", str(labels), "--rater", "R1", "--sample", "study", "--db", str(db_path)]
+    assert cli.invoke(app, args).exit_code == 0
+    assert cli.invoke(app, ["repro", "extract", "--db", str(db_path)]).exit_code == 0
+    return fresh_db
+
+
+def test_run_stores_verdicts_resumes_and_reports(repro_db: Database, db_path: Path, cli) -> None:
+    db = ["--db", str(db_path)]
+    result = cli.invoke(app, ["repro", "run", "--jobs", "2", "--timeout", "60", "--json", *db])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["ran"] == 6 and report["skipped_already_run"] == 0 and report["sandbox"] == "bwrap"
+    with repro_db.session() as session:
+        runs = {r.issue_id: r for r in session.scalars(select(ReproRun))}
+    verdicts = sorted((r.verdict, r.stage) for r in runs.values())
+    assert verdicts == [
+        ("crash", "load-model"),
+        ("crash", "node-conversion"),
+        ("not-runnable", None),  # issue 199: no code
+        ("not-runnable", None),  # missing name
+        ("passes", None),
+        ("wrong-model", None),
+    ]
+    run = next(r for r in runs.values() if r.verdict == "wrong-model")
+    assert run.env == "current" and run.versions["torch"].startswith("2.13") and run.policy == "torch-testing"
+    assert run.duration_s and run.duration_s > 0 and run.peak_mem_mb and run.peak_mem_mb > 50
+    assert "bwrap" in run.sandbox and run.mode == "warm"
+
+    again = json.loads(cli.invoke(app, ["repro", "run", "--json", *db]).stdout)
+    assert again["ran"] == 0 and again["skipped_already_run"] == 6  # resumable, idempotent per (issue, env)
+
+    shown = cli.invoke(app, ["repro", "show", "pytorch/pytorch#101", *db])
+    assert shown.exit_code == 0
+    assert "crash at stage node-conversion" in shown.stdout and "linalg_eigh" in shown.stdout
+    assert "torch.onnx.export(Spectrum()" in shown.stdout  # the snippet itself
+    as_json = json.loads(
+        cli.invoke(app, ["repro", "show", "https://github.com/pytorch/pytorch/issues/103", "--json", *db]).stdout
+    )
+    assert as_json["runs"][0]["verdict"] == "wrong-model"
+    assert as_json["candidate"]["provenance"]["post"] == "body"
+
+    tied = json.loads(cli.invoke(app, ["repro", "report", "--sample", "study", "--json", *db]).stdout)
+    assert tied["coverage"] == {
+        "issues": 6,
+        "fetched (text known)": 6,
+        "extracted": 6,
+        "with code": 5,
+        "runnable candidates": 5,
+        "run": 5,
+        "reached the converter": 4,
+    }
+    agreement = tied["stage_agreement"]
+    assert (agreement["agree"], agreement["n"], agreement["share"]) == (1, 2, 0.5)
+    assert sorted((p["labeled"], p["inferred"]) for p in agreement["pairs"]) == [
+        ("node-conversion", "load-model"),
+        ("node-conversion", "node-conversion"),
+    ]
+    lines = tied["reproduction"]
+    assert "labeled crash: 2 of 5 run still fail (crash, ort-load-fail); 1 crash at the labeled stage" in lines
+    assert "labeled wrong-model: 1 of 1 run still fail (ort-load-fail, wrong-model)" in lines
+    table = cli.invoke(app, ["repro", "report", "--sample", "study", *db])
+    assert table.exit_code == 0 and "Verdicts by labeled symptom" in table.stdout
+
+    # The analysis report carries the tie-back and its figure.
+    out = db_path.parent / "report"
+    result = cli.invoke(app, ["analyze", "--sample", "study", "--out", str(out), *db])
+    assert result.exit_code == 0, result.output
+    page = (out / "report.html").read_text()
+    assert "Reproduction in environment <code>current</code>" in page
+    assert "agrees with the labeled stage for 1 of 2 crashes" in page
+    assert (out / "figures" / "repro-stages.png").stat().st_size > 1000
+
+
+def test_unknown_issue_and_env_are_clear_errors(repro_db: Database, db_path: Path, cli) -> None:
+    result = cli.invoke(app, ["repro", "show", "pytorch/pytorch#4242", "--db", str(db_path)])
+    assert result.exit_code == 2 and "no issue pytorch/pytorch#4242" in result.output
+    result = cli.invoke(app, ["repro", "run", "--env", "torch-1.13", "--db", str(db_path)])
+    assert result.exit_code == 2 and "unknown environment 'torch-1.13'" in result.output
+
+
+def test_file_runs_one_snippet_the_same_way(cli, tmp_path: Path) -> None:
+    result = cli.invoke(app, ["repro", "file", str(SNIPPETS / "b_unsupported_operator.py"), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert (data["verdict"], data["stage"]) == ("crash", "node-conversion")
+    assert data["versions"]["onnxruntime"] and "bwrap" in data["sandbox"]
+    markdown = tmp_path / "report.md"
+    markdown.write_text(thread("e_wrong_model.py"))
+    data = json.loads(cli.invoke(app, ["repro", "file", str(markdown), "--cold", "--json"]).stdout)
+    assert data["verdict"] == "wrong-model" and data["mode"] == "cold"
+    bad = tmp_path / "bad.py"
+    bad.write_text("def broken(:\n")
+    result = cli.invoke(app, ["repro", "file", str(bad)])
+    assert result.exit_code == 2 and "not valid Python" in result.output
