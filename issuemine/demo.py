@@ -5,8 +5,10 @@
 2. the pilot and drift double-labelings (``pilot-ratings.csv``, ``drift-ratings.csv``) are imported
    as samples ``pilot`` and ``drift``, and inter-rater agreement is computed for both;
 3. the filters run and a seeded sample is drawn, as on a fetched corpus;
-4. the analysis of sample ``study`` is written to ``report/``: tables, figures, report.html.
-Later capabilities (reproduction) extend this same job.
+4. the analysis of sample ``study`` is written to ``report/``: tables, figures, report.html;
+5. the bundled example snippets (``data/repro-examples/``) run in the sandbox against the installed
+   torch and onnxruntime, each classified as ``issuemine repro`` would (the study's issues come
+   without their text, so their own snippets need a fetch first).
 """
 
 from __future__ import annotations
@@ -42,6 +44,38 @@ class DemoResult:
     final_labels: int
     report: Path
     tables: dict[str, str]
+    repro: dict[str, Any]
+
+
+DEMO_EXAMPLES = (
+    "a_torchscript_passes.py",
+    "b_unsupported_operator.py",
+    "c_trace_crash.py",
+    "d_ort_refuses.py",
+    "e_wrong_model.py",
+    "g_not_runnable.py",
+)
+
+
+def reproduce_examples() -> dict[str, Any]:
+    """Run the torch example snippets in the sandbox; say why not when this machine cannot isolate them."""
+    from issuemine.repro.environments import current
+    from issuemine.repro.runs import Job, Outcome, Runner, RunOptions
+    from issuemine.repro.sandbox import Limits
+
+    try:
+        runner = Runner(RunOptions(env=current(), limits=Limits(timeout=60)))
+    except IssuemineError as exc:
+        return {"skipped": str(exc)}
+    outcomes: list[Outcome] = []
+    folder = data_dir() / "repro-examples"
+    runner.run_all([Job(None, (folder / name).read_text(encoding="utf-8")) for name in DEMO_EXAMPLES], outcomes.append)
+    runs = [
+        {"example": name, "verdict": o.verdict.verdict, "stage": o.verdict.stage, "reason": o.verdict.reason}
+        for name, o in zip(DEMO_EXAMPLES, outcomes, strict=False)
+    ]
+    first = outcomes[0].result if outcomes else {}
+    return {"sandbox": first.get("isolation"), "versions": first.get("versions", {}), "runs": runs}
 
 
 def run_demo(out_dir: Path, *, seed: int = 7, per_converter: int = 30) -> DemoResult:
@@ -77,6 +111,9 @@ def run_demo(out_dir: Path, *, seed: int = 7, per_converter: int = 30) -> DemoRe
             "Table 10, top causes by symptom:": tables.cause_by_symptom(final, tax),
         }
         rendered = {title: tables.render(table, "md") for title, table in shown.items()}
-        return DemoResult(db_path, loaded, status.corpus_status(db), agreements, len(final), built.html, rendered)
+        repro = reproduce_examples()
+        return DemoResult(
+            db_path, loaded, status.corpus_status(db), agreements, len(final), built.html, rendered, repro
+        )
     finally:
         db.close()

@@ -258,6 +258,8 @@ def _repro_html(repro: dict[str, Any] | None, images: dict[str, Path]) -> list[s
         _crosstab_html(repro["by_converter"]),
         f"<p>Stage inferred from the re-run crash agrees with the labeled stage for {agreement['agree']} of "
         f"{agreement['n']} crashes.</p>",
+        f"<p>Stage inferred from the traceback pasted in the issue agrees with the labeled stage for "
+        f"{repro['traceback_stage_agreement']['agree']} of {repro['traceback_stage_agreement']['n']} issues.</p>",
     ]
     if "repro-stages" in images:
         parts.append(_img(images["repro-stages"], "labeled vs inferred stage"))

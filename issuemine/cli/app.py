@@ -55,6 +55,7 @@ def demo_cmd(
                 "final_labels": result.final_labels,
                 "report": str(result.report),
                 "tables": result.tables,
+                "repro": result.repro,
             }
         )
         return
@@ -72,6 +73,18 @@ def demo_cmd(
     for title, text in result.tables.items():
         out.print(f"\n{title}", markup=False)
         sys.stdout.write(text + "\n")
+    repro = result.repro
+    if "skipped" in repro:
+        out.print(f"\nreproduction of the example snippets skipped: {repro['skipped']}")
+    else:
+        versions = ", ".join(f"{k} {v}" for k, v in repro["versions"].items())
+        out.print(
+            table(
+                f"Example snippets re-run in the sandbox ({versions})",
+                ["example", "verdict", "stage", "reason"],
+                [(r["example"], r["verdict"], r["stage"] or "", (r["reason"] or "")[:60]) for r in repro["runs"]],
+            )
+        )
     out.print(f"\ndone: the database is {result.database}; the report is {result.report}")
 
 

@@ -296,11 +296,12 @@ def report_cmd(
             out.print(table(title, [frame["index"], *frame["columns"]], [[r, *v] for r, v in frame["rows"]]))
     for line in report["reproduction"]:
         out.print(line)
-    agreement = report["stage_agreement"]
-    out.print(
-        f"stage inferred from the crash vs labeled stage: {agreement['agree']} of {agreement['n']} agree"
-        + (f" ({agreement['share']:.0%})" if agreement["n"] else "")
-    )
+    for key, what in (("stage_agreement", "the re-run crash"), ("traceback_stage_agreement", "the reported traceback")):
+        agreement = report[key]
+        out.print(
+            f"stage inferred from {what} vs labeled stage: {agreement['agree']} of {agreement['n']} agree"
+            + (f" ({agreement['share']:.0%})" if agreement["n"] else "")
+        )
 
 
 @env_app.command("list")

@@ -19,7 +19,7 @@ from issuemine.db import Database
 from issuemine.db.models import Issue, Repository, ReproCandidate, ReproRun, SampleMember
 from issuemine.errors import IssuemineError
 from issuemine.labels import final_labels, sample_id
-from issuemine.repro.verdicts import VERDICTS
+from issuemine.repro.verdicts import VERDICTS, infer_stage, load_stage_rules, parse_traceback
 
 STILL_FAILING = {
     "crash": {"crash", "ort-load-fail"},
@@ -128,7 +128,11 @@ def repro_report(db: Database, env: str, sample: str | None = None) -> dict[str,
     with db.session() as session:
         candidates = {
             r.issue_id: r
-            for r in session.execute(select(ReproCandidate.issue_id, ReproCandidate.runnable, ReproCandidate.reason))
+            for r in session.execute(
+                select(
+                    ReproCandidate.issue_id, ReproCandidate.runnable, ReproCandidate.reason, ReproCandidate.tracebacks
+                )
+            )
         }
         runs = {
             r.issue_id: r
@@ -169,6 +173,7 @@ def repro_report(db: Database, env: str, sample: str | None = None) -> dict[str,
             compared += 1
             agree += run.stage == stage
             confusion.append((str(stage), str(run.stage)))
+    traceback_agreement = _traceback_agreement({i: c for i, c in candidates.items() if i in ids}, labeled)
     for symptom, failing in STILL_FAILING.items():
         matching = [(s, v) for s, v in symptom_rows if s == symptom]
         if not matching:
@@ -200,4 +205,31 @@ def repro_report(db: Database, env: str, sample: str | None = None) -> dict[str,
             "share": agree / compared if compared else None,
             "pairs": [{"labeled": a, "inferred": b} for a, b in confusion],
         },
+        "traceback_stage_agreement": traceback_agreement,
+    }
+
+
+def _traceback_agreement(candidates: dict[int, Any], labeled: dict[int, Any]) -> dict[str, Any]:
+    """The stage inferred from the traceback the reporter pasted, against the labeled stage.
+
+    Needs no run at all, so it covers issues whose code cannot run (external files, old APIs)."""
+    rules = load_stage_rules()
+    pairs = []
+    for issue_id, candidate in sorted(candidates.items()):
+        label = labeled.get(issue_id)
+        stage = getattr(label, "stage", None) if label is not None else None
+        if not stage:
+            continue
+        for text in candidate.tracebacks or []:
+            error = parse_traceback(str(text))
+            if error:
+                inferred, _ = infer_stage(error, "", rules)
+                pairs.append((str(stage), inferred))
+                break
+    agree = sum(1 for a, b in pairs if a == b)
+    return {
+        "agree": agree,
+        "n": len(pairs),
+        "share": agree / len(pairs) if pairs else None,
+        "pairs": [{"labeled": a, "inferred": b} for a, b in pairs],
     }

@@ -71,6 +71,7 @@ class StageRules:
     exceptions: dict[str, str]
     frames: tuple[tuple[str, re.Pattern[str] | None, str], ...]
     announcements: tuple[tuple[str, str], ...]
+    messages: tuple[tuple[re.Pattern[str], str], ...] = ()
 
 
 def load_stage_rules(path: Path | None = None) -> StageRules:
@@ -84,6 +85,7 @@ def load_stage_rules(path: Path | None = None) -> StageRules:
                 for f in doc.get("frame", [])
             ),
             tuple((a["text"], a["stage"]) for a in doc.get("announcement", [])),
+            tuple((re.compile(m["pattern"]), m["stage"]) for m in doc.get("message", [])),
         )
     except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, re.error) as exc:
         raise IssuemineError(f"cannot read stage rules from {path}: {exc}") from exc
@@ -144,6 +146,11 @@ def infer_stage(error: dict[str, Any] | None, tail: str, rules: StageRules) -> t
         if kind in rules.exceptions:
             return rules.exceptions[kind], f"exception {kind}"
     for item in chain:
+        message = _text(item.get("message"), 4000)
+        for regex, stage in rules.messages:
+            if regex.search(message):
+                return stage, f"message matching {regex.pattern!r}"
+    for item in chain:
         for frame in reversed(_frames(item)):
             file, function = _text(frame.get("file"), 1000), _text(frame.get("func"), 300)
             for fragment, pattern, stage in rules.frames:
@@ -166,6 +173,36 @@ def stack_at_timeout(tail: str) -> dict[str, Any] | None:
     current = next((d for d in dumps if d.group(0).startswith("Current thread")), dumps[-1])
     frames = [{"file": m["file"], "line": int(m["line"]), "func": m["func"]} for m in DUMP_FRAME.finditer(current[1])]
     return {"type": "timeout", "message": "stack when time ran out", "frames": list(reversed(frames))}
+
+
+TB_START = re.compile(r"^Traceback \(most recent call last\):\s*$", re.M)
+TB_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)', re.M)
+TB_EXCEPTION = re.compile(
+    r"^(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Failure))(?::[ \t]*(?P<message>.*))?$", re.M
+)
+
+
+def parse_traceback(text: str) -> dict[str, Any] | None:
+    """A pasted Python traceback as the shim would have recorded it: type, message, frames, causes.
+
+    Chained tracebacks ("During handling of the above exception...") become the cause chain."""
+    blocks = TB_START.split(text or "")[1:]
+    error: dict[str, Any] | None = None
+    for block in blocks:
+        frames = [{"file": m["file"], "line": int(m["line"]), "func": m["func"]} for m in TB_FRAME.finditer(block)]
+        after = block[list(TB_FRAME.finditer(block))[-1].end() :] if frames else block
+        exception = TB_EXCEPTION.search(after)
+        if not frames and not exception:
+            continue
+        current: dict[str, Any] = {
+            "type": exception["type"] if exception else "",
+            "message": (exception["message"] or "") if exception else "",
+            "frames": frames,
+        }
+        if error:
+            current["cause"] = error
+        error = current
+    return error
 
 
 def _summary(error: dict[str, Any]) -> str:

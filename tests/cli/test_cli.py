@@ -243,3 +243,13 @@ def test_demo(cli, tmp_path: Path):
     assert all(a["kappa"] == 1.0 for a in data["agreement"]["drift"])
     assert data["final_labels"] == 200
     assert Path(data["report"]).is_file() and "Table 10" in " ".join(data["tables"])
+    verdicts = [(r["example"], r["verdict"], r["stage"]) for r in data["repro"]["runs"]]
+    assert verdicts == [
+        ("a_torchscript_passes.py", "passes", None),
+        ("b_unsupported_operator.py", "crash", "node-conversion"),
+        ("c_trace_crash.py", "crash", "load-model"),
+        ("d_ort_refuses.py", "ort-load-fail", None),
+        ("e_wrong_model.py", "wrong-model", None),
+        ("g_not_runnable.py", "not-runnable", None),
+    ]
+    assert data["repro"]["versions"]["torch"].startswith("2.13") and "bwrap" in data["repro"]["sandbox"]

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from issuemine.paths import data_dir
 from issuemine.repro.environments import current
 from issuemine.repro.runs import Job, Outcome, Runner, RunOptions
 from issuemine.repro.sandbox import Limits, Zygote
 
-SNIPPETS = Path(__file__).parent / "snippets"
+SNIPPETS = data_dir() / "repro-examples"
 
 
 class Harness:

@@ -25,10 +25,27 @@ ISSUES = [
 ]
 
 
-def thread(snippet: str) -> str:
+# What reporters pasted (own text, in the shape of real torch 1.x tracebacks).
+UNSUPPORTED = """Traceback (most recent call last):
+  File "repro.py", line 9, in <module>
+  File "/opt/conda/lib/python3.9/site-packages/torch/onnx/utils.py", line 1208, in _run_symbolic_function
+    symbolic_fn = _find_symbolic_in_registry(domain, op_name, opset_version, operator_export_type)
+RuntimeError: Exporting the operator linalg_eigh to ONNX opset version 13 is not supported.
+"""
+TRACER = """Traceback (most recent call last):
+  File "repro.py", line 14, in <module>
+  File "/opt/conda/lib/python3.9/site-packages/torch/jit/_trace.py", line 118, in wrapper
+    outs.append(self.inner(*trace_inputs))
+RuntimeError: Only tuples, lists and Variables are supported as JIT inputs/outputs.
+"""
+TRACEBACKS = {101: UNSUPPORTED, 102: TRACER, 105: UNSUPPORTED}
+
+
+def thread(snippet: str, traceback: str | None = None) -> str:
     code = (SNIPPETS / snippet).read_text()
     intro = "### Describe the bug\n\nExport fails / gives wrong results:\n\n"
-    return f"{intro}```python\n{code}```\n\n### Versions\ntorch 1.13\n"
+    pasted = f"\n```\n{traceback}```\n" if traceback else ""
+    return f"{intro}```python\n{code}```\n{pasted}\n### Versions\ntorch 1.13\n"
 
 
 @pytest.fixture
@@ -40,7 +57,7 @@ def repro_db(fresh_db: Database, db_path: Path, tmp_path: Path, cli) -> Database
                 "id": 9000 + number,
                 "number": number,
                 "title": f"export problem {number}",
-                "body": thread(snippet),
+                "body": thread(snippet, TRACEBACKS.get(number)),
                 "state": "closed",
                 "created_at": "2023-01-02T00:00:00Z",
                 "closed_at": "2023-02-02T00:00:00Z",
@@ -118,6 +135,11 @@ def test_run_stores_verdicts_resumes_and_reports(repro_db: Database, db_path: Pa
         ("node-conversion", "load-model"),
         ("node-conversion", "node-conversion"),
     ]
+    # From the pasted tracebacks, without running: 101 agrees (node conversion); 102 was labeled node
+    # conversion but its traceback is the tracer's; 105 was labeled "not distinguishable".
+    pasted = tied["traceback_stage_agreement"]
+    assert (pasted["agree"], pasted["n"]) == (1, 3)
+    assert [p["inferred"] for p in pasted["pairs"]] == ["node-conversion", "load-model", "node-conversion"]
     lines = tied["reproduction"]
     assert "labeled crash: 2 of 5 run still fail (crash, ort-load-fail); 1 crash at the labeled stage" in lines
     assert "labeled wrong-model: 1 of 1 run still fail (ort-load-fail, wrong-model)" in lines
@@ -139,6 +161,10 @@ def test_unknown_issue_and_env_are_clear_errors(repro_db: Database, db_path: Pat
     assert result.exit_code == 2 and "no issue pytorch/pytorch#4242" in result.output
     result = cli.invoke(app, ["repro", "run", "--env", "torch-1.13", "--db", str(db_path)])
     assert result.exit_code == 2 and "unknown environment 'torch-1.13'" in result.output
+    result = cli.invoke(app, ["repro", "run", "--sandbox", "unshare", "--require-sandbox", "--db", str(db_path)])
+    assert result.exit_code == 2 and "--require-sandbox refuses" in result.output
+    result = cli.invoke(app, ["repro", "run", "--policy", "exact", "--db", str(db_path)])
+    assert result.exit_code == 2 and "unknown tolerance policy 'exact'" in result.output
 
 
 def test_file_runs_one_snippet_the_same_way(cli, tmp_path: Path) -> None:

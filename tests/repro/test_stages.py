@@ -1,0 +1,114 @@
+"""Stage inference and verdict rules on recorded evidence (no sandbox needed)."""
+
+from __future__ import annotations
+
+import signal
+
+from issuemine.repro.verdicts import decide, infer_stage, load_stage_rules, parse_traceback
+
+RULES = load_stage_rules()
+
+OLD_TORCH = """Traceback (most recent call last):
+  File "export.py", line 12, in <module>
+    torch.onnx.export(model, x, "m.onnx", opset_version=11)
+  File "/opt/conda/lib/python3.8/site-packages/torch/onnx/utils.py", line 639, in _export
+    _retain_param_name)
+  File "/opt/conda/lib/python3.8/site-packages/torch/onnx/utils.py", line 203, in _optimize_graph
+    graph = torch._C._jit_pass_onnx(graph, operator_export_type)
+  File "/opt/conda/lib/python3.8/site-packages/torch/onnx/symbolic_registry.py", line 111, in get_registered_op
+    raise RuntimeError(msg)
+RuntimeError: Exporting the operator silu to ONNX opset version 11 is not supported. Please open a bug.
+"""
+
+CHAINED = """Traceback (most recent call last):
+  File "/usr/lib/python3/site-packages/tf2onnx/tfonnx.py", line 292, in tensorflow_onnx_mapping
+    func(g, node, **kwargs, initialized_tables=initialized_tables, dequantize=dequantize)
+  File "/usr/lib/python3/site-packages/tf2onnx/onnx_opset/nn.py", line 401, in version_1
+    raise ValueError("dilations must be constant")
+ValueError: dilations must be constant
+
+During handling of the above exception, another exception occurred:
+
+Traceback (most recent call last):
+  File "convert.py", line 3, in <module>
+    tf2onnx.convert.from_keras(model)
+  File "/usr/lib/python3/site-packages/tf2onnx/convert.py", line 493, in from_keras
+    model_proto, external_tensor_storage = _convert_common(
+RuntimeError: conversion failed
+"""
+
+
+def test_old_torch_traceback_is_node_conversion_by_its_message():
+    error = parse_traceback(OLD_TORCH)
+    assert error is not None and error["type"] == "RuntimeError" and len(error["frames"]) == 4
+    stage, how = infer_stage(error, "", RULES)
+    assert stage == "node-conversion" and how.startswith("message")
+    without_message = parse_traceback(OLD_TORCH.replace("Exporting the operator silu", "Operator silu"))
+    assert infer_stage(without_message, "", RULES) == (
+        "node-conversion",
+        "frame torch/onnx/symbolic_registry.py:get_registered_op",
+    )
+
+
+def test_chained_tracebacks_use_the_innermost_cause():
+    error = parse_traceback(CHAINED)
+    assert error is not None and error["type"] == "RuntimeError" and error["cause"]["type"] == "ValueError"
+    assert infer_stage(error, "", RULES)[0] == "node-conversion"  # tf2onnx/onnx_opset, not convert.py
+
+
+def test_no_traceback_and_unknown_frames():
+    assert parse_traceback("the export just produces garbage") is None
+    error = parse_traceback('Traceback (most recent call last):\n  File "x.py", line 1, in <module>\nKeyError: 3\n')
+    assert infer_stage(error, "", RULES) == (
+        "not-distinguishable",
+        "no converter frame, exception or message identifies the stage",
+    )
+
+
+def test_dynamo_progress_messages_locate_a_hang():
+    tail = (
+        "[torch.onnx] Obtain model graph for `M()` with `torch.export.export(..., strict=False)`... ✅\n"
+        "[torch.onnx] Run decompositions...\n"
+    )
+    result = {"events": [{"event": "start", "pid": 5}, {"event": "convert-start", "pid": 5}], "timed_out": True}
+    verdict = decide({**result, "tail": tail, "timeout": 5}, "torch-testing", RULES)
+    assert (verdict.verdict, verdict.stage) == ("hang", "graph-optimization")
+
+
+def test_a_converter_killing_the_interpreter_is_a_crash():
+    events = [{"event": "start", "pid": 5}, {"event": "convert-start", "pid": 5}]
+    verdict = decide({"events": events, "signal": signal.SIGSEGV, "tail": ""}, "torch-testing", RULES)
+    assert verdict.verdict == "crash" and "signal 11" in (verdict.reason or "")
+    events.append({"event": "converted", "pid": 5})  # export done; onnxruntime died loading the model
+    verdict = decide({"events": events, "signal": signal.SIGSEGV, "tail": ""}, "torch-testing", RULES)
+    assert verdict.verdict == "ort-load-fail"
+
+
+def test_forged_or_malformed_events_do_not_break_the_verdict():
+    events = [
+        "not a dict",
+        {"event": "convert", "status": "ok", "compare": "nonsense", "ort": 3},
+        {"event": "convert", "status": "error", "error": {"frames": "x", "type": None}},
+        {"event": ["weird"]},
+    ]
+    verdict = decide({"events": events, "tail": None, "exit_code": 1}, "torch-testing", RULES)
+    assert verdict.verdict == "crash" and verdict.stage == "not-distinguishable"
+
+
+def test_policy_is_applied_per_output():
+    call = {
+        "event": "convert",
+        "status": "ok",
+        "ort": {"status": "loaded"},
+        "compare": [
+            {"output": 0, "max_abs": 1e-6, "within": {"study": False, "nnsmith": True}},
+            {"output": 1, "max_abs": 0.0, "within": {"study": True, "nnsmith": True}},
+        ],
+    }
+    result = {"events": [{"event": "start", "pid": 1}, call], "exit_code": 0, "tail": ""}
+    assert decide(result, "nnsmith", RULES).verdict == "passes"
+    strict = decide(result, "study", RULES)
+    assert (
+        strict.verdict == "wrong-model"
+        and strict.reason == "1 of 2 output(s) differ beyond policy study (max |Δ| 1e-06)"
+    )
