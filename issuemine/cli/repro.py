@@ -13,7 +13,7 @@ from issuemine.cli.common import DbOption, JsonOption, database, err, fmt, handl
 from issuemine.errors import IssuemineError
 from issuemine.repro import environments
 from issuemine.repro.candidates import extract_issues
-from issuemine.repro.runs import Outcome, RunOptions, run_issues, run_script, script_sha
+from issuemine.repro.runs import Outcome, RunOptions, json_safe, run_issues, run_script, script_sha
 from issuemine.repro.sandbox import KINDS, Limits
 
 repro_app = typer.Typer(help="Re-run the conversions reported in issues, sandboxed, and classify what happens.")
@@ -200,7 +200,7 @@ def file_cmd(
     )
     with interrupt.deferred_interrupt():
         outcome = run_script(script, options)
-    data = _outcome_dict(outcome) | {"env": env, "script_sha": script_sha(script)}
+    data = json_safe(_outcome_dict(outcome) | {"env": env, "script_sha": script_sha(script)})
     if as_json:
         print_json(data)
         return
@@ -274,13 +274,21 @@ def show_cmd(
 def report_cmd(
     sample: str | None = typer.Option(None, "--sample", help="Only this sample's issues."),
     env: str = typer.Option(environments.CURRENT, "--env", help="Which environment's verdicts."),
+    against: str | None = typer.Option(
+        None, "--against", help="Also compare with this environment's verdicts: what a release fixed or broke."
+    ),
     db: str | None = DbOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Coverage, verdicts by converter, and how verdicts and inferred stages agree with the human labels."""
-    from issuemine.repro.report import repro_report
+    """Coverage, verdicts by converter, and how verdicts and inferred stages agree with the human labels.
+
+    With --against OTHER, also the issue-by-issue changes from OTHER to --env (fixed, broke, changed).
+    """
+    from issuemine.repro.report import compare_envs, repro_report
 
     report = repro_report(database(db), env, sample)
+    if against:
+        report["comparison"] = compare_envs(database(db), env, against, sample)
     if as_json:
         print_json(report)
         return
@@ -296,12 +304,25 @@ def report_cmd(
             out.print(table(title, [frame["index"], *frame["columns"]], [[r, *v] for r, v in frame["rows"]]))
     for line in report["reproduction"]:
         out.print(line)
+    if against:
+        _print_comparison(report["comparison"])
     for key, what in (("stage_agreement", "the re-run crash"), ("traceback_stage_agreement", "the reported traceback")):
         agreement = report[key]
         out.print(
             f"stage inferred from {what} vs labeled stage: {agreement['agree']} of {agreement['n']} agree"
             + (f" ({agreement['share']:.0%})" if agreement["n"] else "")
         )
+
+
+def _print_comparison(comparison: dict[str, Any]) -> None:
+    rows = [(t["from"], t["to"], t["issues"]) for t in comparison["transitions"]]
+    title = (
+        f"Verdicts from {comparison['against']!r} to {comparison['env']!r} ({comparison['both']} issues run in both)"
+    )
+    out.print(table(title, ["before", "after", "issues"], rows))
+    for key in ("fixed", "broke", "changed"):
+        if comparison[key]:
+            out.print(f"{key}: " + ", ".join(comparison[key]))
 
 
 @env_app.command("list")

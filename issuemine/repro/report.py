@@ -118,6 +118,60 @@ def _issues(db: Database, sample: str | None) -> list[tuple[int, str, str]]:
         return [tuple(r) for r in session.execute(query)]  # type: ignore[misc]
 
 
+FAILING = {"crash", "ort-load-fail", "wrong-model", "hang"}
+
+
+def compare_envs(db: Database, env: str, against: str, sample: str | None = None) -> dict[str, Any]:
+    """What changed from environment ``against`` (say, the older release) to ``env``, issue by issue.
+
+    Only issues run in both, with the same script, count. *fixed*: failing (crash, ort-load-fail,
+    wrong-model, hang) in ``against`` and passing in ``env``; *broke*: the other way round;
+    *changed*: any other change of verdict or stage."""
+    ids = {i for i, _, _ in _issues(db, sample)}
+    query = (
+        select(
+            ReproRun.issue_id,
+            ReproRun.env,
+            ReproRun.verdict,
+            ReproRun.stage,
+            ReproRun.script_sha,
+            Repository.full_name,
+            Issue.number,
+        )
+        .join(Issue, Issue.id == ReproRun.issue_id)
+        .join(Repository, Repository.id == Issue.repository_id)
+        .where(ReproRun.env.in_([env, against]))
+    )
+    with db.session() as session:
+        rows = [r for r in session.execute(query) if r.issue_id in ids]
+    if not any(r.env == against for r in rows):
+        raise IssuemineError(f"no runs in environment {against!r} to compare with: issuemine repro run --env {against}")
+    new = {r.issue_id: r for r in rows if r.env == env}
+    old = {r.issue_id: r for r in rows if r.env == against}
+    both = sorted(i for i in new.keys() & old.keys() if new[i].script_sha == old[i].script_sha)
+    transitions: dict[tuple[str, str], int] = {}
+    fixed, broke, changed = [], [], []
+    for issue_id in both:
+        before, after = old[issue_id], new[issue_id]
+        transitions[(before.verdict, after.verdict)] = transitions.get((before.verdict, after.verdict), 0) + 1
+        address = f"{after.full_name}#{after.number}"
+        if before.verdict in FAILING and after.verdict == "passes":
+            fixed.append(address)
+        elif before.verdict == "passes" and after.verdict in FAILING:
+            broke.append(address)
+        elif (before.verdict, before.stage) != (after.verdict, after.stage):
+            changed.append(f"{address}: {before.verdict}/{before.stage or '-'} -> {after.verdict}/{after.stage or '-'}")
+    return {
+        "env": env,
+        "against": against,
+        "both": len(both),
+        "transitions": [{"from": a, "to": b, "issues": n} for (a, b), n in sorted(transitions.items())],
+        "fixed": fixed,
+        "broke": broke,
+        "changed": changed,
+    }
+
+
 def repro_report(db: Database, env: str, sample: str | None = None) -> dict[str, Any]:
     from issuemine.taxonomy import taxonomy
 

@@ -9,6 +9,7 @@ namespace) busy from one queue.
 from __future__ import annotations
 
 import hashlib
+import math
 import queue
 import threading
 from collections import Counter
@@ -156,6 +157,18 @@ class Runner:
         return True
 
 
+def json_safe(value: Any) -> Any:
+    """Evidence as strict JSON: PostgreSQL (and most parsers) refuse Infinity and NaN, which a
+    relative difference against a zero output produces; they are kept as the strings "inf"/"nan"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def stored_run(outcome: Outcome, runner: Runner) -> dict[str, Any]:
     result, verdict = outcome.result, outcome.verdict
     peak = result.get("peak_rss_kb")
@@ -168,8 +181,8 @@ def stored_run(outcome: Outcome, runner: Runner) -> dict[str, Any]:
         "reason": verdict.reason,
         "policy": runner.policy,
         "reached_converter": verdict.reached_converter,
-        "evidence": verdict.evidence,
-        "versions": result.get("versions", {}),
+        "evidence": json_safe(verdict.evidence),
+        "versions": json_safe(result.get("versions", {})),
         "sandbox": result.get("isolation", "not run"),
         "mode": result.get("mode", "-"),
         "exit_code": result.get("exit_code"),

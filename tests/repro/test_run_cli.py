@@ -50,7 +50,12 @@ def thread(snippet: str, traceback: str | None = None) -> str:
 
 @pytest.fixture
 def repro_db(fresh_db: Database, db_path: Path, tmp_path: Path, cli) -> Database:
-    with fresh_db.session() as session:
+    return populate(fresh_db, str(db_path), tmp_path, cli)
+
+
+def populate(database: Database, url: str, tmp_path: Path, cli) -> Database:
+    """The ISSUES as fetched issues with labels (sample 'study'), and their candidates extracted."""
+    with database.session() as session:
         repo_id = ensure_repository(session, "pytorch/pytorch")
         for number, snippet, _, _ in ISSUES:
             raw = {
@@ -78,10 +83,10 @@ def repro_db(fresh_db: Database, db_path: Path, tmp_path: Path, cli) -> Database
         ) in ISSUES:
             writer.writerow(["pytorch/pytorch", number, symptom, stage, "Incompatability"])
         writer.writerow(["pytorch/pytorch", 199, "Crash", "Not Dis.", "Incompatability"])
-    args = ["labels", "import", str(labels), "--rater", "R1", "--sample", "study", "--db", str(db_path)]
+    args = ["labels", "import", str(labels), "--rater", "R1", "--sample", "study", "--db", url]
     assert cli.invoke(app, args).exit_code == 0
-    assert cli.invoke(app, ["repro", "extract", "--db", str(db_path)]).exit_code == 0
-    return fresh_db
+    assert cli.invoke(app, ["repro", "extract", "--db", url]).exit_code == 0
+    return database
 
 
 def test_run_stores_verdicts_resumes_and_reports(repro_db: Database, db_path: Path, cli) -> None:
@@ -181,3 +186,51 @@ def test_file_runs_one_snippet_the_same_way(cli, tmp_path: Path) -> None:
     bad.write_text("def broken(:\n")
     result = cli.invoke(app, ["repro", "file", str(bad)])
     assert result.exit_code == 2 and "not valid Python" in result.output
+
+
+def test_two_environments_compared(
+    repro_db: Database, db_path: Path, cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same corpus in 'current' and in an environment without torch: the report says what changed."""
+    monkeypatch.setenv("ISSUEMINE_ENVS_DIR", str(tmp_path / "envs"))
+    envs = tmp_path / "repro-envs.toml"
+    envs.write_text('[env.bare]\npackages = []\npreload = ["json"]\n')
+    db = ["--db", str(db_path)]
+    assert cli.invoke(app, ["repro", "env", "build", "bare", "--envs-file", str(envs)]).exit_code == 0
+    for env in ("current", "bare"):
+        result = cli.invoke(app, ["repro", "run", "--env", env, "--envs-file", str(envs), "--json", *db])
+        assert result.exit_code == 0 and json.loads(result.stdout)["ran"] == 6, result.output
+    data = json.loads(
+        cli.invoke(app, ["repro", "report", "--env", "bare", "--against", "current", "--json", *db]).stdout
+    )
+    comparison = data["comparison"]
+    assert comparison["both"] == 6 and comparison["fixed"] == [] and comparison["broke"] == []
+    assert {(t["from"], t["to"]): t["issues"] for t in comparison["transitions"]} == {
+        ("crash", "not-runnable"): 2,
+        ("not-runnable", "not-runnable"): 2,
+        ("passes", "not-runnable"): 1,
+        ("wrong-model", "not-runnable"): 1,
+    }
+    assert "pytorch/pytorch#101: crash/node-conversion -> not-runnable/-" in comparison["changed"]
+    with repro_db.session() as session:
+        bare = session.scalars(select(ReproRun).where(ReproRun.env == "bare", ReproRun.issue_id == 1)).one()
+    assert bare.reason == "missing module: torch" and "torch" not in bare.versions
+    result = cli.invoke(app, ["repro", "report", "--against", "nowhere", *db])
+    assert result.exit_code == 2 and "no runs in environment 'nowhere'" in result.output
+
+
+@pytest.mark.postgres
+def test_runs_on_postgres(pg_db: Database, tmp_path: Path, cli) -> None:
+    url = pg_db.engine.url.render_as_string(hide_password=False)
+    populate(pg_db, url, tmp_path, cli)
+    result = cli.invoke(app, ["repro", "run", "--jobs", "2", "--json", "--db", url])
+    assert result.exit_code == 0 and json.loads(result.stdout)["ran"] == 6, result.output
+    with pg_db.session() as session:
+        verdicts = sorted(r.verdict for r in session.scalars(select(ReproRun)))
+        evidence = session.scalars(select(ReproRun.evidence).where(ReproRun.verdict == "wrong-model")).one()
+    assert verdicts == ["crash", "crash", "not-runnable", "not-runnable", "passes", "wrong-model"]
+    assert evidence["mismatched_outputs"][0]["within"]["study"] is False  # JSON evidence round-trips
+    # ReLU gives zeros where Sigmoid never does: an infinite relative difference, stored as strict JSON.
+    assert evidence["mismatched_outputs"][0]["max_rel"] == "inf"
+    tied = json.loads(cli.invoke(app, ["repro", "report", "--sample", "study", "--json", "--db", url]).stdout)
+    assert tied["coverage"]["run"] == 5 and tied["stage_agreement"]["n"] == 2
