@@ -13,7 +13,7 @@ from issuemine.cli.common import DbOption, JsonOption, database, err, fmt, handl
 from issuemine.errors import IssuemineError
 from issuemine.repro import environments
 from issuemine.repro.candidates import extract_issues
-from issuemine.repro.runs import Outcome, RunOptions, json_safe, run_issues, run_script, script_sha
+from issuemine.repro.runs import Outcome, RunOptions, run_issues, run_script
 from issuemine.repro.sandbox import KINDS, Limits
 
 repro_app = typer.Typer(help="Re-run the conversions reported in issues, sandboxed, and classify what happens.")
@@ -134,25 +134,6 @@ def run_cmd(
         raise typer.Exit(130)
 
 
-def _outcome_dict(outcome: Outcome) -> dict[str, Any]:
-    result = outcome.result
-    return {
-        "verdict": outcome.verdict.verdict,
-        "stage": outcome.verdict.stage,
-        "reason": outcome.verdict.reason,
-        "reached_converter": outcome.verdict.reached_converter,
-        "evidence": outcome.verdict.evidence,
-        "sandbox": result.get("isolation"),
-        "mode": result.get("mode"),
-        "versions": result.get("versions", {}),
-        "exit_code": result.get("exit_code"),
-        "signal": result.get("signal"),
-        "duration_s": result.get("duration"),
-        "peak_mem_mb": (result["peak_rss_kb"] / 1024) if result.get("peak_rss_kb") else None,
-        "output_tail": result.get("tail", ""),
-    }
-
-
 @repro_app.command("file")
 @handle_errors
 def file_cmd(
@@ -199,8 +180,7 @@ def file_cmd(
         policy=policy,
     )
     with interrupt.deferred_interrupt():
-        outcome = run_script(script, options)
-    data = json_safe(_outcome_dict(outcome) | {"env": env, "script_sha": script_sha(script)})
+        data = run_script(script, options)
     if as_json:
         print_json(data)
         return

@@ -170,6 +170,7 @@ def json_safe(value: Any) -> Any:
 
 
 def stored_run(outcome: Outcome, runner: Runner) -> dict[str, Any]:
+    """The run record: a ``repro_runs`` row (and what ``repro file`` prints)."""
     result, verdict = outcome.result, outcome.verdict
     peak = result.get("peak_rss_kb")
     return {
@@ -241,11 +242,14 @@ def run_issues(
     return report
 
 
-def run_script(script: str, options: RunOptions) -> Outcome:
-    """Run one script the same way (``issuemine repro file``); nothing is stored."""
+def run_script(script: str, options: RunOptions) -> dict[str, Any]:
+    """Run one script the same way (``issuemine repro file``): its run record, not stored."""
     runner = Runner(options)
     outcomes: list[Outcome] = []
     runner.run_all([Job(None, script)], outcomes.append)
     if not outcomes:
         raise KeyboardInterrupt
-    return outcomes[0]
+    record = stored_run(outcomes[0], runner)
+    record.pop("issue_id")
+    record["finished_at"] = record["finished_at"].isoformat(timespec="seconds")
+    return record

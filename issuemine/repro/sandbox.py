@@ -215,8 +215,11 @@ def bwrap_command(layout: Layout, limits: Limits, uid: int | None, preload: list
         made.add(root)
     command += ["--perms", "0755", "--dir", "/opt", "--perms", "0755", "--dir", "/opt/issuemine"]
     command += ["--ro-bind", str(SHIM_DIR), SANDBOX_SHIM, "--dev", "/dev", "--proc", "/proc"]
+    # Shared memory for multiprocessing and DataLoader workers: writable, size-limited like /tmp.
+    command += ["--perms", "1777", "--size", str(limits.tmp_size_mb * 1024 * 1024), "--tmpfs", "/dev/shm"]
     keep = os.pathsep.join(r for r in layout.roots if r.startswith("/tmp/"))
-    for key, value in {**sandbox_env(layout, "/tmp"), "ISSUEMINE_SANDBOX_KEEP": keep}.items():
+    private = {"ISSUEMINE_SANDBOX_KEEP": keep, "ISSUEMINE_SANDBOX_PRIVATE_SHM": "1"}
+    for key, value in {**sandbox_env(layout, "/tmp"), **private}.items():
         command += ["--setenv", key, value]
     if uid is not None:
         command += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--", *_drop(uid)]

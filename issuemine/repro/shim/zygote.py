@@ -255,6 +255,8 @@ def _wait(pid: int, timeout: float) -> tuple[int | None, Any, bool]:
 
 def run(request: dict[str, Any], root: str) -> dict[str, Any]:
     _empty(root, tuple(filter(None, os.environ.get("ISSUEMINE_SANDBOX_KEEP", "").split(os.pathsep))))
+    if os.environ.get("ISSUEMINE_SANDBOX_PRIVATE_SHM"):  # bwrap's own /dev/shm, never the host's
+        _empty("/dev/shm")
     run_dir = os.path.join(root, "run")
     for sub in ("", "tmp", "home"):
         os.makedirs(os.path.join(run_dir, sub), exist_ok=True)
