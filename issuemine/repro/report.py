@@ -233,7 +233,12 @@ def repro_report(db: Database, env: str, sample: str | None = None) -> dict[str,
         if not matching:
             continue
         still = sum(1 for _, v in matching if v in failing)
-        line = f"labeled {symptom}: {still} of {len(matching)} run still fail ({', '.join(sorted(failing))})"
+        passes = sum(1 for _, v in matching if v == "passes")
+        other = len(matching) - still - passes
+        line = (
+            f"labeled {symptom}: {len(matching)} run; {still} still fail ({', '.join(sorted(failing))}), "
+            f"{passes} pass now, {other} did not reach a result (not runnable, sandbox, other failure)"
+        )
         if symptom == "crash":
             same_stage = sum(
                 1

@@ -146,8 +146,14 @@ def test_run_stores_verdicts_resumes_and_reports(repro_db: Database, db_path: Pa
     assert (pasted["agree"], pasted["n"]) == (1, 3)
     assert [p["inferred"] for p in pasted["pairs"]] == ["node-conversion", "load-model", "node-conversion"]
     lines = tied["reproduction"]
-    assert "labeled crash: 2 of 5 run still fail (crash, ort-load-fail); 1 crash at the labeled stage" in lines
-    assert "labeled wrong-model: 1 of 1 run still fail (ort-load-fail, wrong-model)" in lines
+    assert (
+        "labeled crash: 5 run; 2 still fail (crash, ort-load-fail), 1 pass now, 2 did not reach a result "
+        "(not runnable, sandbox, other failure); 1 crash at the labeled stage"
+    ) in lines
+    assert (
+        "labeled wrong-model: 1 run; 1 still fail (ort-load-fail, wrong-model), 0 pass now, 0 did not reach a result "
+        "(not runnable, sandbox, other failure)"
+    ) in lines
     table = cli.invoke(app, ["repro", "report", "--sample", "study", *db])
     assert table.exit_code == 0 and "Verdicts by labeled symptom" in table.stdout
 
