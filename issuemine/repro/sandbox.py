@@ -274,8 +274,16 @@ class Zygote:
             env = sandbox_env(self.layout, root)
         # The server's own stderr, for the error message if it dies; lives as long as the server.
         self._log = tempfile.TemporaryFile("w+", prefix="issuemine-zygote-")  # noqa: SIM115
+        # Its own session: a Ctrl-C at the terminal stops issuemine between runs, and must not kill the
+        # sandbox mid-run (that would read as a sandbox failure). bwrap --die-with-parent still ties it to us.
         self._process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env or {}, text=True
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=env or {},
+            text=True,
+            start_new_session=True,
         )
         ready = self._read(STARTUP_SECONDS)
         if not ready or not ready.get("ready"):

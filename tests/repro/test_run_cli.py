@@ -240,3 +240,40 @@ def test_runs_on_postgres(pg_db: Database, tmp_path: Path, cli) -> None:
     assert evidence["mismatched_outputs"][0]["max_rel"] == "inf"
     tied = json.loads(cli.invoke(app, ["repro", "report", "--sample", "study", "--json", "--db", url]).stdout)
     assert tied["coverage"]["run"] == 5 and tied["stage_agreement"]["n"] == 2
+
+
+def test_ctrl_c_keeps_finished_verdicts_and_resumes(fresh_db: Database, db_path: Path) -> None:
+    """Ctrl-C at the terminal (SIGINT to the whole process group) while a snippet hangs in the sandbox."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from issuemine.repro.candidates import extract_issues
+
+    with fresh_db.session() as session:
+        repo_id = ensure_repository(session, "pytorch/pytorch")
+        for number, snippet in ((1, "a_torchscript_passes.py"), (2, "f_hang.py")):
+            save_issue(session, repo_id, {"id": number, "number": number, "body": thread(snippet), "title": snippet})
+    extract_issues(fresh_db)
+    command = [sys.executable, "-m", "issuemine", "repro", "run", "--timeout", "120", "--db", str(db_path)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with fresh_db.session() as session:
+            if session.scalars(select(ReproRun)).first() is not None:
+                break
+        time.sleep(0.2)
+    time.sleep(1)  # the hanging snippet is now running
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert b"rerun the same command" in err
+    with fresh_db.session() as session:
+        stored = [(r.issue_id, r.verdict) for r in session.scalars(select(ReproRun))]
+    assert stored == [(1, "passes")]  # the run in flight is not recorded as anything
+    subprocess.run([*command[:-4], "--timeout", "3", "--db", str(db_path)], check=True, capture_output=True)
+    with fresh_db.session() as session:
+        stored = sorted((r.issue_id, r.verdict) for r in session.scalars(select(ReproRun)))
+    assert stored == [(1, "passes"), (2, "hang")]
