@@ -78,13 +78,10 @@ def demo_cmd(
         out.print(f"\nreproduction of the example snippets skipped: {repro['skipped']}")
     else:
         versions = ", ".join(f"{k} {v}" for k, v in repro["versions"].items())
-        out.print(
-            table(
-                f"Example snippets re-run in the sandbox ({versions})",
-                ["example", "verdict", "stage", "reason"],
-                [(r["example"], r["verdict"], r["stage"] or "", (r["reason"] or "")[:60]) for r in repro["runs"]],
-            )
-        )
+        out.print(f"\nExample snippets re-run in the sandbox ({repro['sandbox']}; {versions}):", markup=False)
+        for r in repro["runs"]:
+            verdict = r["verdict"] + (f" at {r['stage']}" if r["stage"] else "")
+            out.print(f"  {r['example']:28} {verdict:32} {(r['reason'] or '')[:70]}", markup=False, highlight=False)
     out.print(f"\ndone: the database is {result.database}; the report is {result.report}")
 
 
