@@ -155,7 +155,7 @@ def infer_stage(error: dict[str, Any] | None, tail: str, rules: StageRules) -> t
             file, function = _text(frame.get("file"), 1000), _text(frame.get("func"), 300)
             for fragment, pattern, stage in rules.frames:
                 if fragment in file and (pattern is None or pattern.search(function)):
-                    return stage, f"frame {file.split('site-packages/')[-1]}:{function}"
+                    return stage, f"frame {re.split(r'(?:site|dist)-packages/', file)[-1]}:{function}"
     announced = last_announcement(tail)
     if announced:
         text, _ = announced
@@ -175,8 +175,14 @@ def stack_at_timeout(tail: str) -> dict[str, Any] | None:
     return {"type": "timeout", "message": "stack when time ran out", "frames": list(reversed(frames))}
 
 
-TB_START = re.compile(r"^Traceback \(most recent call last\):\s*$", re.M)
-TB_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)', re.M)
+# CPython's "Traceback (most recent call last):", and IPython/Colab's "ErrorType   Traceback (most recent call last)".
+TB_START = re.compile(r"^(?:[\w.]+[ \t]+)?Traceback \(most recent call last\):?[ \t]*$", re.M)
+TB_FRAME = re.compile(
+    r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)'
+    # IPython: "/path/x.py in func(args)", Colab: "[/path/x.py](https://localhost:8080/#) in func(args)"
+    r"|^\[?(?P<ifile>(?:/|[A-Za-z]:\\)[^\s\[\]()]+\.py)\]?(?:\([^)\s]*\))? in (?P<ifunc>[\w<>.]+)",
+    re.M,
+)
 TB_EXCEPTION = re.compile(
     r"^(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Failure))(?::[ \t]*(?P<message>.*))?$", re.M
 )
@@ -189,8 +195,12 @@ def parse_traceback(text: str) -> dict[str, Any] | None:
     blocks = TB_START.split(text or "")[1:]
     error: dict[str, Any] | None = None
     for block in blocks:
-        frames = [{"file": m["file"], "line": int(m["line"]), "func": m["func"]} for m in TB_FRAME.finditer(block)]
-        after = block[list(TB_FRAME.finditer(block))[-1].end() :] if frames else block
+        matches = list(TB_FRAME.finditer(block))
+        frames = [
+            {"file": m["file"] or m["ifile"], "line": int(m["line"] or 0), "func": m["func"] or m["ifunc"]}
+            for m in matches
+        ]
+        after = block[matches[-1].end() :] if matches else block
         exception = TB_EXCEPTION.search(after)
         if not frames and not exception:
             continue

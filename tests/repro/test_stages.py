@@ -112,3 +112,30 @@ def test_policy_is_applied_per_output():
         strict.verdict == "wrong-model"
         and strict.reason == "1 of 2 output(s) differ beyond policy study (max |Δ| 1e-06)"
     )
+
+
+LINK = "(https://localhost:8080/#)"  # Colab links every frame
+NOTEBOOK = f"""---------------------------------------------------------------------------
+UnsupportedOperatorError                  Traceback (most recent call last)
+[<ipython-input-3-1f2e>]{LINK} in <cell line: 1>()
+----> 1 torch.onnx.export(model, tokens, "text.onnx", opset_version=12)
+
+[/usr/local/lib/python3.10/dist-packages/torch/onnx/utils.py]{LINK} in _run_symbolic_function(graph, node)
+   1900                 return graph_context.op(op_name, *inputs, **attrs)
+-> 1901             raise errors.UnsupportedOperatorError(
+
+/usr/local/lib/python3.10/dist-packages/torch/onnx/errors.py in __init__(self, name, version, supported_version)
+     38             msg = diagnostic_rule.format_message(name, version, supported_version)
+
+UnsupportedOperatorError: Exporting the operator 'aten::unflatten' to ONNX opset version 12 is not supported.
+"""
+
+
+def test_notebook_tracebacks_are_read_too():
+    error = parse_traceback(NOTEBOOK)
+    assert error is not None and error["type"] == "UnsupportedOperatorError"
+    assert [f["func"] for f in error["frames"]] == ["_run_symbolic_function", "__init__"]
+    assert error["frames"][0]["file"] == "/usr/local/lib/python3.10/dist-packages/torch/onnx/utils.py"
+    assert infer_stage(error, "", RULES)[0] == "node-conversion"
+    error = parse_traceback(NOTEBOOK.replace("Exporting the operator", "Operator"))
+    assert infer_stage(error, "", RULES) == ("node-conversion", "frame torch/onnx/utils.py:_run_symbolic_function")
