@@ -104,7 +104,7 @@ class Runner:
         timeout = timeout or self.options.limits.timeout
         result = zygote.run(job.script, [p.as_dict() for p in self.policies.policies], timeout)
         result["timeout"] = timeout
-        verdict = decide(result, self.policy, self.rules, self.options.limits.file_size_mb * 1024 * 1024)
+        verdict = decide(result, self.policy, self.rules)
         return Outcome(job, verdict, result)
 
     def run_all(self, jobs: list[Job], on_outcome: Callable[[Outcome], None]) -> bool:

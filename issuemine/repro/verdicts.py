@@ -6,6 +6,7 @@ shim's events). The events come from inside the sandbox, so every field is read 
 
 from __future__ import annotations
 
+import errno
 import re
 import signal
 import tomllib
@@ -243,7 +244,7 @@ def _violation(kind: str, reason: str, evidence: dict[str, Any], reached: bool) 
     return Verdict("sandbox-violation", None, reason, {**evidence, "violation": kind}, reached)
 
 
-def decide(result: dict[str, Any], policy: str, rules: StageRules, file_limit_bytes: int | None = None) -> Verdict:
+def decide(result: dict[str, Any], policy: str, rules: StageRules) -> Verdict:
     """The verdict of one run under the named tolerance policy."""
     events = [e for e in _list(result.get("events")) if isinstance(e, dict)]
     tail = _text(result.get("tail"), 1_000_000)
@@ -272,11 +273,12 @@ def decide(result: dict[str, Any], policy: str, rules: StageRules, file_limit_by
         first = _text(violations[0].get("detail"), 200)
         return _violation(kinds[0], f"tried what the sandbox forbids ({', '.join(kinds)}): {first}", evidence, reached)
     sig = result.get("signal")
-    output_bytes = result.get("output_bytes") or 0
-    if sig == signal.SIGXFSZ or (
-        file_limit_bytes and isinstance(output_bytes, int) and output_bytes >= file_limit_bytes
-    ):
-        return _violation("file-size", "exceeded the file-size limit (output or files written)", evidence, reached)
+    if result.get("output_exceeded"):
+        size = result.get("output_bytes")
+        reason = f"printed more than the output limit ({size} bytes read, then killed)"
+        return _violation("output", reason, evidence, reached)
+    if sig == signal.SIGXFSZ:
+        return _violation("file-size", "exceeded the file-size limit writing a file", evidence, reached)
     failed_calls = [c for c in calls if c.get("status") == "error"]
     for error in errors + [_dict(c.get("error")) for c in failed_calls]:
         text = f"{_text(error.get('type'))} {_text(error.get('message'), 2000)}"
@@ -284,6 +286,8 @@ def decide(result: dict[str, Any], policy: str, rules: StageRules, file_limit_by
             return _violation("memory", f"exceeded the memory limit: {_summary(error)}", evidence, reached)
         if "BlockingIOError" in text or "Resource temporarily unavailable" in text:
             return _violation("processes", f"exceeded the process limit: {_summary(error)}", evidence, reached)
+        if error.get("errno") == errno.EFBIG or "File too large" in text:  # Python ignores SIGXFSZ
+            return _violation("file-size", f"exceeded the file-size limit: {_summary(error)}", evidence, reached)
     if result.get("timed_out") or sig == signal.SIGXCPU:
         stack = stack_at_timeout(tail)
         if stack:

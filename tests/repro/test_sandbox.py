@@ -200,12 +200,24 @@ def test_child_left_behind_is_killed(box: Harness) -> None:
     assert sandbox_processes() == []
 
 
-def test_gigabyte_of_output_hits_the_file_size_limit(box: Harness) -> None:
+def test_gigabyte_of_output_hits_the_output_limit(box: Harness) -> None:
     script = "import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(1024):\n    sys.stdout.write(chunk)\nprint('DONE')\n"
     outcome = box.run(script)
-    assert outcome.verdict.verdict == "sandbox-violation" and outcome.verdict.evidence["violation"] == "file-size"
-    assert outcome.result["output_bytes"] <= LIMITS.file_size_mb * 1024 * 1024
+    assert outcome.verdict.verdict == "sandbox-violation" and outcome.verdict.evidence["violation"] == "output"
+    limit = LIMITS.file_size_mb * 1024 * 1024
+    assert limit < outcome.result["output_bytes"] <= limit + (2 << 20)  # read up to the limit, then killed
     assert len(outcome.result["tail"]) < 300_000 and "DONE" not in outcome.result["tail"]
+
+
+def test_a_huge_file_hits_the_file_size_limit(box: Harness) -> None:
+    script = (
+        "chunk = b'x' * (1 << 20)\n"
+        "with open('big.bin', 'wb') as f:\n"
+        "    for _ in range(1024):\n"
+        "        f.write(chunk)\n"
+    )
+    outcome = box.run(script)
+    assert outcome.verdict.verdict == "sandbox-violation" and outcome.verdict.evidence["violation"] == "file-size"
 
 
 def test_next_run_sees_nothing_of_the_previous_one(box: Harness) -> None:
@@ -236,3 +248,24 @@ def test_unshare_fallback_still_blocks_the_network_and_says_so() -> None:
         assert outcome.verdict.verdict == "sandbox-violation"
         assert outcome.result["sandbox"] == "unshare" and "weaker" in outcome.result["isolation"]
         assert "Network is unreachable" in outcome.result["tail"]
+
+
+def test_ordinary_python_is_not_a_violation(box: Harness) -> None:
+    """Worker pools, Unix socket pairs, temp files, writing to /dev/stderr: none of it is forbidden."""
+    script = (
+        "import multiprocessing, socket, sys, tempfile\n"
+        "def double(x):\n"
+        "    return 2 * x\n"
+        "with multiprocessing.get_context('fork').Pool(2) as pool:\n"
+        "    print(pool.map(double, [1, 2, 3]))\n"
+        "a, b = socket.socketpair()\n"
+        "a.sendall(b'ok')\n"
+        "print(b.recv(2))\n"
+        "with tempfile.NamedTemporaryFile('w') as handle:\n"
+        "    handle.write('x')\n"
+        "open('/dev/stderr', 'w').write('to stderr\\n')\n"
+    )
+    outcome = box.run(script)
+    assert outcome.verdict.verdict == "not-runnable", outcome.verdict  # fine, but it never calls a converter
+    assert outcome.verdict.reason == "the script never called a converter"
+    assert "[2, 4, 6]" in outcome.result["tail"] and "b'ok'" in outcome.result["tail"]

