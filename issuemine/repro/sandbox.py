@@ -22,9 +22,8 @@ import os
 import select
 import shutil
 import subprocess
-import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import IO, Any
@@ -374,11 +373,3 @@ class Zygote:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def current_python() -> str:
-    return sys.executable
-
-
-def limits_dict(limits: Limits) -> dict[str, Any]:
-    return asdict(limits)
