@@ -19,7 +19,9 @@ from issuemine.db import Database
 from issuemine.db.models import Issue, Repository, ReproCandidate, ReproRun, SampleMember
 from issuemine.errors import IssuemineError
 from issuemine.labels import final_labels, sample_id
+from issuemine.repro.runs import shown_run
 from issuemine.repro.verdicts import VERDICTS, infer_stage, load_stage_rules, parse_traceback
+from issuemine.store import table_of
 
 STILL_FAILING = {
     "crash": {"crash", "ort-load-fail"},
@@ -48,28 +50,6 @@ def find_issue(session: Any, ref: str) -> Issue:
     return issue
 
 
-def _run_dict(run: ReproRun) -> dict[str, Any]:
-    return {
-        "env": run.env,
-        "verdict": run.verdict,
-        "stage": run.stage,
-        "reason": run.reason,
-        "policy": run.policy,
-        "reached_converter": run.reached_converter,
-        "evidence": run.evidence,
-        "versions": run.versions,
-        "sandbox": run.sandbox,
-        "mode": run.mode,
-        "exit_code": run.exit_code,
-        "signal": run.signal,
-        "duration_s": run.duration_s,
-        "peak_mem_mb": run.peak_mem_mb,
-        "output_tail": run.output_tail,
-        "script_sha": run.script_sha,
-        "finished_at": run.finished_at.isoformat(timespec="seconds"),
-    }
-
-
 def issue_runs(db: Database, ref: str, env: str | None = None) -> dict[str, Any]:
     with db.session() as session:
         issue = find_issue(session, ref)
@@ -78,7 +58,8 @@ def issue_runs(db: Database, ref: str, env: str | None = None) -> dict[str, Any]
         query = select(ReproRun).where(ReproRun.issue_id == issue.id).order_by(ReproRun.env)
         if env:
             query = query.where(ReproRun.env == env)
-        runs = [_run_dict(r) for r in session.scalars(query)]
+        columns = [c.name for c in table_of(ReproRun).columns]
+        runs = [shown_run({c: getattr(r, c) for c in columns}) for r in session.scalars(query)]
         return {
             "issue": f"{repo.full_name if repo else '?'}#{issue.number}",
             "issue_id": issue.id,
@@ -210,7 +191,7 @@ def repro_report(db: Database, env: str, sample: str | None = None) -> dict[str,
     }
     by_converter = _crosstab([(converter_of[i], r.verdict) for i, r in runs.items()], "converter")
 
-    labels = final_labels(db, taxonomy(), sample, {k: v for k, v in converters.items()})
+    labels = final_labels(db, taxonomy(), sample, converters)
     labeled = {int(row.issue_id): row for row in labels.itertuples()} if len(labels) else {}
     symptom_rows, stage_rows, lines = [], [], []
     agree, compared, confusion = 0, 0, []

@@ -249,7 +249,11 @@ def run_script(script: str, options: RunOptions) -> dict[str, Any]:
     runner.run_all([Job(None, script)], outcomes.append)
     if not outcomes:
         raise KeyboardInterrupt
-    record = stored_run(outcomes[0], runner)
-    record.pop("issue_id")
-    record["finished_at"] = record["finished_at"].isoformat(timespec="seconds")
-    return record
+    return shown_run(stored_run(outcomes[0], runner))
+
+
+def shown_run(row: dict[str, Any]) -> dict[str, Any]:
+    """A run record as ``repro file`` and ``repro show`` print it: the row without its keys, times as text."""
+    shown = {k: v for k, v in row.items() if k not in ("id", "issue_id")}
+    shown["finished_at"] = row["finished_at"].isoformat(timespec="seconds")
+    return shown

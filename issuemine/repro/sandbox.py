@@ -23,7 +23,7 @@ import select
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import IO, Any
@@ -92,7 +92,8 @@ def layout_of(python: str) -> Layout:
         raise SandboxError(f"cannot start the environment's interpreter {python}: {exc}") from exc
     info = json.loads(done.stdout)
     site_dirs = tuple(p for p in info["path"] if p.endswith(("site-packages", "dist-packages")) and os.path.isdir(p))
-    executable = info["executable"] if os.path.isabs(python) is False else python
+    # Keep a venv's own path (its pyvenv.cfg is found next to it), not the resolved base interpreter.
+    executable = python if os.path.isabs(python) else info["executable"]
     return Layout(executable, os.path.realpath(info["prefix"]), os.path.realpath(info["base_prefix"]), site_dirs)
 
 
@@ -146,7 +147,7 @@ def describe(kind: str) -> str:
     return "unshare (weaker): no network, own PID namespace, limits, stripped environment; host files visible"
 
 
-def sandbox_env(layout: Layout, root: str) -> dict[str, str]:
+def sandbox_env(layout: Layout, root: str, shim: str) -> dict[str, str]:
     """The only variables a snippet sees."""
     return {
         "PATH": f"{Path(layout.executable).parent}:/usr/local/bin:/usr/bin:/bin",
@@ -157,7 +158,7 @@ def sandbox_env(layout: Layout, root: str) -> dict[str, str]:
         "LOGNAME": "sandbox",
         "HOME": f"{root}/home",
         "TMPDIR": root,
-        "PYTHONPATH": SANDBOX_SHIM if root == "/tmp" else str(SHIM_DIR),
+        "PYTHONPATH": shim,
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1",
         "PYTHONNOUSERSITE": "1",
@@ -218,7 +219,7 @@ def bwrap_command(layout: Layout, limits: Limits, uid: int | None, preload: list
     command += ["--perms", "1777", "--size", str(limits.tmp_size_mb * 1024 * 1024), "--tmpfs", "/dev/shm"]
     keep = os.pathsep.join(r for r in layout.roots if r.startswith("/tmp/"))
     private = {"ISSUEMINE_SANDBOX_KEEP": keep, "ISSUEMINE_SANDBOX_PRIVATE_SHM": "1"}
-    for key, value in {**sandbox_env(layout, "/tmp"), **private}.items():
+    for key, value in {**sandbox_env(layout, "/tmp", SANDBOX_SHIM), **private}.items():
         command += ["--setenv", key, value]
     if uid is not None:
         command += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--", *_drop(uid)]
@@ -270,7 +271,7 @@ class Zygote:
             # As root the interpreter under /root would be unreachable to another uid: stay root (weaker, recorded).
             command = [shutil.which("unshare") or "unshare", *_unshare_flags(), self.layout.executable]
             command += [str(SHIM_DIR / "zygote.py"), root, "--preload", ",".join(preload)]
-            env = sandbox_env(self.layout, root)
+            env = sandbox_env(self.layout, root, str(SHIM_DIR))
         # The server's own stderr, for the error message if it dies; lives as long as the server.
         self._log = tempfile.TemporaryFile("w+", prefix="issuemine-zygote-")  # noqa: SIM115
         # Its own session: a Ctrl-C at the terminal stops issuemine between runs, and must not kill the
@@ -306,7 +307,7 @@ class Zygote:
             self.start()
         timeout = self.limits.timeout if timeout is None else timeout
         uid_root = os.geteuid() == 0 and self.kind == "bwrap"
-        limits = Limits(timeout, self.limits.memory_mb, self.limits.processes, self.limits.file_size_mb)
+        limits = replace(self.limits, timeout=timeout)
         request = {
             "script": script,
             "timeout": timeout,

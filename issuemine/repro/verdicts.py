@@ -130,13 +130,10 @@ def touches_converter(error: dict[str, Any]) -> bool:
     return any(any(p in _text(f.get("file"), 1000) for p in CONVERTER_PATHS) for e in _chain(error) for f in _frames(e))
 
 
-def last_announcement(tail: str) -> tuple[str, bool] | None:
-    """The exporter's last progress message and whether it finished."""
+def last_announcement(tail: str) -> str | None:
+    """The exporter's last progress message: the step it was in, or had just finished, when it stopped."""
     found = list(ANNOUNCEMENT.finditer(tail or ""))
-    if not found:
-        return None
-    last = found[-1]
-    return last["text"], last["mark"] == " ✅"
+    return found[-1]["text"] if found else None
 
 
 def infer_stage(error: dict[str, Any] | None, tail: str, rules: StageRules) -> tuple[str, str]:
@@ -157,9 +154,8 @@ def infer_stage(error: dict[str, Any] | None, tail: str, rules: StageRules) -> t
             for fragment, pattern, stage in rules.frames:
                 if fragment in file and (pattern is None or pattern.search(function)):
                     return stage, f"frame {re.split(r'(?:site|dist)-packages/', file)[-1]}:{function}"
-    announced = last_announcement(tail)
-    if announced:
-        text, _ = announced
+    text = last_announcement(tail)
+    if text:
         for prefix, stage in rules.announcements:
             if text.startswith(prefix):
                 return stage, f"exporter message '{text}...'"

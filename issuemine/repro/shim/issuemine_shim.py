@@ -387,13 +387,14 @@ def _tf2onnx_check(api: str, args: tuple[Any, ...], kwargs: dict[str, Any], resu
         out = target(*tensors, training=False) if api.endswith("from_keras") else target(*tensors)
         return [x.numpy() if hasattr(x, "numpy") else x for x in tf.nest.flatten(out)]
 
+    drawn = [_tf_inputs(signature) for _ in range(1 + EXTRA_TRIALS)]
+
     def trials() -> Any:
-        for _ in range(1 + EXTRA_TRIALS):
-            arrays = _tf_inputs(signature)
+        for arrays in drawn:
             yield run(arrays), arrays
 
     facts = _ort_check(model_proto, trials)
-    facts["inputs"] = [_shape(a) for a in _tf_inputs(signature)]
+    facts["inputs"] = [_shape(a) for a in drawn[0]]
     return facts
 
 
