@@ -20,16 +20,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 CONVERTERS = ("torch.onnx", "tf2onnx")
 
 
 def worker(api_url: str, db: str, refresh: str) -> None:
     """One fetch run of both converters, in this process; prints JSON figures."""
-    from issuemine.catalog import load_catalog
+    from issuemine.corpus.fetch import Fetcher
     from issuemine.db import open_db
-    from issuemine.fetch import Fetcher
+    from issuemine.domain.converters import load_catalog
     from issuemine.github.client import GitHubClient
 
     catalog = load_catalog()
@@ -63,7 +62,10 @@ def run_worker(api_url: str, db: str, refresh: str = "unavailable") -> dict:
 
 def start_server(sizes: str) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.ghserver", "--sizes", sizes], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "issuemine.testing.ghserver", "--sizes", sizes],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
     return proc, proc.stdout.readline().strip()

@@ -15,20 +15,15 @@ from __future__ import annotations
 import io
 import random
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from rich.console import Console
 
-from rich.console import Console  # noqa: E402
-
-from issuemine.agreement import agreement  # noqa: E402
-from issuemine.cli.label_ui import render  # noqa: E402
-from issuemine.db import Database, open_db  # noqa: E402
-from issuemine.db.models import (  # noqa: E402
+from issuemine.cli.label_ui import render
+from issuemine.db import Database, open_db
+from issuemine.db.labels import ratings_frame
+from issuemine.db.models import (
     Comment,
     Issue,
     Rater,
@@ -38,11 +33,11 @@ from issuemine.db.models import (  # noqa: E402
     Sample,
     SampleMember,
 )
-from issuemine.labels import ratings_frame  # noqa: E402
-from issuemine.session import LabelSession  # noqa: E402
-from issuemine.store import table_of, utcnow  # noqa: E402
-from issuemine.taxonomy import taxonomy  # noqa: E402
-from tests.ghserver.corpus import MODELS, OPS, REPLIES, SYMPTOMS, _body  # noqa: E402
+from issuemine.db.rows import table_of, utcnow
+from issuemine.domain.taxonomy import taxonomy
+from issuemine.labeling.agreement import agreement
+from issuemine.labeling.session import LabelSession
+from issuemine.testing.ghserver.corpus import MODELS, OPS, REPLIES, SYMPTOMS, _body
 
 REPOS = (("pytorch/pytorch", "torch.onnx"), ("onnx/tensorflow-onnx", "tf2onnx"))
 

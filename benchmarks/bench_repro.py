@@ -18,14 +18,10 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from issuemine.repro.environments import current  # noqa: E402
-from issuemine.repro.runs import Job, Outcome, Runner, RunOptions  # noqa: E402
-from issuemine.repro.sandbox import Limits  # noqa: E402
+from issuemine.repro.environments import current
+from issuemine.repro.runs import Job, Outcome, Runner, RunOptions
+from issuemine.repro.sandbox import Limits
 
 TRIVIAL = "import torch\nprint(torch.ones(2).sum().item())\n"
 EXPORT = (

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from issuemine.catalog import Converter, load_catalog
 from issuemine.db import Database, open_db
+from issuemine.domain.converters import Converter, load_catalog
 from issuemine.github.client import GitHubClient, RetryPolicy
-from tests.ghserver.corpus import Corpus, build_corpus
-from tests.ghserver.server import GitHubTestServer
+from issuemine.testing.ghserver.corpus import Corpus, build_corpus
+from issuemine.testing.ghserver.server import GitHubTestServer
 
 FAST = RetryPolicy(max_retries=4, backoff_base=0.01, backoff_max=0.05, secondary_default_wait=0.2, timeout=10)
 
@@ -135,7 +135,7 @@ def pg_db(postgres_url: str) -> Iterator[Database]:
 @pytest.fixture(scope="session")
 def reference(catalog: dict[str, Converter]) -> dict[str, list[tuple[object, ...]]]:
     """The snapshot a fault-free crawl of the default fixture corpus gives (built once)."""
-    from issuemine.fetch import Fetcher
+    from issuemine.corpus.fetch import Fetcher
     from tests.helpers import snapshot
 
     server = GitHubTestServer(build_corpus()).start()
@@ -154,9 +154,10 @@ def reference(catalog: dict[str, Converter]) -> dict[str, list[tuple[object, ...
 
 def build_label_db(db: Database, catalog: dict[str, Converter], per_converter: int = 6) -> None:
     """Fixture issues (with bodies and comments) in a sample named 's', as a fetch would store them."""
-    from issuemine.filters import run_filters
-    from issuemine.sampling import create_sample
-    from issuemine.store import ensure_repository, mark_timeline, save_issue, save_timeline
+    from issuemine.corpus.filters import run_filters
+    from issuemine.corpus.sampling import create_sample
+    from issuemine.corpus.store import mark_timeline, save_issue, save_timeline
+    from issuemine.db.rows import ensure_repository
 
     corpus = build_corpus({"onnx/tensorflow-onnx": 40}, seed=3)
     repo = corpus.repos["onnx/tensorflow-onnx"]

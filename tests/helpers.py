@@ -6,9 +6,9 @@ from typing import Any
 
 from sqlalchemy import text
 
-from issuemine.catalog import Converter
 from issuemine.db import Database
-from tests.ghserver.corpus import Corpus
+from issuemine.domain.converters import Converter
+from issuemine.testing.ghserver.corpus import Corpus
 
 
 def snapshot(db: Database) -> dict[str, list[tuple[Any, ...]]]:

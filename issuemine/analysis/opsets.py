@@ -13,7 +13,7 @@ from datetime import date
 from pathlib import Path
 
 from issuemine.errors import IssuemineError
-from issuemine.paths import data_dir
+from issuemine.resources import data_dir
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The study's tables from final labels (see ``labels.final_labels``), as DataFrames.
+"""The study's tables from final labels (see ``issuemine.db.labels.final_labels``), as DataFrames.
 
 Rows follow the taxonomy's order; columns are the converters (sorted by name), ``total`` and the
 total's share with its Wilson 95% interval. Every function takes the final-labels frame, so the
@@ -8,13 +8,15 @@ same code serves the CLI, the report and the notebooks.
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from issuemine.analysis.stats import wilson
-from issuemine.paths import data_dir
-from issuemine.taxonomy import SUBCAUSE, Taxonomy
+from issuemine.domain.taxonomy import SUBCAUSE, Taxonomy
+from issuemine.resources import data_dir
 
 OTHER = "Other"
 
@@ -140,3 +142,28 @@ def time_to_close(final: pd.DataFrame, taxonomy: Taxonomy, dimension: str) -> pd
     stats.index = [taxonomy.display(dimension, c) for c in stats.index]
     stats.index.name = dimension
     return stats.rename(columns={"count": "n", "50%": "median"}).round(1)
+
+
+TableFn = Callable[[pd.DataFrame, Taxonomy], pd.DataFrame]
+TABLES: dict[str, TableFn] = {
+    "stages": stage_table,
+    "symptoms": symptom_table,
+    "causes": cause_table,
+    "cause-subtypes": subtype_table,
+    "cause-by-symptom": cause_by_symptom,
+}
+FORMATS = ("md", "csv", "latex", "json")
+
+
+def write_tables(final: pd.DataFrame, taxonomy: Taxonomy, out: Path) -> list[Path]:
+    """Every table in every format under ``out/tables``; returns the files written."""
+    folder = out / "tables"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, fn in TABLES.items():
+        table = fn(final, taxonomy)
+        for fmt in FORMATS:
+            path = folder / f"{name}.{'tex' if fmt == 'latex' else fmt}"
+            path.write_text(render(table, fmt) + "\n", encoding="utf-8")
+            written.append(path)
+    return written

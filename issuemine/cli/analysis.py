@@ -7,16 +7,17 @@ from pathlib import Path
 
 import typer
 
-from issuemine.analysis import opsets, report, run, tables, trends
+from issuemine.analysis import opsets, selection, tables, trends
 from issuemine.cli.common import DbOption, catalog, database, err, handle_errors, out
 from issuemine.cli.labeling import TaxonomyOption
+from issuemine.domain.taxonomy import load_taxonomy
 from issuemine.errors import IssuemineError
-from issuemine.taxonomy import load_taxonomy
+from issuemine.pipeline import report
 
 
 @handle_errors
 def analyze_cmd(
-    table: str | None = typer.Option(None, "--table", help=f"One table to print: {', '.join(run.TABLES)}."),
+    table: str | None = typer.Option(None, "--table", help=f"One table to print: {', '.join(tables.TABLES)}."),
     fmt: str = typer.Option("md", "--format", help="md, csv, latex or json."),
     out_dir: Path | None = typer.Option(
         None, "--out", help="Write every table (md, csv, LaTeX, JSON), every figure (PNG, PDF) and report.html here."
@@ -29,10 +30,10 @@ def analyze_cmd(
 ) -> None:
     """The study's tables from final labels: stages (Table 8), symptoms (Table 9), cause × symptom
     (Table 10), causes and cause sub-types, each with Wilson 95% intervals."""
-    if fmt not in run.FORMATS:
-        raise IssuemineError(f"unknown --format {fmt!r}: use {', '.join(run.FORMATS)}")
-    if table is not None and table not in (*run.TABLES, "opset-trend"):
-        raise IssuemineError(f"unknown --table {table!r}: use {', '.join([*run.TABLES, 'opset-trend'])}")
+    if fmt not in tables.FORMATS:
+        raise IssuemineError(f"unknown --format {fmt!r}: use {', '.join(tables.FORMATS)}")
+    if table is not None and table not in (*tables.TABLES, "opset-trend"):
+        raise IssuemineError(f"unknown --table {table!r}: use {', '.join([*tables.TABLES, 'opset-trend'])}")
     tax, _ = load_taxonomy(taxonomy_dir)
     database_ = database(db)
     if out_dir is not None:
@@ -43,8 +44,8 @@ def analyze_cmd(
         )
         if table is None:
             return
-    _, final = run.load_final(database_, tax, sample, catalog(), converter or ())
-    names = [table] if table else list(run.TABLES)
+    _, final = selection.load_final(database_, tax, sample, catalog(), converter or ())
+    names = [table] if table else list(tables.TABLES)
     for key in names:
         if key == "opset-trend":
             result = trends.rq3(final, opsets.load_history())
@@ -54,7 +55,7 @@ def analyze_cmd(
             )
             text = tables.render(result.table.set_index("release"), fmt)
         else:
-            text = tables.render(run.TABLES[key](final, tax), fmt)
+            text = tables.render(tables.TABLES[key](final, tax), fmt)
         if fmt == "md" and len(names) > 1:
             out.print(f"\n## {key}\n", markup=False)
         sys.stdout.write(text + "\n")

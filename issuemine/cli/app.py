@@ -1,88 +1,87 @@
-"""The ``issuemine`` command: a thin shell over the library; each command calls one function."""
+"""The ``issuemine`` command: a thin shell over the library; each command calls one function.
+
+Command groups are imported only when one of their commands runs: ``issuemine --version``,
+``--help`` and ``status`` do not pay for pandas, matplotlib or the converters. The table below is
+the one list of commands, with the short help shown by ``issuemine --help``.
+"""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import importlib
+from typing import Any
 
 import typer
+import typer.main
+from typer.core import TyperCommand, TyperGroup
 
 from issuemine import __version__
-from issuemine.cli import analysis, corpus, labeling, repro
-from issuemine.cli.common import JsonOption, fmt, handle_errors, out, print_json, table
-from issuemine.demo import run_demo
+
+# name: (module, attribute, short help). An attribute ending in _app is a command group.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "converters": ("corpus", "converters_cmd", "List the converters in the catalog."),
+    "fetch": ("corpus", "fetch_cmd", "Fetch converters' issues with comments and timelines into the database."),
+    "filter": ("corpus", "filter_cmd", "Apply the relevance and availability filters (study Figure 4)."),
+    "sample": ("corpus", "sample_cmd", "Draw a seeded, reproducible sample stratified by converter."),
+    "status": ("corpus", "status_cmd", "Show what the database holds."),
+    "load": ("corpus", "load_cmd", "Import issues from a file (an export, or a CSV of stubs) without a token."),
+    "export": ("corpus", "export_cmd", "Export the corpus as JSON Lines, to share without a token."),
+    "taxonomy": ("labeling", "taxonomy_app", "Show and check the labeling taxonomy."),
+    "labels": ("labeling", "labels_app", "Import and export human labels."),
+    "assign": ("labeling", "assign_cmd", "Plan who labels what: raters and the double-labeled overlap."),
+    "label": ("labeling", "label_cmd", "Label a sample's issues in an interactive terminal session."),
+    "agree": ("labeling", "agree_cmd", "Inter-rater agreement: Cohen's kappa, Krippendorff's alpha."),
+    "adjudicate": ("labeling", "adjudicate_cmd", "Settle the disagreements of a sample."),
+    "analyze": ("analysis", "analyze_cmd", "The study's tables, figures and report from the final labels."),
+    "repro": ("repro", "repro_app", "Re-run the conversions reported in issues, sandboxed, and classify them."),
+    "demo": ("pipeline", "demo_cmd", "Run the end-to-end job on the bundled study data (no network)."),
+}
+
+
+def load_command(name: str) -> Any:
+    """The click command (or group) of ``name``, importing its command group's module."""
+    module, attribute, _ = COMMANDS[name]
+    target = getattr(importlib.import_module(f"issuemine.cli.{module}"), attribute)
+    if attribute.endswith("_app"):
+        group = typer.main.get_group(target)
+        group.name = name
+        return group
+    one = typer.Typer()
+    one.command(name)(target)
+    return typer.main.get_command(one)
+
+
+class LazyGroup(TyperGroup):
+    """The root command: subcommands are loaded when used, not when listed."""
+
+    _listing = False
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*COMMANDS, *super().list_commands(ctx)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        if self._listing:  # the root's --help needs only names and short help
+            short = COMMANDS[cmd_name][2]
+            return TyperCommand(name=cmd_name, short_help=short, help=short)
+        return load_command(cmd_name)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
 
 app = typer.Typer(
     name="issuemine",
+    cls=LazyGroup,
     help="Mine, label, analyze and reproduce deep-learning model converter failures from GitHub issues.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-app.command("converters")(corpus.converters_cmd)
-app.command("fetch")(corpus.fetch_cmd)
-app.command("filter")(corpus.filter_cmd)
-app.command("sample")(corpus.sample_cmd)
-app.command("status")(corpus.status_cmd)
-app.command("load")(corpus.load_cmd)
-app.command("export")(corpus.export_cmd)
-app.add_typer(labeling.taxonomy_app, name="taxonomy")
-app.add_typer(labeling.labels_app, name="labels")
-app.command("assign")(labeling.assign_cmd)
-app.command("label")(labeling.label_cmd)
-app.command("agree")(labeling.agree_cmd)
-app.command("adjudicate")(labeling.adjudicate_cmd)
-app.command("analyze")(analysis.analyze_cmd)
-app.add_typer(repro.repro_app, name="repro")
-
-
-@app.command("demo")
-@handle_errors
-def demo_cmd(
-    out_dir: Path = typer.Option(Path("issuemine-demo"), "--out", help="Folder for the demo database."),
-    as_json: bool = JsonOption,
-) -> None:
-    """Run the end-to-end job on the bundled study data (no network) and print the status."""
-    result = run_demo(out_dir)
-    if as_json:
-        print_json(
-            {
-                "database": str(result.database),
-                "loaded": result.loaded,
-                "status": result.status,
-                "agreement": {s: [a.as_dict() for a in rows] for s, rows in result.agreement.items()},
-                "final_labels": result.final_labels,
-                "report": str(result.report),
-                "tables": result.tables,
-                "repro": result.repro,
-            }
-        )
-        return
-    out.print(f"loaded {result.loaded} study issues (as stubs, with their labels) into {result.database}")
-    corpus.status_cmd(db=str(result.database), as_json=False)
-    for sample, rows in result.agreement.items():
-        out.print(
-            table(
-                f"Agreement, sample {sample!r}",
-                ["dimension", "converter", "n", "raters", "Cohen's κ", "Krippendorff's α"],
-                [(a.dimension, a.scope, a.n, ", ".join(a.raters), fmt(a.kappa), fmt(a.alpha)) for a in rows],
-            )
-        )
-    out.print(f"final labels: {result.final_labels} issues of sample 'study'")
-    for title, text in result.tables.items():
-        out.print(f"\n{title}", markup=False)
-        sys.stdout.write(text + "\n")
-    repro = result.repro
-    if "skipped" in repro:
-        out.print(f"\nreproduction of the example snippets skipped: {repro['skipped']}")
-    else:
-        versions = ", ".join(f"{k} {v}" for k, v in repro["versions"].items())
-        out.print(f"\nExample snippets re-run in the sandbox ({repro['sandbox']}; {versions}):", markup=False)
-        for r in repro["runs"]:
-            verdict = r["verdict"] + (f" at {r['stage']}" if r["stage"] else "")
-            out.print(f"  {r['example']:28} {verdict:32} {(r['reason'] or '')[:70]}", markup=False, highlight=False)
-    out.print(f"\ndone: the database is {result.database}; the report is {result.report}")
 
 
 @app.callback(invoke_without_command=True)
@@ -90,7 +89,7 @@ def _root(
     version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
 ) -> None:
     if version:
-        out.print(f"issuemine {__version__}")
+        typer.echo(f"issuemine {__version__}")
         raise typer.Exit(0)
 
 

@@ -8,15 +8,17 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from issuemine.catalog import Converter, default_catalog_paths, load_catalog
-from issuemine.db import Database, open_db
+from issuemine.domain.converters import Converter, default_catalog_paths, load_catalog
 from issuemine.errors import IssuemineError
+
+if TYPE_CHECKING:
+    from issuemine.db import Database
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
@@ -57,6 +59,8 @@ def handle_errors(fn: F) -> F:
 
 
 def database(db: str | None) -> Database:
+    from issuemine.db import open_db
+
     return open_db(db)
 
 

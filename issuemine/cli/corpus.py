@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import (
@@ -17,11 +19,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.text import Text
-from sqlalchemy import select
 
-from issuemine import filters as filters_mod
-from issuemine import interrupt, sampling, status
-from issuemine.catalog import Converter, resolve
+from issuemine import interrupt
 from issuemine.cli.common import (
     CatalogOption,
     DbOption,
@@ -36,11 +35,16 @@ from issuemine.cli.common import (
     table,
     token_from,
 )
-from issuemine.corpus_io import export_file, load_file
-from issuemine.db import Database
-from issuemine.db.models import Repository
-from issuemine.fetch import REFRESH_POLICIES, Fetcher, FetchProgress
-from issuemine.github.client import DEFAULT_API_URL, GitHubClient, RetryPolicy
+from issuemine.corpus import filters as filters_mod
+from issuemine.corpus import sampling, status
+from issuemine.domain.converters import resolve
+from issuemine.github import DEFAULT_API_URL
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from issuemine.corpus.fetch import FetchProgress
+    from issuemine.corpus.filters import FilterCounts
 
 
 @handle_errors
@@ -48,7 +52,7 @@ def converters_cmd(catalog_files: list[Path] | None = CatalogOption, as_json: bo
     """List the converters in the catalog: repository, label rules and relevant state."""
     entries = catalog(catalog_files)
     if as_json:
-        print_json([c.__dict__ for c in entries.values()])
+        print_json([c.catalog_entry() for c in entries.values()])
         return
     rows = [
         (
@@ -141,6 +145,9 @@ def fetch_cmd(
     (conditional requests, so an unchanged tracker costs no rate limit). Safe to interrupt:
     rerun the same command to resume.
     """
+    from issuemine.corpus.fetch import REFRESH_POLICIES, Fetcher
+    from issuemine.github.client import GitHubClient, RetryPolicy
+
     if refresh_timelines not in REFRESH_POLICIES:
         raise typer.BadParameter(f"must be one of {', '.join(REFRESH_POLICIES)}", param_hint="--refresh-timelines")
     chosen = resolve(catalog(catalog_files), converters)
@@ -207,6 +214,29 @@ def fetch_cmd(
     )
 
 
+def filter_table(counts: Sequence[FilterCounts]) -> Table:
+    """The filters' counts per converter, as `filter` and `status` both show them."""
+    columns = ["converter", "issues", "relevant", "not relevant", "undecided", "available", "not available"]
+    return table(
+        "Filters",
+        [*columns, "undecided", "kept"],
+        [
+            (
+                c.converter,
+                c.issues,
+                c.relevant,
+                c.not_relevant,
+                c.relevance_undecided,
+                c.available,
+                c.not_available,
+                c.availability_undecided,
+                c.kept,
+            )
+            for c in counts
+        ],
+    )
+
+
 @handle_errors
 def filter_cmd(
     converters: list[str] | None = typer.Argument(
@@ -222,7 +252,7 @@ def filter_cmd(
     """Apply the relevance and availability filters (study Figure 4), recording the rule that decided."""
     entries = catalog(catalog_files)
     database_ = database(db)
-    chosen = resolve(entries, converters) if converters else _stored_converters(database_, entries)
+    chosen = resolve(entries, converters) if converters else status.stored_converters(database_, entries)
     counts = filters_mod.run_filters(database_, chosen)
     result: dict[str, object] = {"filters": [c.as_dict() for c in counts]}
     validation = None
@@ -234,36 +264,7 @@ def filter_cmd(
     if as_json:
         print_json(result)
         return
-    out.print(
-        table(
-            "Filters",
-            [
-                "converter",
-                "issues",
-                "relevant",
-                "not relevant",
-                "undecided",
-                "available",
-                "not available",
-                "undecided",
-                "kept",
-            ],
-            [
-                (
-                    c.converter,
-                    c.issues,
-                    c.relevant,
-                    c.not_relevant,
-                    c.relevance_undecided,
-                    c.available,
-                    c.not_available,
-                    c.availability_undecided,
-                    c.kept,
-                )
-                for c in counts
-            ],
-        )
-    )
+    out.print(filter_table(counts))
     if validation is not None:
         out.print(
             table(
@@ -289,13 +290,6 @@ def filter_cmd(
             err.print(f"{len(missing)} hand-labeled issue(s) not in the database were skipped")
 
 
-def _stored_converters(database_: Database, entries: dict[str, Converter]) -> list[Converter]:
-    """The catalog's converters whose repositories have issues in the database."""
-    with database_.session() as session:
-        repos = set(session.scalars(select(Repository.full_name)))
-    return [c for c in entries.values() if c.repo in repos]
-
-
 @handle_errors
 def sample_cmd(
     name: str = typer.Option(..., "--name", help="Name to store the sample under."),
@@ -317,7 +311,7 @@ def sample_cmd(
     """Draw a seeded, reproducible sample stratified by converter and store it by name."""
     entries = catalog(catalog_files)
     database_ = database(db)
-    chosen = resolve(entries, converter) if converter else _stored_converters(database_, entries)
+    chosen = resolve(entries, converter) if converter else status.stored_converters(database_, entries)
     report = sampling.create_sample(
         database_, name, chosen, per_converter, seed, include_undecided=include_undecided, replace=replace
     )
@@ -343,55 +337,38 @@ def status_cmd(db: str | None = DbOption, as_json: bool = JsonOption) -> None:
     """Show what the database holds: issues per repository, filter counts, samples, last fetch."""
     data = status.corpus_status(database(db))
     if as_json:
-        print_json(data)
+        print_json(data.as_dict())
         return
-    out.print(f"database: {data['database']}")
+    out.print(f"database: {data.database}")
     out.print(
         table(
             "Corpus",
             ["repository", "issues", "pull requests", "stubs", "timelines"],
-            [(r["repo"], r["issues"], r["pull_requests"], r["stubs"], r["timelines"]) for r in data["repositories"]],
+            [(r.repo, r.issues, r.pull_requests, r.stubs, r.timelines) for r in data.repositories],
         )
     )
-    out.print(f"comments: {data['comments']}   timeline events: {data['timeline_events']}")
-    if data["filters"]:
-        out.print(
-            table(
-                "Filters",
-                ["converter", "issues", "relevant", "undecided", "available", "undecided", "kept"],
-                [
-                    (
-                        f["converter"],
-                        f["issues"],
-                        f["relevant"],
-                        f["relevance_undecided"],
-                        f["available"],
-                        f["availability_undecided"],
-                        f["kept"],
-                    )
-                    for f in data["filters"]
-                ],
-            )
-        )
-    for s in data["samples"]:
-        sizes = ", ".join(f"{c}: {n}" for c, n in s["members"].items())
-        out.print(f"sample {s['name']!r} (seed {s['seed']}, {s['created_at']}): {sizes}")
-    if data["last_fetch"]:
+    out.print(f"comments: {data.comments}   timeline events: {data.timeline_events}")
+    if data.filters:
+        out.print(filter_table(data.filters))
+    for s in data.samples:
+        sizes = ", ".join(f"{c}: {n}" for c, n in s.members.items())
+        out.print(f"sample {s.name!r} (seed {s.seed}, {s.created_at}): {sizes}")
+    if data.last_fetch:
         out.print(
             table(
                 "Last fetch",
                 ["converter", "status", "finished", "requests", "304s", "faults", "stored"],
                 [
                     (
-                        r["converter"],
-                        r["status"],
-                        r["finished_at"] or "-",
-                        r["requests_counted"],
-                        r["not_modified"],
-                        r["errors"],
-                        r["issues_saved"],
+                        r.converter,
+                        r.status,
+                        r.finished_at or "-",
+                        r.requests_counted,
+                        r.not_modified,
+                        r.errors,
+                        r.issues_saved,
                     )
-                    for r in data["last_fetch"]
+                    for r in data.last_fetch
                 ],
             )
         )
@@ -406,6 +383,8 @@ def load_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Import issues from a file (an `issuemine export`, or a CSV of repo/number stubs) without a token."""
+    from issuemine.corpus.exchange import load_file
+
     report = load_file(database(db), file)
     if as_json:
         print_json(report.as_dict())
@@ -421,6 +400,8 @@ def export_cmd(
     db: str | None = DbOption,
 ) -> None:
     """Export every fetched issue with its timeline as JSON Lines in GitHub's REST shape."""
+    from issuemine.corpus.exchange import export_file
+
     count = export_file(database(db), file, out=sys.stdout)
     if file is not None:
         err.print(f"exported {count} issues to {file}")

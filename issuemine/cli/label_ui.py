@@ -20,10 +20,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from issuemine.adjudication import AdjudicationSession
 from issuemine.errors import IssuemineError
-from issuemine.render import fold_body
-from issuemine.session import LabelSession, Screen
+from issuemine.labeling.adjudication import AdjudicationSession
+from issuemine.labeling.issue_text import fold_body
+from issuemine.labeling.session import LabelSession, Screen
 
 BODY_LINES = 40
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import typer
 
-from issuemine import adjudication, agreement, labels
 from issuemine.cli import label_ui
 from issuemine.cli.common import (
     DbOption,
@@ -21,10 +20,12 @@ from issuemine.cli.common import (
     print_json,
     table,
 )
+from issuemine.db.labels import ratings_frame
+from issuemine.domain.taxonomy import SUBCAUSE, load_taxonomy
 from issuemine.errors import IssuemineError
-from issuemine.plan import plan_sample
-from issuemine.session import LabelSession
-from issuemine.taxonomy import SUBCAUSE, load_taxonomy
+from issuemine.labeling import adjudication, agreement, ratings
+from issuemine.labeling.assignments import plan_sample
+from issuemine.labeling.session import LabelSession
 
 TaxonomyOption = typer.Option(
     None, "--taxonomy", help="Taxonomy directory (default: $ISSUEMINE_TAXONOMY, else the bundled taxonomy/)."
@@ -97,7 +98,7 @@ def labels_import(
     created as stubs (repo, number, url, title, created) so labels can be analyzed without a token.
     """
     tax, _ = load_taxonomy(taxonomy_dir)
-    report = labels.import_labels(database(db), tax, file, rater=rater, sample=sample, catalog=catalog())
+    report = ratings.import_labels(database(db), tax, file, rater=rater, sample=sample, catalog=catalog())
     if as_json:
         print_json(report.as_dict())
         return
@@ -118,12 +119,12 @@ def labels_export(
 ) -> None:
     """Export every rater's labels with status, note, time spent, taxonomy version and timestamps."""
     tax, _ = load_taxonomy(taxonomy_dir)
-    records = labels.export_rows(database(db), tax, sample)
+    records = ratings.export_rows(database(db), tax, sample)
     if file is None:
-        labels.write_export(records, fmt_, sys.stdout)
+        ratings.write_export(records, fmt_, sys.stdout)
         return
     with open(file, "w", encoding="utf-8", newline="") as fh:
-        labels.write_export(records, fmt_, fh)
+        ratings.write_export(records, fmt_, fh)
     err.print(f"exported {len(records)} labels to {file}")
 
 
@@ -181,7 +182,7 @@ def agree_cmd(
         if d != SUBCAUSE:
             tax.dimension(d)
     repos = {c.repo: c.name for c in catalog().values()}
-    frame = labels.ratings_frame(database(db), sample, repos)
+    frame = ratings_frame(database(db), sample, repos)
     results = agreement.agreement(frame, tax, dimension or None)
     if as_json:
         print_json([r.as_dict() for r in results])

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,34 +24,119 @@ repro_app = typer.Typer(help="Re-run the conversions reported in issues, sandbox
 env_app = typer.Typer(help="Named environments (virtualenvs with package pins) to re-run snippets in.")
 repro_app.add_typer(env_app, name="env")
 
-EnvOption = typer.Option(
-    environments.CURRENT,
-    "--env",
-    help="Environment to run in: 'current' (issuemine's own) or a name from the envs file.",
-)
+
+@dataclass
+class SandboxSettings:
+    """The options `repro run` and `repro file` share: where and how a snippet runs."""
+
+    timeout: float
+    memory_mb: int
+    env: str
+    envs_file: Path | None
+    sandbox: str
+    require_sandbox: bool
+    cold: bool
+    policy: str | None
+
+    def run_options(self, **more: Any) -> RunOptions:
+        return RunOptions(
+            env=environments.resolve(self.env, self.envs_file),
+            limits=Limits(timeout=self.timeout, memory_mb=self.memory_mb),
+            sandbox=self.sandbox,
+            require_sandbox=self.require_sandbox,
+            warm=not self.cold,
+            policy=self.policy,
+            **more,
+        )
+
+
+_DEFAULT_LIMITS = Limits()
 EnvsFileOption = typer.Option(
     None, "--envs-file", help="Environments file (default: $ISSUEMINE_REPRO_ENVS, else ./repro-envs.toml)."
 )
-TimeoutOption = typer.Option(
-    120.0, "--timeout", min=1, help="Wall-clock seconds per snippet before it counts as a hang."
-)
-MemoryOption = typer.Option(8192, "--memory-mb", min=256, help="Address-space limit per snippet process (MiB).")
-SandboxOption = typer.Option(
-    "auto", "--sandbox", help=f"Isolation: {', '.join(KINDS)} (auto: bwrap, else the weaker unshare fallback)."
-)
-RequireOption = typer.Option(False, "--require-sandbox", help="Refuse to run unless bubblewrap isolation works.")
-ColdOption = typer.Option(
-    False, "--cold", help="Start a fresh sandboxed interpreter per snippet instead of forking a warm one."
-)
-PolicyOption = typer.Option(
-    None,
-    "--policy",
-    help="Tolerance policy deciding wrong-model (data/tolerance-policies.toml; default torch-testing).",
-)
+_SANDBOX_OPTIONS: list[tuple[str, Any, Any]] = [
+    (
+        "timeout",
+        float,
+        typer.Option(
+            _DEFAULT_LIMITS.timeout,
+            "--timeout",
+            min=1,
+            help="Wall-clock seconds per snippet before it counts as a hang.",
+        ),
+    ),
+    (
+        "memory_mb",
+        int,
+        typer.Option(
+            _DEFAULT_LIMITS.memory_mb, "--memory-mb", min=256, help="Address-space limit per snippet process (MiB)."
+        ),
+    ),
+    (
+        "env",
+        str,
+        typer.Option(
+            environments.CURRENT,
+            "--env",
+            help="Environment to run in: 'current' (issuemine's own) or a name from the envs file.",
+        ),
+    ),
+    (
+        "envs_file",
+        Path | None,
+        EnvsFileOption,
+    ),
+    (
+        "sandbox",
+        str,
+        typer.Option(
+            "auto", "--sandbox", help=f"Isolation: {', '.join(KINDS)} (auto: bwrap, else the weaker unshare fallback)."
+        ),
+    ),
+    (
+        "require_sandbox",
+        bool,
+        typer.Option(False, "--require-sandbox", help="Refuse to run unless bubblewrap isolation works."),
+    ),
+    (
+        "cold",
+        bool,
+        typer.Option(
+            False, "--cold", help="Start a fresh sandboxed interpreter per snippet instead of forking a warm one."
+        ),
+    ),
+    (
+        "policy",
+        str | None,
+        typer.Option(
+            None,
+            "--policy",
+            help="Tolerance policy deciding wrong-model (data/tolerance-policies.toml; default torch-testing).",
+        ),
+    ),
+]
 
 
-def _options(env: str, envs_file: Path | None, **kw: Any) -> RunOptions:
-    return RunOptions(env=environments.resolve(env, envs_file), **kw)
+def sandbox_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """Give a command the shared sandbox options, handed to it as one ``settings`` argument."""
+    names = [name for name, _, _ in _SANDBOX_OPTIONS]
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        settings = SandboxSettings(**{name: kwargs.pop(name) for name in names})
+        fn(*args, settings=settings, **kwargs)
+
+    own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "settings"]
+    shared = [
+        inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=o, annotation=t) for n, t, o in _SANDBOX_OPTIONS
+    ]
+    keyword = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+    # Shown in --help before the options every command has (--db, --json).
+    cut = next((i for i, p in enumerate(keyword) if p.name in ("db", "as_json")), len(keyword))
+    signature = inspect.Signature(keyword[:cut] + shared + keyword[cut:])
+    wrapper.__signature__ = signature  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
+    return wrapper
 
 
 @repro_app.command("extract")
@@ -76,20 +165,14 @@ def extract_cmd(
 
 @repro_app.command("run")
 @handle_errors
+@sandbox_options
 def run_cmd(
     sample: str | None = typer.Option(None, "--sample", help="Only this sample's candidates (default: all)."),
     jobs: int = typer.Option(1, "--jobs", min=1, max=64, help="Sandboxes running at once."),
-    timeout: float = TimeoutOption,
-    memory_mb: int = MemoryOption,
-    env: str = EnvOption,
-    envs_file: Path | None = EnvsFileOption,
-    sandbox: str = SandboxOption,
-    require_sandbox: bool = RequireOption,
-    cold: bool = ColdOption,
-    policy: str | None = PolicyOption,
     rerun: bool = typer.Option(False, "--rerun", help="Run again even where this environment already has a verdict."),
     db: str | None = DbOption,
     as_json: bool = JsonOption,
+    settings: SandboxSettings | None = None,
 ) -> None:
     """Run each extracted candidate in the sandbox and store its verdict for this environment.
 
@@ -98,17 +181,8 @@ def run_cmd(
     with the same script in the same environment are skipped; Ctrl-C keeps every stored verdict.
     Run `issuemine repro extract` first.
     """
-    options = _options(
-        env,
-        envs_file,
-        limits=Limits(timeout=timeout, memory_mb=memory_mb),
-        jobs=jobs,
-        sandbox=sandbox,
-        require_sandbox=require_sandbox,
-        warm=not cold,
-        policy=policy,
-        rerun=rerun,
-    )
+    assert settings is not None
+    options = settings.run_options(jobs=jobs, rerun=rerun)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with interrupt.deferred_interrupt(), Progress(*columns, console=err, disable=as_json) as progress:
         task = progress.add_task("running snippets", total=0)
@@ -124,7 +198,7 @@ def run_cmd(
         print_json(report.as_dict())
         return
     out.print(
-        f"{report.candidates} candidates: {report.ran} run, {report.skipped} already run in {env!r} "
+        f"{report.candidates} candidates: {report.ran} run, {report.skipped} already run in {settings.env!r} "
         f"(sandbox: {report.sandbox})"
     )
     if report.verdicts:
@@ -136,22 +210,19 @@ def run_cmd(
 
 @repro_app.command("file")
 @handle_errors
+@sandbox_options
 def file_cmd(
     path: Path = typer.Argument(..., help="A Python snippet (.py), or an issue's markdown (.md) to extract one from."),
-    timeout: float = TimeoutOption,
-    memory_mb: int = MemoryOption,
-    env: str = EnvOption,
-    envs_file: Path | None = EnvsFileOption,
-    sandbox: str = SandboxOption,
-    require_sandbox: bool = RequireOption,
-    cold: bool = ColdOption,
-    policy: str | None = PolicyOption,
     as_json: bool = JsonOption,
+    settings: SandboxSettings | None = None,
 ) -> None:
     """Run one file exactly as `repro run` runs an issue's snippet, and print the verdict (nothing is stored).
 
     For a maintainer triaging a new report: paste the reporter's code into a file (or save the
     issue as markdown) and see whether it still crashes, where, and on which versions.
+
+    Each call starts its own sandbox (about twice the time of running the snippet with plain
+    Python); for many snippets, `repro run` keeps warm sandboxes busy and is much faster.
     """
     from issuemine.repro.extract import extract, missing_imports
 
@@ -170,15 +241,8 @@ def file_cmd(
         except SyntaxError as exc:
             raise IssuemineError(f"{path} is not valid Python: {exc}") from exc
         script = "\n".join(added) + ("\n\n" if added else "") + text
-    options = _options(
-        env,
-        envs_file,
-        limits=Limits(timeout=timeout, memory_mb=memory_mb),
-        sandbox=sandbox,
-        require_sandbox=require_sandbox,
-        warm=not cold,
-        policy=policy,
-    )
+    assert settings is not None
+    options = settings.run_options()
     with interrupt.deferred_interrupt():
         data = run_script(script, options)
     if as_json:
@@ -222,7 +286,7 @@ def show_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """An issue's snippet, where it came from, and each environment's verdict, evidence and output."""
-    from issuemine.repro.report import issue_runs
+    from issuemine.repro.tieback import issue_runs
 
     data = issue_runs(database(db), issue, env)
     if as_json:
@@ -264,7 +328,7 @@ def report_cmd(
 
     With --against OTHER, also the issue-by-issue changes from OTHER to --env (fixed, broke, changed).
     """
-    from issuemine.repro.report import compare_envs, repro_report
+    from issuemine.repro.tieback import compare_envs, repro_report
 
     report = repro_report(database(db), env, sample)
     if against:

@@ -34,8 +34,8 @@ from requests.utils import parse_header_links
 
 from issuemine import interrupt
 from issuemine.errors import GitHubError, RateLimitStop
+from issuemine.github import DEFAULT_API_URL
 
-DEFAULT_API_URL = "https://api.github.com"
 PER_PAGE = 100
 
 # on_wait(reason, seconds_left): called about once a second while the client sleeps.

@@ -10,9 +10,8 @@ from sqlalchemy import select
 
 from issuemine.db import Database
 from issuemine.db.models import Comment, Issue, ReproCandidate, SampleMember
-from issuemine.labels import sample_id
+from issuemine.db.rows import sample_id, upsert, utcnow
 from issuemine.repro.extract import EXTRACTOR_VERSION, extract
-from issuemine.store import upsert, utcnow
 
 
 @dataclass

@@ -15,50 +15,20 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
+from issuemine.domain.converters import CommandLine, knowledge
+from issuemine.domain.tracebacks import looks_like_traceback
+
 EXTRACTOR_VERSION = "1"
 
 FENCE = re.compile(r"^(?P<fence>```+|~~~+)[ \t]*(?P<lang>[\w+-]*)[^\n]*\n(?P<code>.*?)^(?P=fence)[ \t]*$", re.S | re.M)
 PYTHON_LANGS = {"python", "py", "python3", "ipython", "pycon", ""}
 SHELL_LANGS = {"bash", "sh", "shell", "console", "zsh", "shell-session"}
-TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\s*File \"[^\"]+\", line \d+", re.M)
-CONVERSIONS = {
-    "torch.onnx.export": re.compile(r"\btorch\.onnx\.export\s*\("),
-    "torch.onnx.dynamo_export": re.compile(r"\btorch\.onnx\.dynamo_export\s*\("),
-    "tf2onnx.convert.from_keras": re.compile(r"\btf2onnx\.convert\.from_keras\s*\("),
-    "tf2onnx.convert.from_function": re.compile(r"\btf2onnx\.convert\.from_function\s*\("),
-    "tf2onnx.convert.from_graph_def": re.compile(r"\btf2onnx\.convert\.from_graph_def\s*\("),
-    "tf2onnx.convert.from_saved_model": re.compile(r"\btf2onnx\.convert\.from_saved_model\s*\("),
-}
-DYNAMO = re.compile(r"\bdynamo\s*=\s*True\b")
-CLI_INPUT_FLAGS = {"--saved-model", "--checkpoint", "--graphdef", "--tflite", "--keras", "--tfjs", "--input"}
-CLI_CONVERSION = re.compile(r"^\s*(?:\$\s*)?python3?\s+-m\s+tf2onnx\.convert\b.*$", re.M)
-# Names a snippet commonly uses without importing them, and the import that binds each.
-STANDARD_IMPORTS = {
-    "torch": "import torch",
-    "nn": "import torch.nn as nn",
-    "F": "import torch.nn.functional as F",
-    "np": "import numpy as np",
-    "numpy": "import numpy",
-    "tf": "import tensorflow as tf",
-    "onnx": "import onnx",
-    "onnxruntime": "import onnxruntime",
-    "ort": "import onnxruntime as ort",
-    "tf2onnx": "import tf2onnx",
-}
+CLI_CONVERSION = r"^\s*(?:\$\s*)?python3?\s+-m\s+{module}\b.*$"
 INPUT_FILE = re.compile(
     r"""["']([^"'\n]+\.(?:pth|pt|ckpt|h5|hdf5|pb|jpg|jpeg|png|bmp|npy|npz|bin|pkl|pickle|tflite|csv|txt|json|wav))["']""",
     re.I,
 )
 GPU = re.compile(r"\.cuda\s*\(|device\s*=\s*['\"]cuda|torch\.device\(\s*['\"]cuda|['\"]cuda:\d['\"]")
-REMOVED_APIS = {
-    "torch.onnx.export(example_outputs=...)": re.compile(r"\bexample_outputs\s*="),
-    "torch.onnx.export(enable_onnx_checker=...)": re.compile(r"\benable_onnx_checker\s*="),
-    "torch.onnx.export(use_external_data_format=...)": re.compile(r"\buse_external_data_format\s*="),
-    "torch.onnx.export(_retain_param_name=...)": re.compile(r"\b_retain_param_name\s*="),
-    "torch.onnx.export(strip_doc_string=...)": re.compile(r"\bstrip_doc_string\s*="),
-    "TensorFlow 1 tf.Session": re.compile(r"\btf\.Session\s*\("),
-    "TensorFlow 1 tf.placeholder": re.compile(r"\btf\.placeholder\s*\("),
-}
 
 
 @dataclass
@@ -116,9 +86,9 @@ def _parses(code: str) -> bool:
 
 def classify(code: str, lang: str) -> str:
     lang = lang.lower()
-    if TRACEBACK.search(code):
+    if looks_like_traceback(code):
         return "traceback"
-    if lang in SHELL_LANGS or CLI_CONVERSION.search(code):
+    if lang in SHELL_LANGS or _command_line(code):
         return "shell"
     if lang in PYTHON_LANGS and _parses(_dedent_prompts(code)):
         return "python"
@@ -141,7 +111,30 @@ def blocks_of(post: str, markdown: str | None) -> list[Block]:
 
 
 def conversions_in(code: str) -> list[str]:
-    return [name for name, pattern in CONVERSIONS.items() if pattern.search(code)]
+    """The catalog's entry points the code calls, in catalog order."""
+    return [e.call for e in knowledge().entries if e.pattern().search(code)]
+
+
+def _command_line(code: str) -> tuple[CommandLine, str] | None:
+    """The first converter command line in a shell block, and the catalog entry that describes it."""
+    for command_line in knowledge().command_lines:
+        found = re.search(CLI_CONVERSION.format(module=re.escape(command_line.module)), code, re.M)
+        if found:
+            return command_line, found.group(0)
+    return None
+
+
+def _exporter(code: str, calls: list[str]) -> str | None:
+    """The exporter the code uses: the last called entry point's, switched by its keyword if set."""
+    chosen = None
+    for entry in knowledge().entries:
+        if entry.call not in calls:
+            continue
+        exporter = entry.exporter
+        if entry.switch_keyword and re.search(rf"\b{re.escape(entry.switch_keyword)}\s*=\s*True\b", code):
+            exporter = entry.switch_exporter
+        chosen = exporter or chosen
+    return chosen
 
 
 def missing_imports(code: str) -> list[str]:
@@ -159,7 +152,8 @@ def missing_imports(code: str) -> list[str]:
             bound.add(node.name)
         elif isinstance(node, ast.arg):
             bound.add(node.arg)
-    return [STANDARD_IMPORTS[name] for name in STANDARD_IMPORTS if name in used - bound]
+    imports = knowledge().imports
+    return [imports[name] for name in imports if name in used - bound]
 
 
 def extract(posts: list[tuple[str, str | None]]) -> Candidate:
@@ -180,8 +174,8 @@ def extract(posts: list[tuple[str, str | None]]) -> Candidate:
         if kinds:
             return _python_candidate(post, python, code, kinds, tracebacks)
         for block in mine:
-            if block.kind == "shell" and (cli := CLI_CONVERSION.search(block.code)):
-                return _cli_candidate(post, block, cli.group(0), tracebacks)
+            if block.kind == "shell" and (found := _command_line(block.code)):
+                return _cli_candidate(post, block, found[0], found[1], tracebacks)
     return Candidate(False, "no converter call (torch.onnx / tf2onnx) in the code", tracebacks=tracebacks)
 
 
@@ -194,10 +188,9 @@ def _python_candidate(post: str, blocks: list[Block], code: str, kinds: list[str
         "added_imports": added,
         "extractor": EXTRACTOR_VERSION,
     }
-    if "torch.onnx.dynamo_export" in kinds or ("torch.onnx.export" in kinds and DYNAMO.search(code)):
-        provenance["exporter"] = "dynamo"
-    elif "torch.onnx.export" in kinds:
-        provenance["exporter"] = "torchscript"
+    exporter = _exporter(code, kinds)
+    if exporter:
+        provenance["exporter"] = exporter
     files = sorted(set(INPUT_FILE.findall(code)))
     problems = []
     if files:
@@ -205,7 +198,7 @@ def _python_candidate(post: str, blocks: list[Block], code: str, kinds: list[str
         problems.append(f"needs external files: {', '.join(files)}")
     if GPU.search(code):
         problems.append("needs a GPU (.cuda() / device='cuda')")
-    removed = [name for name, pattern in REMOVED_APIS.items() if pattern.search(code)]
+    removed = [api.name for api in knowledge().removed if api.pattern.search(code)]
     if removed:
         provenance["removed_apis"] = removed
         problems.append(f"uses an API that no longer exists: {', '.join(removed)}")
@@ -213,18 +206,20 @@ def _python_candidate(post: str, blocks: list[Block], code: str, kinds: list[str
     return Candidate(not problems, reason, script, kinds, provenance, tracebacks)
 
 
-def _cli_candidate(post: str, block: Block, command: str, tracebacks: list[str]) -> Candidate:
+def _cli_candidate(
+    post: str, block: Block, command_line: CommandLine, command: str, tracebacks: list[str]
+) -> Candidate:
     words = shlex.split(command.strip().lstrip("$").strip())
-    arguments = words[words.index("tf2onnx.convert") + 1 :]
+    arguments = words[words.index(command_line.module) + 1 :]
     script = (
         "import subprocess\nimport sys\n\n"
-        f"completed = subprocess.run([sys.executable, '-m', 'tf2onnx.convert', *{arguments!r}])\n"
+        f"completed = subprocess.run([sys.executable, '-m', {command_line.module!r}, *{arguments!r}])\n"
         "sys.exit(completed.returncode)\n"
     )
     provenance = {"post": post, "blocks": [block.index], "command": command.strip(), "extractor": EXTRACTOR_VERSION}
-    inputs = [arguments[i + 1] for i, a in enumerate(arguments[:-1]) if a.split("=")[0] in CLI_INPUT_FLAGS]
-    inputs += [a.split("=", 1)[1] for a in arguments if "=" in a and a.split("=")[0] in CLI_INPUT_FLAGS]
+    flags = set(command_line.input_flags)
+    inputs = [arguments[i + 1] for i, a in enumerate(arguments[:-1]) if a.split("=")[0] in flags]
+    inputs += [a.split("=", 1)[1] for a in arguments if "=" in a and a.split("=")[0] in flags]
     problems = [f"needs external files: {', '.join(inputs)}"] if inputs else []
-    return Candidate(
-        not problems, "; ".join(problems) or None, script, ["python -m tf2onnx.convert"], provenance, tracebacks
-    )
+    conversion = f"python -m {command_line.module}"
+    return Candidate(not problems, "; ".join(problems) or None, script, [conversion], provenance, tracebacks)

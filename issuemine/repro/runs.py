@@ -22,11 +22,13 @@ from sqlalchemy import select
 from issuemine import interrupt
 from issuemine.db import Database
 from issuemine.db.models import ReproCandidate, ReproRun, SampleMember
-from issuemine.labels import sample_id
+from issuemine.db.rows import sample_id, upsert, utcnow
+from issuemine.domain.converters import knowledge
+from issuemine.domain.stages import StageRules
+from issuemine.domain.tolerances import Policies, load_policies
 from issuemine.repro.environments import Environment
 from issuemine.repro.sandbox import Limits, Zygote, choose, layout_of
-from issuemine.repro.verdicts import Policies, StageRules, Verdict, decide, load_policies, load_stage_rules
-from issuemine.store import upsert, utcnow
+from issuemine.repro.verdicts import Verdict, decide
 
 OUTPUT_TAIL_LINES = 200
 
@@ -91,7 +93,7 @@ class Runner:
         self.layout = layout_of(options.env.python)
         self.policies: Policies = load_policies()
         self.policy = self.policies.get(options.policy).name
-        self.rules: StageRules = load_stage_rules()
+        self.rules: StageRules = knowledge().stages
 
     def zygote(self, slot: int) -> Zygote:
         return Zygote(

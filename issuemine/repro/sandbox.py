@@ -28,6 +28,7 @@ from functools import cache
 from pathlib import Path
 from typing import IO, Any
 
+from issuemine.domain.converters import knowledge
 from issuemine.errors import IssuemineError
 
 SHIM_DIR = Path(__file__).parent / "shim"
@@ -167,6 +168,8 @@ def sandbox_env(layout: Layout, root: str, shim: str) -> dict[str, str]:
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "CUDA_VISIBLE_DEVICES": "",
         "MPLBACKEND": "Agg",
+        # What the shim wraps: the entry points of the converter catalog (it imports nothing of issuemine).
+        "ISSUEMINE_ENTRIES": json.dumps([e.as_dict() for e in knowledge().entries]),
     }
 
 

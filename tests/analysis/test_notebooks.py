@@ -8,10 +8,10 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from issuemine.catalog import load_catalog
-from issuemine.labels import import_labels
-from issuemine.paths import data_dir
-from issuemine.taxonomy import taxonomy
+from issuemine.domain.converters import load_catalog
+from issuemine.domain.taxonomy import taxonomy
+from issuemine.labeling.ratings import import_labels
+from issuemine.resources import data_dir
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "analysis"
 

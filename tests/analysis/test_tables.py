@@ -11,10 +11,11 @@ import pytest
 
 from issuemine.analysis.stats import converters_differ, wilson
 from issuemine.analysis.tables import cause_by_symptom, render, stage_table, subtype_table, symptom_table
-from issuemine.catalog import load_catalog
-from issuemine.labels import final_labels, import_labels
-from issuemine.paths import data_dir
-from issuemine.taxonomy import taxonomy
+from issuemine.db.labels import final_labels
+from issuemine.domain.converters import load_catalog
+from issuemine.domain.taxonomy import taxonomy
+from issuemine.labeling.ratings import import_labels
+from issuemine.resources import data_dir
 
 
 @pytest.fixture

@@ -123,8 +123,8 @@ def test_not_a_terminal_is_a_clear_error(label_db, db_path):
 
 
 def test_adjudicate_walks_only_disagreements(label_db, db_path, tmp_path):
-    from issuemine.labels import final_labels
-    from issuemine.taxonomy import taxonomy
+    from issuemine.db.labels import final_labels
+    from issuemine.domain.taxonomy import taxonomy
 
     with label_db.engine.connect() as conn:
         numbers = [

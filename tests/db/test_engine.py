@@ -93,3 +93,15 @@ def test_url_resolution(monkeypatch, tmp_path):
     assert resolve_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
     monkeypatch.setenv("ISSUEMINE_DB", "sqlite:///elsewhere.db")
     assert resolve_url(None) == "sqlite:///elsewhere.db"
+
+
+def test_the_fast_head_check_agrees_with_alembic(tmp_path):
+    # Opening a current database skips Alembic when the newest migration file is the head.
+    from issuemine.db.engine import _at_head, _newest_file_revision, head_revision
+
+    assert _newest_file_revision() == head_revision()
+    db = open_db(str(tmp_path / "x.db"))
+    assert _at_head(db.engine)
+    with db.engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = '0001'")
+    assert not _at_head(db.engine)

@@ -76,7 +76,7 @@ def test_faults_are_retried_then_reported(gh):
 
 
 def test_authentication_errors(corpus):
-    from tests.ghserver.server import GitHubTestServer
+    from issuemine.testing.ghserver.server import GitHubTestServer
 
     server = GitHubTestServer(corpus, token="right").start()
     try:

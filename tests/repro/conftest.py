@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from issuemine.paths import data_dir
 from issuemine.repro.environments import current
 from issuemine.repro.runs import Job, Outcome, Runner, RunOptions
 from issuemine.repro.sandbox import Limits, Zygote
+from issuemine.resources import data_dir
 
 SNIPPETS = data_dir() / "repro-examples"
 

@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import select
 
 from issuemine.cli.app import app
+from issuemine.corpus.store import save_issue
 from issuemine.db import Database
 from issuemine.db.models import ReproRun
-from issuemine.store import ensure_repository, save_issue
+from issuemine.db.rows import ensure_repository
 from tests.repro.conftest import SNIPPETS
 
 # (issue number, snippet, labeled symptom, labeled stage)

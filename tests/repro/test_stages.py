@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import signal
 
-from issuemine.repro.verdicts import decide, infer_stage, load_stage_rules, parse_traceback
+from issuemine.domain.converters import knowledge
+from issuemine.domain.stages import infer_stage
+from issuemine.domain.tracebacks import parse_traceback
+from issuemine.repro.verdicts import decide
 
-RULES = load_stage_rules()
+RULES = knowledge().stages
 
 OLD_TORCH = """Traceback (most recent call last):
   File "export.py", line 12, in <module>

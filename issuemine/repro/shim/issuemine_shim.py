@@ -2,7 +2,8 @@
 
 It records, as JSON lines appended to ``$ISSUEMINE_EVENTS``:
 
-- each converter call (torch.onnx.export / dynamo_export, tf2onnx.convert.from_*): the API, the
+- each converter call (the entry points of the host's converter catalog, passed as JSON in
+  ``$ISSUEMINE_ENTRIES``: torch.onnx.export, tf2onnx.convert.from_*, ...): the API, the
   exporter, the opset, the inputs' shapes, the outcome and, on failure, the exception with its
   frames (the host infers the failing stage from them);
 - after a successful export, whether ONNX Runtime loads the model and how its outputs differ from
@@ -34,6 +35,7 @@ from typing import Any
 EVENTS_ENV = "ISSUEMINE_EVENTS"
 POLICIES_ENV = "ISSUEMINE_POLICIES"
 RUN_DIR_ENV = "ISSUEMINE_RUN_DIR"
+ENTRIES_ENV = "ISSUEMINE_ENTRIES"
 EXTRA_TRIALS = 2
 MAX_EVENT = 200_000
 
@@ -374,7 +376,7 @@ def _tf2onnx_check(api: str, args: tuple[Any, ...], kwargs: dict[str, Any], resu
     signature = kwargs.get("input_signature") or (args[1] if len(args) > 1 else None)
     if api.endswith("from_keras") and signature is None and getattr(target, "inputs", None):
         signature = [tf.TensorSpec(t.shape, t.dtype) for t in target.inputs]
-    if api.endswith(("from_graph_def", "from_saved_model", "from_tflite")) or not signature:
+    if not signature:
         return {
             **_onnx_facts(model_proto),
             **_ort_load_only(model_proto),
@@ -406,39 +408,58 @@ def _ort_load_only(model: Any) -> dict[str, Any]:
     return {"ort": {"status": "loaded"}}
 
 
-def _opset_arg(api: str, kwargs: dict[str, Any]) -> Any:
-    return kwargs.get("opset_version") if api.startswith("torch") else kwargs.get("opset")
+def _opset_arg(entry: dict[str, Any], kwargs: dict[str, Any]) -> Any:
+    return kwargs.get("opset_version", kwargs.get("opset"))
 
 
-def _dynamo_default(function: Any) -> bool:
-    """torch.onnx.export's ``dynamo`` default: True since torch 2.9, absent before."""
+def _switch_default(function: Any, keyword: str | None) -> bool:
+    """The default of the keyword that switches exporters (torch.onnx.export's ``dynamo``: True
+    since torch 2.9, absent before)."""
     import inspect
 
+    if not keyword:
+        return False
     try:
-        parameter = inspect.signature(function).parameters.get("dynamo")
+        parameter = inspect.signature(function).parameters.get(keyword)
     except (TypeError, ValueError):
         return False
     return bool(parameter is not None and parameter.default is True)
 
 
-def _wrap(module: Any, attr: str, api: str) -> None:
+def _check(
+    entry: dict[str, Any], exporter: str | None, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any
+) -> dict[str, Any]:
+    """Compare the converted model with the framework, the way the entry's ``check`` says."""
+    kind = entry.get("check")
+    if kind == "torch":
+        return _torch_check(args, kwargs, result, exporter == "dynamo")
+    if kind == "tensorflow":
+        return _tf2onnx_check(entry["call"], args, kwargs, result)
+    model = result[0] if isinstance(result, tuple) else result
+    skipped = f"{entry['call']}: no callable to compare with"
+    return {**_onnx_facts(model), **_ort_load_only(model), "compare_skipped": skipped}
+
+
+def _wrap(module: Any, entry: dict[str, Any]) -> None:
+    attr, api = entry["attr"], entry["call"]
     original = getattr(module, attr, None)
     if original is None or getattr(original, "__issuemine_wrapped__", False):
         return
 
-    dynamo_default = _dynamo_default(original)
+    switch_default = _switch_default(original, entry.get("switch_keyword"))
 
     @functools.wraps(original)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if _depth["value"] or not os.environ.get(EVENTS_ENV):
             return original(*args, **kwargs)  # a converter calling another one: record the outer call only
-        dynamo = api == "torch.onnx.dynamo_export" or (
-            api == "torch.onnx.export" and bool(kwargs.get("dynamo", dynamo_default))
-        )
-        call: dict[str, Any] = {"event": "convert", "api": api, "opset_arg": _opset_arg(api, kwargs)}
-        if api.startswith("torch"):
-            call["exporter"] = "dynamo" if dynamo else "torchscript"
-        emit({"event": "convert-start", "api": api, "exporter": call.get("exporter")})
+        exporter = entry.get("exporter")
+        keyword = entry.get("switch_keyword")
+        if keyword and bool(kwargs.get(keyword, switch_default)):
+            exporter = entry.get("switch_exporter")
+        call: dict[str, Any] = {"event": "convert", "api": api, "opset_arg": _opset_arg(entry, kwargs)}
+        if exporter:
+            call["exporter"] = exporter
+        emit({"event": "convert-start", "api": api, "exporter": exporter})
         started = time.perf_counter()
         _depth["value"] += 1
         try:
@@ -452,10 +473,7 @@ def _wrap(module: Any, attr: str, api: str) -> None:
         call.update(status="ok", seconds=time.perf_counter() - started)
         emit({"event": "converted", "api": api})  # so a crash of ONNX Runtime itself is told apart
         try:
-            if api.startswith("torch"):
-                call.update(_torch_check(args, kwargs, result, dynamo))
-            else:
-                call.update(_tf2onnx_check(api, args, kwargs, result))
+            call.update(_check(entry, exporter, args, kwargs, result))
         except Exception as exc:
             call["check_error"] = describe_exception(exc)
         emit(call)
@@ -465,17 +483,31 @@ def _wrap(module: Any, attr: str, api: str) -> None:
     setattr(module, attr, wrapper)
 
 
-def _patch_torch_onnx(module: Any) -> None:
-    _wrap(module, "export", "torch.onnx.export")
-    _wrap(module, "dynamo_export", "torch.onnx.dynamo_export")
+def _entries() -> list[dict[str, Any]]:
+    """The converter entry points to wrap, as the host's converter catalog describes them."""
+    try:
+        entries = json.loads(os.environ.get(ENTRIES_ENV) or "[]")
+    except ValueError:
+        return []
+    return [e for e in entries if isinstance(e, dict) and e.get("module") and e.get("attr")]
 
 
-def _patch_tf2onnx_convert(module: Any) -> None:
-    for name in ("from_keras", "from_function", "from_graph_def", "from_saved_model", "from_tflite"):
-        _wrap(module, name, f"tf2onnx.convert.{name}")
+def _patches() -> dict[str, Any]:
+    by_module: dict[str, list[dict[str, Any]]] = {}
+    for entry in _entries():
+        by_module.setdefault(entry["module"], []).append(entry)
+
+    def patcher(entries: list[dict[str, Any]]) -> Any:
+        def patch(module: Any) -> None:
+            for entry in entries:
+                _wrap(module, entry)
+
+        return patch
+
+    return {name: patcher(entries) for name, entries in by_module.items()}
 
 
-PATCHES = {"torch.onnx": _patch_torch_onnx, "tf2onnx.convert": _patch_tf2onnx_convert}
+PATCHES: dict[str, Any] = {}
 
 
 class _PostImportLoader(importlib.abc.Loader):
@@ -526,6 +558,7 @@ def install() -> None:
         pass
     sys.addaudithook(_audit)
     os.environ.__class__ = _GuardedEnviron
+    PATCHES.update(_patches())
     for name, patch in PATCHES.items():
         if name in sys.modules:
             patch(sys.modules[name])

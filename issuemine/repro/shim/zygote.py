@@ -316,7 +316,8 @@ def run(request: dict[str, Any], root: str) -> dict[str, Any]:
         _child(request, run_dir, script, (read_end, write_end))
     os.close(write_end)
     output = _Output(read_end, request.get("limits", {}).get("file_bytes"))
-    status, usage, timed_out = _wait(pid, float(request.get("timeout", 120)), output)
+    # The host always sets the timeout (repro.sandbox.Limits): one default, written once.
+    status, usage, timed_out = _wait(pid, float(request["timeout"]), output)
     duration = time.monotonic() - started
     leftovers = _kill_leftovers(_ancestors())  # they may hold the pipe open: only then can it close
     output.finish(OUTPUT_GRACE_SECONDS)

@@ -1,0 +1,1 @@
+"""The corpus: fetching converters' issues from GitHub, storing them, filtering, sampling, sharing."""

@@ -1,0 +1,1 @@
+"""The vocabulary every stage speaks: taxonomy, converters, stages, tracebacks, tolerances, addresses."""

@@ -1,0 +1,1 @@
+"""Labeling: raters, the terminal session, assignment plans, agreement and adjudication."""

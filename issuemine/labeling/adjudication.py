@@ -1,0 +1,122 @@
+"""Adjudication: walk the disagreements of a sample and record a final code and who decided."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from issuemine.db import Database
+from issuemine.db.labels import ratings_frame
+from issuemine.db.models import Adjudication, Issue
+from issuemine.db.rows import upsert, utcnow
+from issuemine.domain.taxonomy import SUBCAUSE, Code, Taxonomy
+
+
+@dataclass
+class Disagreement:
+    issue_id: int
+    repo: str
+    number: int
+    title: str
+    dimension: str
+    codes: dict[str, str]  # rater -> code
+
+
+def disagreements(db: Database, taxonomy: Taxonomy, sample: str) -> list[Disagreement]:
+    """Issue dimensions whose raters disagree and that nobody has adjudicated yet."""
+    frame = ratings_frame(db, sample)
+    with db.session() as session:
+        done = {(a.issue_id, a.dimension) for a in session.query(Adjudication)}
+        titles = dict(session.query(Issue.id, Issue.title).filter(Issue.id.in_(frame["issue_id"].unique().tolist())))
+    order = {d: i for i, d in enumerate(taxonomy.label_dimensions())}
+    found = []
+    for (issue_id, dimension), group in frame.groupby(["issue_id", "dimension"]):
+        if group["code"].nunique() > 1 and (issue_id, dimension) not in done:
+            found.append(
+                Disagreement(
+                    int(issue_id),
+                    str(group["repo"].iat[0]),
+                    int(group["number"].iat[0]),
+                    titles.get(int(issue_id)) or "",
+                    str(dimension),
+                    dict(zip(group["rater"], group["code"], strict=True)),
+                )
+            )
+    return sorted(found, key=lambda d: (d.repo, d.number, order.get(d.dimension, 99)))
+
+
+def record(db: Database, taxonomy: Taxonomy, issue_id: int, dimension: str, code: str, decided_by: str) -> None:
+    with db.session() as session:
+        upsert(
+            session,
+            Adjudication,
+            [
+                {
+                    "issue_id": issue_id,
+                    "dimension": dimension,
+                    "code": code,
+                    "decided_by": decided_by,
+                    "decided_at": utcnow(),
+                    "taxonomy_version": taxonomy.version,
+                }
+            ],
+            ["issue_id", "dimension"],
+        )
+
+
+@dataclass
+class AdjudicationSession:
+    """Keys: a number picks the final code, s skips, q quits."""
+
+    db: Database
+    taxonomy: Taxonomy
+    sample: str
+    judge: str
+    items: list[Disagreement] = field(default_factory=list)
+    index: int = 0
+    typed: str = ""
+    message: str = ""
+    quit: bool = False
+    decided: int = 0
+
+    def start(self) -> AdjudicationSession:
+        self.items = disagreements(self.db, self.taxonomy, self.sample)
+        return self
+
+    @property
+    def current(self) -> Disagreement | None:
+        return self.items[self.index] if self.index < len(self.items) else None
+
+    def choices(self) -> list[Code]:
+        item = self.current
+        if item is None:
+            return []
+        if item.dimension == SUBCAUSE:
+            causes = {code.split(".")[0] for code in item.codes.values()}
+            return [s for cause in sorted(causes) for s in self.taxonomy.subtypes(cause)]
+        return self.taxonomy.dimension(item.dimension).codes
+
+    def press(self, key: str) -> None:
+        self.message = ""
+        item = self.current
+        if key == "q" or item is None:
+            self.quit = key == "q" or self.quit
+            return
+        if key == "s":
+            self.index += 1
+        elif key.isdigit() or key in ("\r", "\n"):
+            choices = self.choices()
+            typed = self.typed + key if key.isdigit() else self.typed
+            if not typed:
+                return
+            number = int(typed)
+            if not 1 <= number <= len(choices):
+                self.typed, self.message = "", f"choose 1-{len(choices)}"
+            elif key.isdigit() and number * 10 <= len(choices):
+                self.typed = typed
+            else:
+                self.typed = ""
+                record(self.db, self.taxonomy, item.issue_id, item.dimension, choices[number - 1].code, self.judge)
+                self.decided += 1
+                self.index += 1
+        else:
+            self.message = f"unknown key {key!r}"

@@ -1,0 +1,452 @@
+"""The labeling session as a state machine, independent of any terminal.
+
+``LabelSession.press(key)`` is the whole interface: the terminal front end (``cli/label_ui.py``)
+feeds it keys and renders ``screen()``; tests and the benchmark drive the same code path.
+
+Every answer is committed the moment it is given, with the time spent since the last commit, so a
+quit, Ctrl-C, closed terminal or kill -9 loses at most the answer being typed. The next session of
+the same rater resumes at the first unfinished issue. A rater only ever sees their own labels.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from issuemine.db import Database
+from issuemine.db.models import (
+    Comment,
+    Issue,
+    IssueLabel,
+    Label,
+    RaterIssue,
+    Rating,
+    Repository,
+    SampleMember,
+    Suggestion,
+)
+from issuemine.db.rows import sample_id, utcnow
+from issuemine.domain.taxonomy import SUBCAUSE, Code, Taxonomy
+from issuemine.labeling.assignments import rater_queue
+from issuemine.labeling.ratings import save_rating
+
+FINISHED = ("done", "flagged")
+KEYS = (
+    "1-9 choose  Enter accept  b back  u undo  s skip  f not a failure  n note  c comments  ? codebook  o open  q quit"
+)
+
+
+@dataclass
+class IssueView:
+    issue_id: int
+    repo: str
+    number: int
+    converter: str
+    title: str
+    body: str
+    url: str | None
+    labels: list[str]
+    created_at: datetime | None
+    closed_at: datetime | None
+    comments: list[tuple[str, datetime | None, str]]
+    suggestions: dict[str, tuple[str, float, str]]
+
+
+@dataclass
+class Screen:
+    issue: IssueView | None
+    position: int
+    total: int
+    done: int
+    rater: str
+    dimension: str | None
+    question: str
+    choices: list[Code]
+    answers: dict[str, str]
+    suggestion: tuple[str, float, str] | None
+    typed: str
+    status: str
+    note: str | None
+    seconds: float
+    show_comments: bool
+    show_help: bool
+    message: str
+    finished: bool
+    skipped: int = 0
+    keys: str = KEYS
+
+
+@dataclass
+class _Undo:
+    issue_id: int
+    dimension: str
+    previous: str | None
+    status: str
+
+
+@dataclass
+class LabelSession:
+    db: Database
+    taxonomy: Taxonomy
+    sample: str
+    rater: str
+    clock: Callable[[], float] = time.monotonic
+    rater_id: int = 0
+    queue: list[int] = field(default_factory=list)
+    index: int = 0
+    dim_index: int = 0
+    typed: str = ""
+    message: str = ""
+    show_comments: bool = False
+    show_help: bool = False
+    quit: bool = False
+    _view: IssueView | None = None
+    _answers: dict[str, str] = field(default_factory=dict)
+    _status: str = "in-progress"
+    _note: str | None = None
+    _seconds: float = 0.0
+    _since: float = 0.0
+    _undo: list[_Undo] = field(default_factory=list)
+    _states: dict[int, str] = field(default_factory=dict)
+
+    # -- start --------------------------------------------------------------------------------
+
+    def start(self) -> LabelSession:
+        with self.db.session() as session:
+            self.rater_id, self.queue = rater_queue(session, self.sample, self.rater)
+            self._states = dict(
+                session.execute(
+                    select(RaterIssue.issue_id, RaterIssue.status).where(
+                        RaterIssue.rater_id == self.rater_id, RaterIssue.issue_id.in_(self.queue)
+                    )
+                ).all()
+            )
+        self._goto(self._resume_index())
+        return self
+
+    def _resume_index(self) -> int:
+        for wanted in (("in-progress", None), ("skipped",)):
+            for i, issue_id in enumerate(self.queue):
+                if self._states.get(issue_id) in wanted:
+                    return i
+        return len(self.queue)
+
+    # -- dimensions ---------------------------------------------------------------------------
+
+    def dimensions(self) -> list[str]:
+        """The dimensions to ask for the current issue: sub-cause only when the cause has subtypes."""
+        dims = list(self.taxonomy.dimensions)
+        if self.taxonomy.subtypes(self._answers.get("cause")):
+            dims.append(SUBCAUSE)
+        return dims
+
+    def choices(self, dimension: str | None) -> list[Code]:
+        if dimension is None:
+            return []
+        if dimension == SUBCAUSE:
+            return self.taxonomy.subtypes(self._answers.get("cause"))
+        return self.taxonomy.dimension(dimension).codes
+
+    @property
+    def dimension(self) -> str | None:
+        if self._view is None or self._status == "flagged":
+            return None
+        dims = self.dimensions()
+        return dims[self.dim_index] if self.dim_index < len(dims) else None
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def press(self, key: str) -> None:
+        self.message = ""
+        if key == "q":
+            self._checkpoint()
+            self.quit = True
+        elif self._view is None:
+            self.message = "nothing left to label: every issue of this sample is done (q quits)"
+        elif key.isdigit():
+            self._digit(key)
+        elif key in ("\r", "\n"):
+            self._enter()
+        elif key == "\x7f" or key == "\b":
+            self.typed = self.typed[:-1]
+        elif key == "b":
+            self._back()
+        elif key == "u":
+            self._undo_last()
+        elif key == "s":
+            self._leave("skipped")
+        elif key == "f":
+            self._leave("flagged")
+        elif key == "c":
+            self.show_comments = not self.show_comments
+        elif key == "?":
+            self.show_help = not self.show_help
+        else:
+            self.message = f"unknown key {key!r}"
+
+    def set_note(self, text: str) -> None:
+        if self._view is None:
+            return
+        self._note = text.strip() or None
+        self._write_state()
+        self.message = "note saved"
+
+    def _digit(self, key: str) -> None:
+        choices = self.choices(self.dimension)
+        typed = self.typed + key
+        number = int(typed)
+        if number < 1 or number > len(choices):
+            self.typed = ""
+            self.message = f"choose 1-{len(choices)}"
+            return
+        if number * 10 > len(choices):  # no longer choice starts with these digits: answer now
+            self.typed = ""
+            self._answer(choices[number - 1].code)
+        else:
+            self.typed = typed
+
+    def _enter(self) -> None:
+        dimension = self.dimension
+        if dimension is None:
+            self._next()
+            return
+        if self.typed:
+            choices = self.choices(dimension)
+            number, self.typed = int(self.typed), ""
+            self._answer(choices[number - 1].code)
+            return
+        current = self._answers.get(dimension)
+        suggestion = self._view.suggestions.get(dimension) if self._view else None
+        if current is not None:
+            self._answer(current)
+        elif suggestion and suggestion[0] in {c.code for c in self.choices(dimension)}:
+            self._answer(suggestion[0])
+        else:
+            self.message = "choose a number (no suggestion for this question)"
+
+    # -- answering ----------------------------------------------------------------------------
+
+    def _answer(self, code: str) -> None:
+        assert self._view is not None
+        dimension = self.dimension
+        assert dimension is not None
+        previous = self._answers.get(dimension)
+        self._undo.append(_Undo(self._view.issue_id, dimension, previous, self._status))
+        changes: dict[str, str | None] = {dimension: code}
+        if dimension == "cause" and previous != code:
+            changes[SUBCAUSE] = None  # a new cause invalidates the old sub-cause
+        for dim, value in changes.items():
+            if value is None:
+                self._answers.pop(dim, None)
+            else:
+                self._answers[dim] = value
+        self.dim_index += 1
+        complete = self.dim_index >= len(self.dimensions())
+        if complete:
+            self._status = "done"
+        self._commit(changes)
+        if complete:
+            self._next()
+
+    def _commit(self, changes: dict[str, str | None]) -> None:
+        """Write the changed ratings and the work state in one transaction, right now."""
+        assert self._view is not None
+        issue_id = self._view.issue_id
+
+        def work(session: Any) -> None:
+            for dim, value in changes.items():
+                save_rating(session, issue_id, self.rater_id, dim, value, self.taxonomy.version)
+            self._write_state(session)
+
+        self.db.write(work)
+
+    def _checkpoint(self) -> None:
+        if self._view is not None:
+            self._write_state()
+
+    def _write_state(self, session: Any = None) -> None:
+        if session is None:
+            self.db.write(self._write_state)
+            return
+        assert self._view is not None
+        now_mono = self.clock()
+        self._seconds += now_mono - self._since
+        self._since = now_mono
+        now = utcnow()
+        row = session.get(RaterIssue, (self._view.issue_id, self.rater_id))
+        if row is None:
+            row = RaterIssue(
+                issue_id=self._view.issue_id,
+                rater_id=self.rater_id,
+                started_at=now,
+                source="session",
+                seconds=0.0,
+            )
+            session.add(row)
+        row.status, row.note, row.seconds = self._status, self._note, self._seconds
+        row.taxonomy_version, row.updated_at = self.taxonomy.version, now
+        session.flush()
+        self._states[self._view.issue_id] = self._status
+
+    def _leave(self, status: str) -> None:
+        assert self._view is not None
+        if status == "skipped" and self._status in FINISHED:
+            self._next()
+            return
+        self._undo.append(_Undo(self._view.issue_id, "", None, self._status))
+        self._status = status
+        self._write_state()
+        self._next()
+
+    def _next(self) -> None:
+        self._checkpoint()
+        start = self.index + 1
+        following = [i for i in range(start, len(self.queue)) if self._states.get(self.queue[i]) not in FINISHED]
+        earlier = [i for i in range(0, start) if self._states.get(self.queue[i]) not in FINISHED and i != self.index]
+        self._goto((following or earlier or [len(self.queue)])[0])
+
+    def _back(self) -> None:
+        if self.typed:
+            self.typed = ""
+        elif self.dim_index > 0 and self._status != "flagged":
+            self.dim_index -= 1
+        elif self.index > 0:
+            self._checkpoint()
+            self._goto(self.index - 1, at_end=True)
+        else:
+            self.message = "already at the first question"
+
+    def _undo_last(self) -> None:
+        if not self._undo:
+            self.message = "nothing to undo"
+            return
+        step = self._undo.pop()
+        if self._view is None or self._view.issue_id != step.issue_id:
+            self._checkpoint()
+            self._goto(self.queue.index(step.issue_id))
+        if step.dimension:
+            changes: dict[str, str | None] = {step.dimension: step.previous}
+            if step.previous is None:
+                self._answers.pop(step.dimension, None)
+            else:
+                self._answers[step.dimension] = step.previous
+            self._status = step.status if step.status not in FINISHED else "in-progress"
+            dims = self.dimensions()
+            self.dim_index = dims.index(step.dimension) if step.dimension in dims else 0
+            self._commit(changes)
+            self.message = f"undid {step.dimension}"
+        else:
+            self._status = step.status
+            self.dim_index = self._first_open()
+            self._write_state()
+            self.message = "undid skip/flag"
+
+    # -- moving between issues ----------------------------------------------------------------
+
+    def _goto(self, index: int, at_end: bool = False) -> None:
+        self.index = index
+        self.typed = ""
+        self.show_comments = False
+        if index >= len(self.queue):
+            self._view = None
+            return
+        issue_id = self.queue[index]
+        self._view = self._load(issue_id)
+        with self.db.session() as session:
+            self._answers = dict(
+                session.execute(
+                    select(Rating.dimension, Rating.code).where(
+                        Rating.issue_id == issue_id, Rating.rater_id == self.rater_id
+                    )
+                ).all()
+            )
+            work = session.get(RaterIssue, (issue_id, self.rater_id))
+        self._status = work.status if work else "in-progress"
+        self._note = work.note if work else None
+        self._seconds = work.seconds if work else 0.0
+        self._since = self.clock()
+        self.dim_index = len(self.dimensions()) - 1 if at_end else self._first_open()
+
+    def _first_open(self) -> int:
+        dims = self.dimensions()
+        for i, dim in enumerate(dims):
+            if dim not in self._answers:
+                return i
+        return 0 if self._status not in FINISHED else len(dims)
+
+    def _load(self, issue_id: int) -> IssueView:
+        sid_query = select(SampleMember.converter).where(SampleMember.issue_id == issue_id)
+        with self.db.session() as session:
+            sid = sample_id(session, self.sample)
+            issue, repo = session.execute(
+                select(Issue, Repository.full_name).join(Repository).where(Issue.id == issue_id)
+            ).one()
+            converter = session.scalar(sid_query.where(SampleMember.sample_id == sid)) or repo
+            labels = session.scalars(
+                select(Label.name)
+                .join(IssueLabel, IssueLabel.label_id == Label.id)
+                .where(IssueLabel.issue_id == issue_id)
+            ).all()
+            comments = [
+                (c.author or "?", c.created_at, c.body or "")
+                for c in session.scalars(
+                    select(Comment).where(Comment.issue_id == issue_id).order_by(Comment.created_at)
+                )
+            ]
+            suggestions = {
+                s.dimension: (s.code, s.confidence, s.model)
+                for s in session.scalars(select(Suggestion).where(Suggestion.issue_id == issue_id))
+            }
+        return IssueView(
+            issue_id=issue_id,
+            repo=repo,
+            number=issue.number,
+            converter=converter,
+            title=issue.title or "(no title: an issue stub; fetch it for its text)",
+            body=issue.body or "",
+            url=issue.html_url,
+            labels=sorted(labels),
+            created_at=issue.created_at,
+            closed_at=issue.closed_at,
+            comments=comments,
+            suggestions=suggestions,
+        )
+
+    # -- what to show -------------------------------------------------------------------------
+
+    def screen(self) -> Screen:
+        dimension = self.dimension
+        question = ""
+        if dimension == SUBCAUSE:
+            cause = self.taxonomy.dimension("cause").get(self._answers["cause"])
+            question = self.taxonomy.dimension("cause").subtype_question.format(name=cause.name)
+        elif dimension:
+            question = self.taxonomy.dimension(dimension).question
+        done = sum(1 for i in self.queue if self._states.get(i) in FINISHED)
+        seconds = self._seconds + (self.clock() - self._since if self._view else 0.0)
+        return Screen(
+            issue=self._view,
+            position=min(self.index + 1, len(self.queue)),
+            total=len(self.queue),
+            done=done,
+            rater=self.rater,
+            dimension=dimension,
+            question=question,
+            choices=self.choices(dimension),
+            answers=dict(self._answers),
+            suggestion=self._view.suggestions.get(dimension) if self._view and dimension else None,
+            typed=self.typed,
+            status=self._status,
+            note=self._note,
+            seconds=seconds,
+            show_comments=self.show_comments,
+            show_help=self.show_help,
+            message=self.message,
+            finished=self._view is None,
+            skipped=sum(1 for i in self.queue if self._states.get(i) == "skipped"),
+        )

@@ -1,0 +1,1 @@
+"""The whole pipeline at once: the end-to-end demo and the study report gathering every stage."""

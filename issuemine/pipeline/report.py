@@ -1,0 +1,300 @@
+"""The full analysis written to a folder: tables, figures, and one self-contained HTML report.
+
+The HTML embeds its figures as data URIs and uses no script or stylesheet from the network, so
+the file opens anywhere, offline, and can be mailed as is.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from issuemine.analysis import figures, opsets, selection, tables, trends
+from issuemine.analysis.stats import converters_differ
+from issuemine.corpus import flow, status
+from issuemine.db import Database
+from issuemine.db.labels import assigned_samples, ratings_frame
+from issuemine.domain.converters import Converter
+from issuemine.domain.taxonomy import Taxonomy
+from issuemine.labeling.agreement import agreement
+
+
+@dataclass
+class Report:
+    folder: Path
+    html: Path
+    sample: str
+    issues: int
+    files: list[Path] = field(default_factory=list)
+    rq3: trends.RQ3 | None = None
+    repro: dict[str, Any] | None = None
+    seconds_tables: float = 0.0
+    seconds_total: float = 0.0
+
+
+def _agreement_rows(db: Database, taxonomy: Taxonomy, repos: dict[str, str]) -> list[dict[str, Any]]:
+    rows = []
+    for name in assigned_samples(db):
+        for a in agreement(ratings_frame(db, name, repos), taxonomy):
+            value = a.kappa if a.kappa is not None else a.alpha
+            rows.append(
+                {
+                    "sample": name,
+                    "dimension": a.dimension,
+                    "scope": a.scope,
+                    "n": a.n,
+                    "raters": ", ".join(a.raters),
+                    "agreement %": round(100 * (a.percent or 0), 1),
+                    "kappa": a.kappa,
+                    "alpha": a.alpha,
+                    "value": value,
+                }
+            )
+    return rows
+
+
+def _repro(db: Database, sample: str) -> dict[str, Any] | None:
+    """The tie-back of reproduction verdicts to this sample's labels, for the environment with most runs."""
+    from sqlalchemy import func, select
+
+    from issuemine.db.models import ReproRun
+    from issuemine.repro.tieback import repro_report
+
+    with db.session() as session:
+        env = session.execute(
+            select(ReproRun.env).group_by(ReproRun.env).order_by(func.count().desc(), ReproRun.env).limit(1)
+        ).scalar()
+    if env is None:
+        return None
+    found = repro_report(db, env, sample)
+    return found if found["coverage"]["run"] else None
+
+
+def stage_pairs(repro: dict[str, Any], taxonomy: Taxonomy) -> pd.DataFrame:
+    """Labeled stage (rows) × stage inferred from the re-run crash (columns), in codebook order."""
+    order = [c.code for c in taxonomy.dimensions["stage"].codes]
+    pairs = pd.DataFrame(repro["stage_agreement"]["pairs"], columns=["labeled", "inferred"])
+    table = pd.crosstab(pairs["labeled"], pairs["inferred"])
+    present = [c for c in order if c in set(pairs["labeled"]) | set(pairs["inferred"])]
+    return table.reindex(index=present, columns=present, fill_value=0)
+
+
+def build(
+    db: Database,
+    taxonomy: Taxonomy,
+    catalog: dict[str, Converter],
+    out: Path,
+    sample: str | None = None,
+    converters: tuple[str, ...] = (),
+    with_figures: bool = True,
+) -> Report:
+    start = time.perf_counter()
+    name, final = selection.load_final(db, taxonomy, sample, catalog, converters)
+    out.mkdir(parents=True, exist_ok=True)
+    report = Report(out, out / "report.html", name, len(final))
+    report.files += tables.write_tables(final, taxonomy, out)
+    history = opsets.load_history()
+    report.rq3 = trends.rq3(final, history)
+    extra = {
+        "rq3-releases": report.rq3.table,
+        "time-to-close-stage": tables.time_to_close(final, taxonomy, "stage"),
+        "time-to-close-symptom": tables.time_to_close(final, taxonomy, "symptom"),
+        "issue-flow": flow.issue_flow(db),
+    }
+    for key, table in extra.items():
+        for fmt in tables.FORMATS:
+            path = out / "tables" / f"{key}.{'tex' if fmt == 'latex' else fmt}"
+            path.write_text(tables.render(table, fmt) + "\n", encoding="utf-8")
+            report.files.append(path)
+    report.repro = _repro(db, name)
+    report.seconds_tables = time.perf_counter() - start
+    repos = {c.repo: c.name for c in catalog.values()}
+    agreement_rows = _agreement_rows(db, taxonomy, repos)
+    images: dict[str, Path] = {}
+    if with_figures:
+        fig_dir = out / "figures"
+        made = {
+            "stages": figures.stacked_bars(tables.stage_table(final, taxonomy), "Where converters fail", "stage"),
+            "symptoms": figures.stacked_bars(
+                tables.symptom_table(final, taxonomy, compare=False), "How failures show", "symptom"
+            ),
+            "cause-by-symptom": figures.heatmap(
+                tables.cause_by_symptom(final, taxonomy), "Top causes by symptom and converter"
+            ),
+            "failures-over-time": figures.cumulative(
+                trends.quarterly(final), trends.releases(history), "Failures over time and ONNX opset releases"
+            ),
+        }
+        overall = [
+            {"group": r["sample"], "dimension": r["dimension"], "value": r["value"]}
+            for r in agreement_rows
+            if r["scope"] == "all" and r["value"] is not None
+        ]
+        if overall:
+            made["agreement"] = figures.agreement_chart(overall, "Inter-rater agreement per sample and dimension")
+        if report.repro and report.repro["stage_agreement"]["n"]:
+            made["repro-stages"] = figures.heatmap(
+                stage_pairs(report.repro, taxonomy), "Re-run crashes: labeled stage (rows) vs inferred stage"
+            )
+        for key, fig in made.items():
+            paths = figures.save(fig, fig_dir, key)
+            report.files += paths
+            images[key] = paths[0]
+    _write_html(report, db, taxonomy, final, history, agreement_rows, images)
+    report.files.append(report.html)
+    report.seconds_total = time.perf_counter() - start
+    return report
+
+
+def _table_html(table: pd.DataFrame) -> str:
+    return tables.flatten(table).to_html(classes="t", na_rep="", float_format=lambda v: f"{v:.3g}")
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _write_html(
+    report: Report,
+    db: Database,
+    taxonomy: Taxonomy,
+    final: pd.DataFrame,
+    history: dict[int, opsets.Opset],
+    agreement_rows: list[dict[str, Any]],
+    images: dict[str, Path],
+) -> None:
+    corpus = status.corpus_status(db)
+    esc = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>issuemine report: {esc(report.sample)}</title>",
+        "<style>body{font:14px/1.45 sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
+        "table.t{border-collapse:collapse;margin:.5em 0 1.5em}table.t td,table.t th{border:1px solid #ccc;"
+        "padding:2px 6px;text-align:right}table.t th{background:#f3f3f3}img{max-width:100%}"
+        "h2{border-bottom:1px solid #ddd}</style></head><body>",
+        f"<h1>Converter failures: sample <code>{esc(report.sample)}</code></h1>",
+        f"<p>{report.issues} issues with final labels; taxonomy <code>{esc(taxonomy.name)}</code> version "
+        f"<code>{esc(taxonomy.version)}</code>; database <code>{esc(corpus.database)}</code>.</p>",
+        "<h2>Corpus</h2>",
+        _table_html(pd.DataFrame([asdict(r) for r in corpus.repositories]).set_index("repo"))
+        if corpus.repositories
+        else "",
+        "<h3>Issue flow (data selection)</h3>",
+        _table_html(flow.issue_flow(db)),
+    ]
+    if corpus.last_fetch:
+        parts += [
+            "<h3>Last fetch per converter</h3>",
+            _table_html(pd.DataFrame([asdict(r) for r in corpus.last_fetch])),
+        ]
+    else:
+        parts.append("<p>No fetch recorded: issues are known from imported labels (stubs).</p>")
+    parts += ["<h3>Samples</h3>", _table_html(pd.DataFrame([asdict(s) for s in corpus.samples]).set_index("name"))]
+    if agreement_rows:
+        shown = pd.DataFrame(agreement_rows).drop(columns=["value"]).set_index(["sample", "dimension", "scope"])
+        parts += ["<h2>Inter-rater agreement</h2>", _table_html(shown)]
+        if "agreement" in images:
+            parts.append(_img(images["agreement"], "agreement per dimension"))
+    sections = [
+        ("Failure location (stage): Table 8", tables.stage_table(final, taxonomy), "stages", "stage"),
+        ("Symptoms: Table 9", tables.symptom_table(final, taxonomy), "symptoms", "symptom"),
+        ("Top causes by symptom: Table 10", tables.cause_by_symptom(final, taxonomy), "cause-by-symptom", None),
+        ("Causes", tables.cause_table(final, taxonomy), None, "cause"),
+        ("Cause sub-types", tables.subtype_table(final, taxonomy), None, None),
+    ]
+    converters = set(final["converter"])
+    for title, table, image, dim in sections:
+        parts += [f"<h2>{esc(title)}</h2>", _table_html(table)]
+        if dim:
+            counts = table[[c for c in table.columns if c in converters]]
+            diff = converters_differ(counts)
+            parts.append(f"<p>Do the converters differ? {esc(diff.test)}: p = {diff.p_value:.3g}.</p>")
+        if image and image in images:
+            parts.append(_img(images[image], title))
+    rq3 = report.rq3
+    assert rq3 is not None
+    parts += [
+        "<h2>Failures over time and ONNX releases (Figure 6, RQ3)</h2>",
+        _img(images["failures-over-time"], "failures over time") if "failures-over-time" in images else "",
+        _table_html(rq3.table.set_index("release")),
+        f"<p>Spearman ρ between a release's operator changes and the failures opened until the next "
+        f"release: <b>{_num(rq3.rho_all)}</b> (p = {_num(rq3.p_all)}); for the share of incompatibility and "
+        f"type problems: <b>{_num(rq3.rho_share)}</b> (p = {_num(rq3.p_share)}). Protocol: opsets 2-7 merged, the "
+        f"first and the latest release dropped. {rq3.dated} failures carry an opening date, {rq3.undated} do not."
+        " The study reports ρ = 0.34 (0.33 for the share); see the analysis notebook for why a reproduction "
+        "from the labeled sample alone differs.</p>",
+        "<h3>Opset history: study data vs the installed onnx.defs</h3>",
+        _opset_html(history),
+        "<h2>Time to close (days)</h2>",
+        _table_html(tables.time_to_close(final, taxonomy, "stage")),
+        "<p>Issues known only as stubs have no closing date; fetch them for these figures.</p>",
+        *_repro_html(report.repro, images),
+        "</body></html>",
+    ]
+    report.html.write_text("\n".join(parts), encoding="utf-8")
+
+
+def _crosstab_html(frame: dict[str, Any]) -> str:
+    table = pd.DataFrame([counts for _, counts in frame["rows"]], columns=frame["columns"])
+    table.index = pd.Index([name for name, _ in frame["rows"]], name=frame["index"])
+    return _table_html(table)
+
+
+def _repro_html(repro: dict[str, Any] | None, images: dict[str, Path]) -> list[str]:
+    if not repro:
+        return []
+    esc = html.escape
+    coverage = pd.DataFrame(list(repro["coverage"].items()), columns=["step", "issues"]).set_index("step")
+    agreement = repro["stage_agreement"]
+    parts = [
+        f"<h2>Reproduction in environment <code>{esc(repro['env'])}</code></h2>",
+        _table_html(coverage),
+        "<h3>Verdicts by labeled symptom</h3>",
+        _crosstab_html(repro["by_symptom"]) if repro["by_symptom"]["rows"] else "<p>No labeled issue was run.</p>",
+        *(f"<p>{esc(line)}.</p>" for line in repro["reproduction"]),
+        "<h3>Verdicts by converter</h3>",
+        _crosstab_html(repro["by_converter"]),
+        f"<p>Stage inferred from the re-run crash agrees with the labeled stage for {agreement['agree']} of "
+        f"{agreement['n']} crashes.</p>",
+        f"<p>Stage inferred from the traceback pasted in the issue agrees with the labeled stage for "
+        f"{repro['traceback_stage_agreement']['agree']} of {repro['traceback_stage_agreement']['n']} issues.</p>",
+    ]
+    if "repro-stages" in images:
+        parts.append(_img(images["repro-stages"], "labeled vs inferred stage"))
+    return parts
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _opset_html(history: dict[int, opsets.Opset]) -> str:
+    try:
+        computed = opsets.from_onnx_defs()
+    except ImportError:
+        return "<p>The onnx package is not installed: no cross-check.</p>"
+    diffs = opsets.compare(history, computed)
+    if not diffs:
+        return "<p>The installed onnx.defs agrees with the study's history for every opset.</p>"
+    rows = [
+        {
+            "opset": d.version,
+            "only in study (added)": ", ".join(d.only_reference_added),
+            "only in onnx.defs (added)": ", ".join(d.only_computed_added),
+            "only in study (updated)": ", ".join(d.only_reference_updated),
+            "only in onnx.defs (updated)": ", ".join(d.only_computed_updated),
+        }
+        for d in diffs
+    ]
+    return (
+        "<p>Where the study's opset history and the installed onnx.defs disagree (newer onnx releases "
+        "define some operators as functions and list schemas the study's extraction did not):</p>"
+        + pd.DataFrame(rows).set_index("opset").to_html(classes="t")
+    )

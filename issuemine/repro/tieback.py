@@ -1,0 +1,277 @@
+"""Read back runs: one issue's runs (``repro show``) and the tie-back to labels (``repro report``).
+
+The tie-back asks, per labeled symptom, whether the failure still happens on today's converter
+(a labeled crash that still crashes, a labeled wrong model that still mismatches), and how often
+the stage inferred from the crash agrees with the stage the raters chose. A model ONNX Runtime
+refuses counts as still failing for both crash and wrong-model labels: raters filed such reports
+under either.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from issuemine.db import Database
+from issuemine.db.labels import final_labels
+from issuemine.db.models import Issue, Repository, ReproCandidate, ReproRun, SampleMember
+from issuemine.db.rows import sample_id, table_of
+from issuemine.domain.addresses import parse_issue_url
+from issuemine.domain.converters import default_catalog_paths, knowledge, load_catalog
+from issuemine.domain.stages import infer_stage
+from issuemine.domain.tracebacks import parse_traceback
+from issuemine.errors import IssuemineError
+from issuemine.repro.runs import shown_run
+from issuemine.repro.verdicts import VERDICTS
+
+STILL_FAILING = {
+    "crash": {"crash", "ort-load-fail"},
+    "wrong-model": {"wrong-model", "ort-load-fail"},
+    "hang": {"hang"},
+}
+NO_CODE = ("no code in the issue", "not fetched")
+
+
+def find_issue(session: Any, ref: str) -> Issue:
+    """An issue by ``owner/repo#N``, its URL, or issuemine's numeric id."""
+    if ref.isdigit():
+        issue = session.get(Issue, int(ref))
+    else:
+        try:
+            repo, number = parse_issue_url(ref)
+        except ValueError as exc:
+            raise IssuemineError(f"{ref!r} is not an issue: use owner/repo#N, its URL, or an issue id") from exc
+        issue = session.scalar(
+            select(Issue)
+            .join(Repository, Repository.id == Issue.repository_id)
+            .where(Repository.full_name == repo, Issue.number == number)
+        )
+    if issue is None:
+        raise IssuemineError(f"no issue {ref} in the database")
+    return issue
+
+
+def issue_runs(db: Database, ref: str, env: str | None = None) -> dict[str, Any]:
+    with db.session() as session:
+        issue = find_issue(session, ref)
+        repo = session.get(Repository, issue.repository_id)
+        candidate = session.get(ReproCandidate, issue.id)
+        query = select(ReproRun).where(ReproRun.issue_id == issue.id).order_by(ReproRun.env)
+        if env:
+            query = query.where(ReproRun.env == env)
+        columns = [c.name for c in table_of(ReproRun).columns]
+        runs = [shown_run({c: getattr(r, c) for c in columns}) for r in session.scalars(query)]
+        return {
+            "issue": f"{repo.full_name if repo else '?'}#{issue.number}",
+            "issue_id": issue.id,
+            "title": issue.title,
+            "candidate": None
+            if candidate is None
+            else {
+                "runnable": candidate.runnable,
+                "reason": candidate.reason,
+                "script": candidate.script,
+                "conversions": candidate.conversions,
+                "provenance": candidate.provenance,
+                "tracebacks": candidate.tracebacks,
+            },
+            "runs": runs,
+        }
+
+
+def _crosstab(rows: list[tuple[str, str]], index: str) -> dict[str, Any]:
+    keys = sorted({r for r, _ in rows})
+    columns = [v for v in VERDICTS if any(verdict == v for _, verdict in rows)]
+    counts = {k: [sum(1 for r, v in rows if r == k and v == col) for col in columns] for k in keys}
+    return {"index": index, "columns": columns, "rows": [[k, counts[k]] for k in keys]}
+
+
+def _issues(db: Database, sample: str | None) -> list[tuple[int, str, str]]:
+    """(issue id, repository, source) of the issues in scope."""
+    query = (
+        select(Issue.id, Repository.full_name, Issue.source)
+        .join(Repository, Repository.id == Issue.repository_id)
+        .where(Issue.is_pull_request.is_(False))
+    )
+    with db.session() as session:
+        if sample:
+            sid = sample_id(session, sample)
+            query = query.join(SampleMember, (SampleMember.issue_id == Issue.id) & (SampleMember.sample_id == sid))
+        return [tuple(r) for r in session.execute(query)]  # type: ignore[misc]
+
+
+FAILING = {"crash", "ort-load-fail", "wrong-model", "hang"}
+
+
+def compare_envs(db: Database, env: str, against: str, sample: str | None = None) -> dict[str, Any]:
+    """What changed from environment ``against`` (say, the older release) to ``env``, issue by issue.
+
+    Only issues run in both, with the same script, count. *fixed*: failing (crash, ort-load-fail,
+    wrong-model, hang) in ``against`` and passing in ``env``; *broke*: the other way round;
+    *changed*: any other change of verdict or stage."""
+    ids = {i for i, _, _ in _issues(db, sample)}
+    query = (
+        select(
+            ReproRun.issue_id,
+            ReproRun.env,
+            ReproRun.verdict,
+            ReproRun.stage,
+            ReproRun.script_sha,
+            Repository.full_name,
+            Issue.number,
+        )
+        .join(Issue, Issue.id == ReproRun.issue_id)
+        .join(Repository, Repository.id == Issue.repository_id)
+        .where(ReproRun.env.in_([env, against]))
+    )
+    with db.session() as session:
+        rows = [r for r in session.execute(query) if r.issue_id in ids]
+    if not any(r.env == against for r in rows):
+        raise IssuemineError(f"no runs in environment {against!r} to compare with: issuemine repro run --env {against}")
+    new = {r.issue_id: r for r in rows if r.env == env}
+    old = {r.issue_id: r for r in rows if r.env == against}
+    both = sorted(i for i in new.keys() & old.keys() if new[i].script_sha == old[i].script_sha)
+    transitions: dict[tuple[str, str], int] = {}
+    fixed, broke, changed = [], [], []
+    for issue_id in both:
+        before, after = old[issue_id], new[issue_id]
+        transitions[(before.verdict, after.verdict)] = transitions.get((before.verdict, after.verdict), 0) + 1
+        address = f"{after.full_name}#{after.number}"
+        if before.verdict in FAILING and after.verdict == "passes":
+            fixed.append(address)
+        elif before.verdict == "passes" and after.verdict in FAILING:
+            broke.append(address)
+        elif (before.verdict, before.stage) != (after.verdict, after.stage):
+            changed.append(f"{address}: {before.verdict}/{before.stage or '-'} -> {after.verdict}/{after.stage or '-'}")
+    return {
+        "env": env,
+        "against": against,
+        "both": len(both),
+        "transitions": [{"from": a, "to": b, "issues": n} for (a, b), n in sorted(transitions.items())],
+        "fixed": fixed,
+        "broke": broke,
+        "changed": changed,
+    }
+
+
+def repro_report(db: Database, env: str, sample: str | None = None) -> dict[str, Any]:
+    from issuemine.domain.taxonomy import taxonomy
+
+    issues = _issues(db, sample)
+    ids = {i for i, _, _ in issues}
+    converters = {c.repo.lower(): c.name for c in load_catalog(default_catalog_paths()).values()}
+    converter_of = {i: converters.get(repo.lower(), repo) for i, repo, _ in issues}
+    with db.session() as session:
+        candidates = {
+            r.issue_id: r
+            for r in session.execute(
+                select(
+                    ReproCandidate.issue_id, ReproCandidate.runnable, ReproCandidate.reason, ReproCandidate.tracebacks
+                )
+            )
+        }
+        runs = {
+            r.issue_id: r
+            for r in session.execute(
+                select(ReproRun.issue_id, ReproRun.verdict, ReproRun.stage, ReproRun.reached_converter).where(
+                    ReproRun.env == env
+                )
+            )
+            if r.issue_id in ids
+        }
+    in_scope = {i: c for i, c in candidates.items() if i in ids}
+    ran = [r for r in runs.values() if candidates.get(r.issue_id) is not None and candidates[r.issue_id].runnable]
+    coverage = {
+        "issues": len(issues),
+        "fetched (text known)": sum(1 for _, _, source in issues if source != "stub"),
+        "extracted": len(in_scope),
+        "with code": sum(1 for c in in_scope.values() if not (c.reason or "").startswith(NO_CODE)),
+        "runnable candidates": sum(1 for c in in_scope.values() if c.runnable),
+        "run": len(ran),
+        "reached the converter": sum(1 for r in ran if r.reached_converter),
+    }
+    by_converter = _crosstab([(converter_of[i], r.verdict) for i, r in runs.items()], "converter")
+
+    labels = final_labels(db, taxonomy(), sample, converters)
+    labeled = {int(row.issue_id): row for row in labels.itertuples()} if len(labels) else {}
+    symptom_rows, stage_rows, lines = [], [], []
+    agree, compared, confusion = 0, 0, []
+    for issue_id, run in runs.items():
+        label = labeled.get(issue_id)
+        if label is None:
+            continue
+        symptom, stage = getattr(label, "symptom", None), getattr(label, "stage", None)
+        if symptom:
+            symptom_rows.append((str(symptom), run.verdict))
+        if stage:
+            stage_rows.append((str(stage), run.verdict))
+        if run.verdict == "crash" and stage and run.stage:
+            compared += 1
+            agree += run.stage == stage
+            confusion.append((str(stage), str(run.stage)))
+    traceback_agreement = _traceback_agreement({i: c for i, c in candidates.items() if i in ids}, labeled)
+    for symptom, failing in STILL_FAILING.items():
+        matching = [(s, v) for s, v in symptom_rows if s == symptom]
+        if not matching:
+            continue
+        still = sum(1 for _, v in matching if v in failing)
+        passes = sum(1 for _, v in matching if v == "passes")
+        other = len(matching) - still - passes
+        line = (
+            f"labeled {symptom}: {len(matching)} run; {still} still fail ({', '.join(sorted(failing))}), "
+            f"{passes} pass now, {other} did not reach a result (not runnable, sandbox, other failure)"
+        )
+        if symptom == "crash":
+            same_stage = sum(
+                1
+                for i, r in runs.items()
+                if i in labeled
+                and getattr(labeled[i], "symptom", None) == "crash"
+                and r.verdict == "crash"
+                and r.stage == getattr(labeled[i], "stage", None)
+            )
+            line += f"; {same_stage} crash at the labeled stage"
+        lines.append(line)
+    return {
+        "env": env,
+        "sample": sample,
+        "coverage": coverage,
+        "by_converter": by_converter,
+        "by_symptom": _crosstab(symptom_rows, "labeled symptom"),
+        "by_stage": _crosstab(stage_rows, "labeled stage"),
+        "reproduction": lines,
+        "stage_agreement": {
+            "agree": agree,
+            "n": compared,
+            "share": agree / compared if compared else None,
+            "pairs": [{"labeled": a, "inferred": b} for a, b in confusion],
+        },
+        "traceback_stage_agreement": traceback_agreement,
+    }
+
+
+def _traceback_agreement(candidates: dict[int, Any], labeled: dict[int, Any]) -> dict[str, Any]:
+    """The stage inferred from the traceback the reporter pasted, against the labeled stage.
+
+    Needs no run at all, so it covers issues whose code cannot run (external files, old APIs)."""
+    rules = knowledge().stages
+    pairs = []
+    for issue_id, candidate in sorted(candidates.items()):
+        label = labeled.get(issue_id)
+        stage = getattr(label, "stage", None) if label is not None else None
+        if not stage:
+            continue
+        for text in candidate.tracebacks or []:
+            error = parse_traceback(str(text))
+            if error:
+                inferred, _ = infer_stage(error, "", rules)
+                pairs.append((str(stage), inferred))
+                break
+    agree = sum(1 for a, b in pairs if a == b)
+    return {
+        "agree": agree,
+        "n": len(pairs),
+        "share": agree / len(pairs) if pairs else None,
+        "pairs": [{"labeled": a, "inferred": b} for a, b in pairs],
+    }

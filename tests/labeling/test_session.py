@@ -1,0 +1,194 @@
+"""The labeling session's state machine, driven key by key (the terminal is tested in cli/)."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from issuemine.db.models import Suggestion
+from issuemine.db.rows import utcnow
+from issuemine.domain.taxonomy import taxonomy
+from issuemine.labeling.session import LabelSession
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def session(db, rater="ana", clock=None):  # type: ignore[no-untyped-def]
+    return LabelSession(db, taxonomy(), "s", rater, clock=clock or Clock()).start()
+
+
+def ratings(db, rater="ana"):  # type: ignore[no-untyped-def]
+    with db.engine.connect() as conn:
+        return dict(
+            conn.execute(
+                text(
+                    "SELECT i.number || ':' || g.dimension, g.code FROM ratings g JOIN raters r ON r.id = g.rater_id "
+                    "JOIN issues i ON i.id = g.issue_id WHERE r.name = :r"
+                ),
+                {"r": rater},
+            ).all()
+        )
+
+
+def status(db, rater="ana"):  # type: ignore[no-untyped-def]
+    with db.engine.connect() as conn:
+        return dict(
+            conn.execute(
+                text(
+                    "SELECT i.number, w.status FROM rater_issues w JOIN raters r ON r.id = w.rater_id "
+                    "JOIN issues i ON i.id = w.issue_id WHERE r.name = :r"
+                ),
+                {"r": rater},
+            ).all()
+        )
+
+
+def press(s, keys):  # type: ignore[no-untyped-def]
+    for key in keys:
+        s.press(key)
+
+
+def test_answers_are_committed_at_once_and_subcause_follows_cause(label_db):
+    s = session(label_db)
+    first = s.screen().issue.number
+    assert s.screen().dimension == "stage" and len(s.screen().choices) == 6
+    s.press("2")
+    assert ratings(label_db) == {f"{first}:stage": "node-conversion"}
+    press(s, "2")  # wrong model
+    s.press("1")  # 14 causes: "1" could be 1 or 10-14, so it waits
+    assert s.screen().typed == "1" and s.screen().dimension == "cause"
+    s.press("4")  # 14: testing
+    assert ratings(label_db)[f"{first}:cause"] == "testing"
+    assert s.screen().issue.number != first  # testing has no sub-causes: the issue is done
+    assert status(label_db)[first] == "done"
+
+
+def test_incompatibility_asks_its_subtype(label_db):
+    s = session(label_db)
+    first = s.screen().issue.number
+    press(s, "222")
+    assert s.screen().dimension == "subcause"
+    assert [c.name for c in s.screen().choices] == ["Internal", "External"]
+    s.press("2")
+    assert ratings(label_db)[f"{first}:subcause"] == "incompatibility.external"
+
+
+def test_back_keeps_and_enter_accepts_earlier_answers(label_db):
+    s = session(label_db)
+    first = s.screen().issue.number
+    press(s, "21")
+    s.press("b")
+    assert s.screen().dimension == "symptom" and s.screen().answers["symptom"] == "crash"
+    s.press("\r")  # keep crash
+    assert s.screen().dimension == "cause"
+    s.press("b")
+    s.press("b")
+    assert s.screen().dimension == "stage"
+    s.press("3")  # change stage
+    assert ratings(label_db)[f"{first}:stage"] == "graph-optimization"
+    press(s, "\r2")  # keep crash, then incompatibility
+    assert s.screen().dimension == "subcause"
+    s.press("1")
+    assert s.screen().issue.number != first
+    s.press("b")  # back to the previous issue, at its last question
+    assert s.screen().issue.number == first and s.screen().dimension == "subcause"
+
+
+def test_undo_reverts_the_last_answer_in_the_database(label_db):
+    s = session(label_db)
+    first = s.screen().issue.number
+    press(s, "21")
+    s.press("u")
+    assert ratings(label_db) == {f"{first}:stage": "node-conversion"}
+    assert s.screen().dimension == "symptom"
+    s.press("u")
+    assert ratings(label_db) == {}
+    s.press("u")
+    assert s.screen().message == "nothing to undo"
+    press(s, "213")  # finishes the issue (type problem has sub-types: not yet)
+    assert s.screen().dimension == "subcause"
+    s.press("2")
+    assert s.screen().issue.number != first
+    s.press("u")  # undo across the issue boundary
+    assert s.screen().issue.number == first and status(label_db)[first] == "in-progress"
+    assert f"{first}:subcause" not in ratings(label_db)
+
+
+def test_changing_the_cause_drops_its_old_subcause(label_db):
+    s = session(label_db)
+    first = s.screen().issue.number
+    press(s, "2222")
+    s.press("b")
+    while s.screen().issue.number != first or s.screen().dimension != "cause":
+        s.press("b")
+    s.press("4")  # shape problem: no sub-causes
+    assert f"{first}:subcause" not in ratings(label_db)
+    assert ratings(label_db)[f"{first}:cause"] == "shape-problem"
+
+
+def test_skip_flag_and_resume(label_db):
+    s = session(label_db)
+    order = list(s.queue)
+    s.press("s")
+    s.press("f")
+    s.press("2")  # third issue: stage only, then quit
+    s.press("q")
+    st = status(label_db)
+    assert sorted(st.values()) == ["flagged", "in-progress", "skipped"]
+    again = session(label_db)
+    third = again.screen()
+    assert third.issue.issue_id == order[2] and third.dimension == "symptom"  # resumes mid-issue
+    while not again.screen().finished and again.screen().issue.issue_id != order[0]:
+        again.press("f")
+    assert again.screen().issue.issue_id == order[0]  # the skipped issue comes back last
+
+
+def test_time_per_issue_is_recorded(label_db):
+    clock = Clock()
+    s = session(label_db, clock=clock)
+    first = s.screen().issue.number
+    clock.now += 30
+    s.press("2")
+    clock.now += 12.5
+    s.press("q")
+    with label_db.engine.connect() as conn:
+        seconds = conn.execute(
+            text("SELECT seconds FROM rater_issues w JOIN issues i ON i.id = w.issue_id WHERE i.number = :n"),
+            {"n": first},
+        ).scalar()
+    assert seconds == 42.5
+
+
+def test_suggestion_is_preselected_and_enter_accepts_it(label_db):
+    s = session(label_db)
+    issue_id = s.screen().issue.issue_id
+    with label_db.session() as db:
+        db.add(
+            Suggestion(
+                issue_id=issue_id,
+                dimension="stage",
+                code="export",
+                confidence=0.81,
+                model="tfidf-lr",
+                created_at=utcnow(),
+            )
+        )
+    s = session(label_db)
+    assert s.screen().suggestion == ("export", 0.81, "tfidf-lr")
+    s.press("\r")
+    assert ratings(label_db)[f"{s.screen().issue.number}:stage"] == "export"
+
+
+def test_a_rater_never_sees_another_raters_labels(label_db):
+    bob = session(label_db, "bob")
+    press(bob, "21")
+    ana = session(label_db, "ana")
+    assert ana.screen().issue.issue_id == bob.screen().issue.issue_id
+    assert ana.screen().answers == {} and ana.screen().dimension == "stage"
+    press(ana, "3")
+    assert ratings(label_db, "bob")[f"{bob.screen().issue.number}:stage"] == "node-conversion"

@@ -1,0 +1,99 @@
+"""The report folder, RQ3 and the opset history cross-check."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from datetime import date
+
+import pytest
+from scipy.stats import spearmanr
+
+from issuemine.analysis import opsets, trends
+from issuemine.db.labels import final_labels
+from issuemine.domain.converters import load_catalog
+from issuemine.domain.taxonomy import taxonomy
+from issuemine.labeling.ratings import import_labels
+from issuemine.pipeline import report
+from issuemine.resources import data_dir
+
+
+@pytest.fixture
+def study_db(fresh_db):  # type: ignore[no-untyped-def]
+    tax = taxonomy()
+    for name, sample, rater in (("study-labels.csv", "study", "study"), ("pilot-ratings.csv", "pilot", None)):
+        import_labels(fresh_db, tax, data_dir() / name, rater=rater, sample=sample, catalog=load_catalog())
+    return fresh_db
+
+
+def independent_rq3() -> tuple[float, float, int]:
+    """RQ3 straight from the shipped files, with the protocol written out again."""
+    history = json.loads((data_dir() / "onnx-opset-history.json").read_text())
+    with open(data_dir() / "study-labels.csv", encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["created"]]
+    rel = [(int(v), date.fromisoformat(e["date"]), len(e["added"]) + len(e["updated"])) for v, e in history.items()]
+    merged = [r for r in rel if 2 <= r[0] <= 7]
+    rel = sorted(
+        [r for r in rel if not 2 <= r[0] <= 7] + [(7, min(r[1] for r in merged), sum(r[2] for r in merged))],
+        key=lambda r: r[1],
+    )
+    changes, counts, shares = [], [], []
+    for i, (_, released, n_changes) in enumerate(rel[1:-1], start=1):
+        end = rel[i + 1][1]
+        window = [r for r in rows if released <= date.fromisoformat(r["created"]) < end]
+        changes.append(n_changes)
+        counts.append(len(window))
+        shares.append(sum(r["cause_code"] in ("2", "3") for r in window) / len(window))
+    return spearmanr(changes, counts).statistic, spearmanr(changes, shares).statistic, len(rows)
+
+
+def test_rq3_follows_the_protocol(study_db):
+    final = final_labels(study_db, taxonomy(), "study")
+    result = trends.rq3(final, opsets.load_history())
+    rho_all, rho_share, dated = independent_rq3()
+    assert result.rho_all == pytest.approx(rho_all)
+    assert result.rho_share == pytest.approx(rho_share)
+    assert (result.dated, result.undated) == (dated, 200 - dated) == (169, 31)
+    assert list(result.table["release"])[:3] == ["1", "2-7", "8"]
+
+
+def test_opset_history_from_onnx_defs_agrees_where_expected():
+    computed = opsets.from_onnx_defs()
+    study = opsets.load_history()
+    assert {"Conv", "MatMul", "Gemm"} <= computed[1].added
+    assert "Resize" in computed[10].added and "Resize" in study[10].added
+    diffs = {d.version: d for d in opsets.compare(study, computed)}
+    # The study's opset 1 lacks operators onnx.defs dates to opset 1 (Relu, Softmax, ...).
+    assert "Relu" in diffs[1].only_computed_added
+    assert computed[2].updated == study[2].updated  # opsets with no difference are not listed
+    assert 2 not in diffs
+
+
+def test_report_folder_is_complete_and_self_contained(study_db, tmp_path):
+    built = report.build(study_db, taxonomy(), load_catalog(), tmp_path / "r", "study")
+    names = {p.relative_to(tmp_path / "r").as_posix() for p in built.files}
+    for key in ("stages", "symptoms", "cause-by-symptom", "failures-over-time", "agreement"):
+        assert f"figures/{key}.png" in names and f"figures/{key}.pdf" in names
+    for key in ("stages", "symptoms", "cause-by-symptom", "causes", "cause-subtypes", "rq3-releases", "issue-flow"):
+        for ext in ("md", "csv", "tex", "json"):
+            assert f"tables/{key}.{ext}" in names
+    page = built.html.read_text()
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", page), "the report must not load anything"
+    assert "<script" not in page and page.count("data:image/png;base64,") == 5
+    assert "Node conversion" in page and "Spearman" in page and "0.90" in page
+
+
+def test_cli_analyze_out_and_opset_trend(cli, study_db, db_path, tmp_path):
+    from issuemine.cli.app import app
+
+    result = cli.invoke(
+        app, ["analyze", "--db", str(db_path), "--sample", "study", "--out", str(tmp_path / "o"), "--no-figures"]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "o" / "report.html").exists() and not (tmp_path / "o" / "figures").exists()
+    result = cli.invoke(
+        app, ["analyze", "--db", str(db_path), "--sample", "study", "--table", "opset-trend", "--format", "csv"]
+    )
+    assert result.exit_code == 0 and result.stdout.splitlines()[0].startswith("release,released,changes,failures")
+    assert "Spearman rho" in result.output
