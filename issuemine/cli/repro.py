@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -19,6 +19,9 @@ from issuemine.repro import environments
 from issuemine.repro.candidates import extract_issues
 from issuemine.repro.runs import Outcome, RunOptions, run_issues, run_script
 from issuemine.repro.sandbox import KINDS, Limits
+
+if TYPE_CHECKING:
+    from issuemine.repro.tieback import EnvComparison
 
 repro_app = typer.Typer(help="Re-run the conversions reported in issues, sandboxed, and classify what happens.")
 env_app = typer.Typer(help="Named environments (virtualenvs with package pins) to re-run snippets in.")
@@ -332,41 +335,36 @@ def report_cmd(
 
     report = repro_report(database(db), env, sample)
     if against:
-        report["comparison"] = compare_envs(database(db), env, against, sample)
+        report.comparison = compare_envs(database(db), env, against, sample)
     if as_json:
-        print_json(report)
+        print_json(report.as_dict())
         return
-    coverage = report["coverage"]
-    out.print(table("Coverage", ["step", "issues"], list(coverage.items())))
-    for key, title in (
-        ("by_converter", "Verdicts by converter"),
-        ("by_symptom", "Verdicts by labeled symptom"),
-        ("by_stage", "Verdicts by labeled stage"),
+    out.print(table("Coverage", ["step", "issues"], list(report.coverage.items())))
+    for frame, title in (
+        (report.by_converter, "Verdicts by converter"),
+        (report.by_symptom, "Verdicts by labeled symptom"),
+        (report.by_stage, "Verdicts by labeled stage"),
     ):
-        frame = report[key]
-        if frame["rows"]:
-            out.print(table(title, [frame["index"], *frame["columns"]], [[r, *v] for r, v in frame["rows"]]))
-    for line in report["reproduction"]:
+        if frame.rows:
+            out.print(table(title, [frame.index, *frame.columns], [[r, *v] for r, v in frame.rows]))
+    for line in report.reproduction:
         out.print(line)
-    if against:
-        _print_comparison(report["comparison"])
-    for key, what in (("stage_agreement", "the re-run crash"), ("traceback_stage_agreement", "the reported traceback")):
-        agreement = report[key]
-        out.print(
-            f"stage inferred from {what} vs labeled stage: {agreement['agree']} of {agreement['n']} agree"
-            + (f" ({agreement['share']:.0%})" if agreement["n"] else "")
-        )
+    if report.comparison is not None:
+        _print_comparison(report.comparison)
+    for agreement, what in (
+        (report.stage_agreement, "the re-run crash"),
+        (report.traceback_stage_agreement, "the reported traceback"),
+    ):
+        share = f" ({agreement.share:.0%})" if agreement.share is not None else ""
+        out.print(f"stage inferred from {what} vs labeled stage: {agreement.agree} of {agreement.n} agree{share}")
 
 
-def _print_comparison(comparison: dict[str, Any]) -> None:
-    rows = [(t["from"], t["to"], t["issues"]) for t in comparison["transitions"]]
-    title = (
-        f"Verdicts from {comparison['against']!r} to {comparison['env']!r} ({comparison['both']} issues run in both)"
-    )
-    out.print(table(title, ["before", "after", "issues"], rows))
-    for key in ("fixed", "broke", "changed"):
-        if comparison[key]:
-            out.print(f"{key}: " + ", ".join(comparison[key]))
+def _print_comparison(comparison: EnvComparison) -> None:
+    title = f"Verdicts from {comparison.against!r} to {comparison.env!r} ({comparison.both} issues run in both)"
+    out.print(table(title, ["before", "after", "issues"], comparison.transitions))
+    for key, issues in (("fixed", comparison.fixed), ("broke", comparison.broke), ("changed", comparison.changed)):
+        if issues:
+            out.print(f"{key}: " + ", ".join(issues))
 
 
 @env_app.command("list")

@@ -23,6 +23,7 @@ from issuemine.db.labels import assigned_samples, ratings_frame
 from issuemine.domain.converters import Converter
 from issuemine.domain.taxonomy import Taxonomy
 from issuemine.labeling.agreement import agreement
+from issuemine.repro.tieback import Crosstab, TiebackReport, busiest_env, repro_report
 
 
 @dataclass
@@ -33,7 +34,7 @@ class Report:
     issues: int
     files: list[Path] = field(default_factory=list)
     rq3: trends.RQ3 | None = None
-    repro: dict[str, Any] | None = None
+    repro: TiebackReport | None = None
     seconds_tables: float = 0.0
     seconds_total: float = 0.0
 
@@ -59,27 +60,19 @@ def _agreement_rows(db: Database, taxonomy: Taxonomy, repos: dict[str, str]) -> 
     return rows
 
 
-def _repro(db: Database, sample: str) -> dict[str, Any] | None:
+def _repro(db: Database, sample: str) -> TiebackReport | None:
     """The tie-back of reproduction verdicts to this sample's labels, for the environment with most runs."""
-    from sqlalchemy import func, select
-
-    from issuemine.db.models import ReproRun
-    from issuemine.repro.tieback import repro_report
-
-    with db.session() as session:
-        env = session.execute(
-            select(ReproRun.env).group_by(ReproRun.env).order_by(func.count().desc(), ReproRun.env).limit(1)
-        ).scalar()
+    env = busiest_env(db)
     if env is None:
         return None
     found = repro_report(db, env, sample)
-    return found if found["coverage"]["run"] else None
+    return found if found.coverage["run"] else None
 
 
-def stage_pairs(repro: dict[str, Any], taxonomy: Taxonomy) -> pd.DataFrame:
+def stage_pairs(repro: TiebackReport, taxonomy: Taxonomy) -> pd.DataFrame:
     """Labeled stage (rows) × stage inferred from the re-run crash (columns), in codebook order."""
     order = [c.code for c in taxonomy.dimensions["stage"].codes]
-    pairs = pd.DataFrame(repro["stage_agreement"]["pairs"], columns=["labeled", "inferred"])
+    pairs = pd.DataFrame(repro.stage_agreement.pairs, columns=["labeled", "inferred"])
     table = pd.crosstab(pairs["labeled"], pairs["inferred"])
     present = [c for c in order if c in set(pairs["labeled"]) | set(pairs["inferred"])]
     return table.reindex(index=present, columns=present, fill_value=0)
@@ -138,7 +131,7 @@ def build(
         ]
         if overall:
             made["agreement"] = figures.agreement_chart(overall, "Inter-rater agreement per sample and dimension")
-        if report.repro and report.repro["stage_agreement"]["n"]:
+        if report.repro and report.repro.stage_agreement.n:
             made["repro-stages"] = figures.heatmap(
                 stage_pairs(report.repro, taxonomy), "Re-run crashes: labeled stage (rows) vs inferred stage"
             )
@@ -241,30 +234,30 @@ def _write_html(
     report.html.write_text("\n".join(parts), encoding="utf-8")
 
 
-def _crosstab_html(frame: dict[str, Any]) -> str:
-    table = pd.DataFrame([counts for _, counts in frame["rows"]], columns=frame["columns"])
-    table.index = pd.Index([name for name, _ in frame["rows"]], name=frame["index"])
+def _crosstab_html(frame: Crosstab) -> str:
+    table = pd.DataFrame([counts for _, counts in frame.rows], columns=frame.columns)
+    table.index = pd.Index([name for name, _ in frame.rows], name=frame.index)
     return _table_html(table)
 
 
-def _repro_html(repro: dict[str, Any] | None, images: dict[str, Path]) -> list[str]:
+def _repro_html(repro: TiebackReport | None, images: dict[str, Path]) -> list[str]:
     if not repro:
         return []
     esc = html.escape
-    coverage = pd.DataFrame(list(repro["coverage"].items()), columns=["step", "issues"]).set_index("step")
-    agreement = repro["stage_agreement"]
+    coverage = pd.DataFrame(list(repro.coverage.items()), columns=["step", "issues"]).set_index("step")
+    crashes, pasted = repro.stage_agreement, repro.traceback_stage_agreement
     parts = [
-        f"<h2>Reproduction in environment <code>{esc(repro['env'])}</code></h2>",
+        f"<h2>Reproduction in environment <code>{esc(repro.env)}</code></h2>",
         _table_html(coverage),
         "<h3>Verdicts by labeled symptom</h3>",
-        _crosstab_html(repro["by_symptom"]) if repro["by_symptom"]["rows"] else "<p>No labeled issue was run.</p>",
-        *(f"<p>{esc(line)}.</p>" for line in repro["reproduction"]),
+        _crosstab_html(repro.by_symptom) if repro.by_symptom.rows else "<p>No labeled issue was run.</p>",
+        *(f"<p>{esc(line)}.</p>" for line in repro.reproduction),
         "<h3>Verdicts by converter</h3>",
-        _crosstab_html(repro["by_converter"]),
-        f"<p>Stage inferred from the re-run crash agrees with the labeled stage for {agreement['agree']} of "
-        f"{agreement['n']} crashes.</p>",
+        _crosstab_html(repro.by_converter),
+        f"<p>Stage inferred from the re-run crash agrees with the labeled stage for {crashes.agree} of "
+        f"{crashes.n} crashes.</p>",
         f"<p>Stage inferred from the traceback pasted in the issue agrees with the labeled stage for "
-        f"{repro['traceback_stage_agreement']['agree']} of {repro['traceback_stage_agreement']['n']} issues.</p>",
+        f"{pasted.agree} of {pasted.n} issues.</p>",
     ]
     if "repro-stages" in images:
         parts.append(_img(images["repro-stages"], "labeled vs inferred stage"))

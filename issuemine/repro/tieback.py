@@ -9,9 +9,10 @@ under either.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from issuemine.db import Database
 from issuemine.db.labels import final_labels
@@ -80,11 +81,90 @@ def issue_runs(db: Database, ref: str, env: str | None = None) -> dict[str, Any]
         }
 
 
-def _crosstab(rows: list[tuple[str, str]], index: str) -> dict[str, Any]:
+@dataclass
+class Crosstab:
+    """Counts of verdicts (columns, in VERDICTS order) per row key (a converter, a labeled symptom...)."""
+
+    index: str
+    columns: list[str]
+    rows: list[tuple[str, list[int]]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "columns": self.columns, "rows": [[k, v] for k, v in self.rows]}
+
+
+@dataclass
+class StageAgreement:
+    """Labeled stage vs the stage inferred (from a re-run crash, or a pasted traceback)."""
+
+    pairs: list[tuple[str, str]] = field(default_factory=list)  # (labeled, inferred)
+
+    @property
+    def n(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def agree(self) -> int:
+        return sum(1 for labeled, inferred in self.pairs if labeled == inferred)
+
+    @property
+    def share(self) -> float | None:
+        return self.agree / self.n if self.n else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "agree": self.agree,
+            "n": self.n,
+            "share": self.share,
+            "pairs": [{"labeled": a, "inferred": b} for a, b in self.pairs],
+        }
+
+
+@dataclass
+class TiebackReport:
+    """`repro report`: coverage, verdicts by converter and by label, and stage agreement."""
+
+    env: str
+    sample: str | None
+    coverage: dict[str, int]
+    by_converter: Crosstab
+    by_symptom: Crosstab
+    by_stage: Crosstab
+    reproduction: list[str]
+    stage_agreement: StageAgreement
+    traceback_stage_agreement: StageAgreement
+    comparison: EnvComparison | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {
+            "env": self.env,
+            "sample": self.sample,
+            "coverage": self.coverage,
+            "by_converter": self.by_converter.as_dict(),
+            "by_symptom": self.by_symptom.as_dict(),
+            "by_stage": self.by_stage.as_dict(),
+            "reproduction": self.reproduction,
+            "stage_agreement": self.stage_agreement.as_dict(),
+            "traceback_stage_agreement": self.traceback_stage_agreement.as_dict(),
+        }
+        if self.comparison is not None:
+            data["comparison"] = self.comparison.as_dict()
+        return data
+
+
+def _crosstab(rows: list[tuple[str, str]], index: str) -> Crosstab:
     keys = sorted({r for r, _ in rows})
     columns = [v for v in VERDICTS if any(verdict == v for _, verdict in rows)]
     counts = {k: [sum(1 for r, v in rows if r == k and v == col) for col in columns] for k in keys}
-    return {"index": index, "columns": columns, "rows": [[k, counts[k]] for k in keys]}
+    return Crosstab(index, columns, [(k, counts[k]) for k in keys])
+
+
+def busiest_env(db: Database) -> str | None:
+    """The environment with the most runs (the report's default), or None before any run."""
+    with db.session() as session:
+        return session.execute(
+            select(ReproRun.env).group_by(ReproRun.env).order_by(func.count().desc(), ReproRun.env).limit(1)
+        ).scalar()
 
 
 def _issues(db: Database, sample: str | None) -> list[tuple[int, str, str]]:
@@ -104,7 +184,31 @@ def _issues(db: Database, sample: str | None) -> list[tuple[int, str, str]]:
 FAILING = {"crash", "ort-load-fail", "wrong-model", "hang"}
 
 
-def compare_envs(db: Database, env: str, against: str, sample: str | None = None) -> dict[str, Any]:
+@dataclass
+class EnvComparison:
+    """What changed from one environment's verdicts to another's, issue by issue."""
+
+    env: str
+    against: str
+    both: int  # issues run in both with the same script
+    transitions: list[tuple[str, str, int]]  # (verdict before, verdict after, issues)
+    fixed: list[str]
+    broke: list[str]
+    changed: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "env": self.env,
+            "against": self.against,
+            "both": self.both,
+            "transitions": [{"from": a, "to": b, "issues": n} for a, b, n in self.transitions],
+            "fixed": self.fixed,
+            "broke": self.broke,
+            "changed": self.changed,
+        }
+
+
+def compare_envs(db: Database, env: str, against: str, sample: str | None = None) -> EnvComparison:
     """What changed from environment ``against`` (say, the older release) to ``env``, issue by issue.
 
     Only issues run in both, with the same script, count. *fixed*: failing (crash, ort-load-fail,
@@ -144,18 +248,11 @@ def compare_envs(db: Database, env: str, against: str, sample: str | None = None
             broke.append(address)
         elif (before.verdict, before.stage) != (after.verdict, after.stage):
             changed.append(f"{address}: {before.verdict}/{before.stage or '-'} -> {after.verdict}/{after.stage or '-'}")
-    return {
-        "env": env,
-        "against": against,
-        "both": len(both),
-        "transitions": [{"from": a, "to": b, "issues": n} for (a, b), n in sorted(transitions.items())],
-        "fixed": fixed,
-        "broke": broke,
-        "changed": changed,
-    }
+    steps = [(a, b, n) for (a, b), n in sorted(transitions.items())]
+    return EnvComparison(env, against, len(both), steps, fixed, broke, changed)
 
 
-def repro_report(db: Database, env: str, sample: str | None = None) -> dict[str, Any]:
+def repro_report(db: Database, env: str, sample: str | None = None) -> TiebackReport:
     from issuemine.domain.taxonomy import taxonomy
 
     issues = _issues(db, sample)
@@ -196,7 +293,7 @@ def repro_report(db: Database, env: str, sample: str | None = None) -> dict[str,
     labels = final_labels(db, taxonomy(), sample, converters)
     labeled = {int(row.issue_id): row for row in labels.itertuples()} if len(labels) else {}
     symptom_rows, stage_rows, lines = [], [], []
-    agree, compared, confusion = 0, 0, []
+    confusion: list[tuple[str, str]] = []
     for issue_id, run in runs.items():
         label = labeled.get(issue_id)
         if label is None:
@@ -207,8 +304,6 @@ def repro_report(db: Database, env: str, sample: str | None = None) -> dict[str,
         if stage:
             stage_rows.append((str(stage), run.verdict))
         if run.verdict == "crash" and stage and run.stage:
-            compared += 1
-            agree += run.stage == stage
             confusion.append((str(stage), str(run.stage)))
     traceback_agreement = _traceback_agreement({i: c for i, c in candidates.items() if i in ids}, labeled)
     for symptom, failing in STILL_FAILING.items():
@@ -233,25 +328,20 @@ def repro_report(db: Database, env: str, sample: str | None = None) -> dict[str,
             )
             line += f"; {same_stage} crash at the labeled stage"
         lines.append(line)
-    return {
-        "env": env,
-        "sample": sample,
-        "coverage": coverage,
-        "by_converter": by_converter,
-        "by_symptom": _crosstab(symptom_rows, "labeled symptom"),
-        "by_stage": _crosstab(stage_rows, "labeled stage"),
-        "reproduction": lines,
-        "stage_agreement": {
-            "agree": agree,
-            "n": compared,
-            "share": agree / compared if compared else None,
-            "pairs": [{"labeled": a, "inferred": b} for a, b in confusion],
-        },
-        "traceback_stage_agreement": traceback_agreement,
-    }
+    return TiebackReport(
+        env,
+        sample,
+        coverage,
+        by_converter,
+        _crosstab(symptom_rows, "labeled symptom"),
+        _crosstab(stage_rows, "labeled stage"),
+        lines,
+        StageAgreement(confusion),
+        traceback_agreement,
+    )
 
 
-def _traceback_agreement(candidates: dict[int, Any], labeled: dict[int, Any]) -> dict[str, Any]:
+def _traceback_agreement(candidates: dict[int, Any], labeled: dict[int, Any]) -> StageAgreement:
     """The stage inferred from the traceback the reporter pasted, against the labeled stage.
 
     Needs no run at all, so it covers issues whose code cannot run (external files, old APIs)."""
@@ -268,10 +358,4 @@ def _traceback_agreement(candidates: dict[int, Any], labeled: dict[int, Any]) ->
                 inferred, _ = infer_stage(error, "", rules)
                 pairs.append((str(stage), inferred))
                 break
-    agree = sum(1 for a, b in pairs if a == b)
-    return {
-        "agree": agree,
-        "n": len(pairs),
-        "share": agree / len(pairs) if pairs else None,
-        "pairs": [{"labeled": a, "inferred": b} for a, b in pairs],
-    }
+    return StageAgreement(pairs)
