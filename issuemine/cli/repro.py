@@ -344,8 +344,9 @@ def report_cmd(
         (report.by_converter, "Verdicts by converter"),
         (report.by_symptom, "Verdicts by labeled symptom"),
         (report.by_stage, "Verdicts by labeled stage"),
+        (report.by_variant, "Every run, by variant (the exporter it used)"),
     ):
-        if frame.rows:
+        if frame is not None and frame.rows:
             out.print(table(title, [frame.index, *frame.columns], [[r, *v] for r, v in frame.rows]))
     for line in report.reproduction:
         out.print(line)

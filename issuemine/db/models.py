@@ -312,13 +312,16 @@ class ReproCandidate(Base):
 
 
 class ReproRun(Base):
-    """The latest run of an issue's candidate in one environment, and its verdict."""
+    """The latest run of an issue's candidate in one environment and variant, and its verdict."""
 
     __tablename__ = "repro_runs"
-    __table_args__ = (UniqueConstraint("issue_id", "env", name="uq_repro_runs_issue_env"),)
+    __table_args__ = (UniqueConstraint("issue_id", "env", "variant", name="uq_repro_runs_issue_env_variant"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
     env: Mapped[str] = mapped_column(String(80))
+    # as-written, or legacy-exporter: the snippet run with the exporter of its time (dynamo=False)
+    variant: Mapped[str] = mapped_column(String(20), default="as-written", server_default="as-written")
+    exporter: Mapped[str | None] = mapped_column(String(20))  # the exporter the conversion used
     script_sha: Mapped[str] = mapped_column(String(64))
     verdict: Mapped[str] = mapped_column(String(30))
     stage: Mapped[str | None] = mapped_column(String(40))

@@ -29,7 +29,7 @@ from issuemine.errors import IssuemineError
 from issuemine.resources import data_dir
 
 STATES = ("open", "closed", "all")
-CHECKS = ("torch", "tensorflow", "load-only")
+CHECKS = ("torch", "tensorflow", "load-only", "none")
 _KEYS = {
     "repo",
     "include_labels",
@@ -41,7 +41,7 @@ _KEYS = {
     "reproduce",
     "stage",
 }
-_REPRODUCE_KEYS = {"source_paths", "related_paths", "imports", "entry", "removed", "command_line"}
+_REPRODUCE_KEYS = {"source_paths", "related_paths", "imports", "entry", "removed", "command_line", "rename"}
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,8 @@ class EntryPoint:
     exporter: str | None = None  # the exporter it uses by default (torch.onnx: torchscript or dynamo)
     switch_keyword: str | None = None  # a keyword argument that, when true, picks ...
     switch_exporter: str | None = None  # ... this other exporter
+    output_arg: int | None = None  # where the output file goes: this positional argument ...
+    output_keyword: str | None = None  # ... or this keyword
 
     @property
     def module(self) -> str:
@@ -81,6 +83,21 @@ class CommandLine:
 class RemovedApi:
     name: str
     pattern: re.Pattern[str]
+    keyword: str | None = None  # a removed keyword argument of the entry points: repaired by dropping it
+
+
+@dataclass(frozen=True)
+class Rename:
+    """An entry point that moved: old snippets call ``old``; today's converter has ``new``."""
+
+    old: str
+    new: str
+    why: str = ""
+    keywords: dict[str, str] = field(default_factory=dict)  # old keyword -> new ("" drops it)
+    modules: dict[str, str] = field(default_factory=dict)  # old import -> new import
+
+    def pattern(self) -> re.Pattern[str]:
+        return re.compile(rf"\b{re.escape(self.old)}\s*\(")
 
 
 @dataclass(frozen=True)
@@ -93,6 +110,7 @@ class Reproduction:
     entries: tuple[EntryPoint, ...] = ()
     removed: tuple[RemovedApi, ...] = ()
     command_line: CommandLine | None = None
+    renames: tuple[Rename, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -173,7 +191,27 @@ def _entry_point(raw: Any, where: str) -> EntryPoint:
     if check not in CHECKS:
         raise IssuemineError(f"{where}: 'check' must be one of {', '.join(CHECKS)}, got {check!r}")
     switch = _table(raw.get("switch", {}), f"{where}: switch")
-    return EntryPoint(call, check, raw.get("exporter"), switch.get("keyword"), switch.get("exporter"))
+    output = _table(raw.get("output", {}), f"{where}: output")
+    return EntryPoint(
+        call,
+        check,
+        raw.get("exporter"),
+        switch.get("keyword"),
+        switch.get("exporter"),
+        output.get("position"),
+        output.get("keyword"),
+    )
+
+
+def _rename(raw: Any, where: str) -> Rename:
+    raw = _table(raw, where)
+    if not isinstance(raw.get("old"), str) or not isinstance(raw.get("new"), str):
+        raise IssuemineError(f"{where}: a rename needs 'old' and 'new' dotted names")
+    keywords = _table(raw.get("keywords", {}), f"{where}: keywords")
+    modules = _table(raw.get("modules", {}), f"{where}: modules")
+    return Rename(
+        raw["old"], raw["new"], str(raw.get("why", "")), {str(k): str(v) for k, v in keywords.items()}, dict(modules)
+    )
 
 
 def _reproduction(raw: Any, where: str) -> Reproduction:
@@ -186,7 +224,7 @@ def _reproduction(raw: Any, where: str) -> Reproduction:
     for i, item in enumerate(raw.get("removed", [])):
         item = _table(item, f"{where}: removed[{i}]")
         try:
-            removed.append(RemovedApi(str(item["name"]), re.compile(item["pattern"])))
+            removed.append(RemovedApi(str(item["name"]), re.compile(item["pattern"]), item.get("keyword")))
         except (KeyError, re.error) as exc:
             raise IssuemineError(f"{where}: removed[{i}] needs a name and a valid pattern ({exc})") from None
     cli = raw.get("command_line")
@@ -203,6 +241,7 @@ def _reproduction(raw: Any, where: str) -> Reproduction:
         entries=tuple(_entry_point(e, f"{where}: entry[{i}]") for i, e in enumerate(raw.get("entry", []))),
         removed=tuple(removed),
         command_line=command_line,
+        renames=tuple(_rename(r, f"{where}: rename[{i}]") for i, r in enumerate(raw.get("rename", []))),
     )
 
 
@@ -288,6 +327,7 @@ class Knowledge:
     entries: tuple[EntryPoint, ...]
     imports: dict[str, str]
     removed: tuple[RemovedApi, ...]
+    renames: tuple[Rename, ...]
     command_lines: tuple[CommandLine, ...]
     converter_paths: tuple[str, ...]  # the converters' own code: a failure here reached a converter
     shown_paths: tuple[str, ...]  # what a folded traceback keeps: converters, formats, related code
@@ -317,6 +357,7 @@ def merge(catalog: Catalog) -> Knowledge:
         entries=tuple(e for part in parts for e in part.entries),
         imports=imports,
         removed=tuple(r for part in parts for r in part.removed),
+        renames=tuple(r for part in parts for r in part.renames),
         command_lines=tuple(part.command_line for part in parts if part.command_line),
         converter_paths=converter_paths,
         shown_paths=tuple(dict.fromkeys(shown)),

@@ -97,10 +97,14 @@ def infer_stage(error: dict[str, Any] | None, tail: str, rules: StageRules) -> t
     """(stage, how it was decided) for a failure."""
     causes = chain(error)
     exceptions = dict(rules.exceptions)
+    # Pasted tracebacks (IPython, Colab) often show only the class name.
+    short = {name.rsplit(".", 1)[-1]: stage for name, stage in rules.exceptions}
     for item in causes:
         kind = _text(item.get("type"), 300)
         if kind in exceptions:
             return exceptions[kind], f"exception {kind}"
+        if "." not in kind and kind in short:
+            return short[kind], f"exception {kind}"
     for item in causes:
         message = _text(item.get("message"), 4000)
         for regex, stage in rules.messages:

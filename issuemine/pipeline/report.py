@@ -254,6 +254,8 @@ def _repro_html(repro: TiebackReport | None, images: dict[str, Path]) -> list[st
         *(f"<p>{esc(line)}.</p>" for line in repro.reproduction),
         "<h3>Verdicts by converter</h3>",
         _crosstab_html(repro.by_converter),
+        "<h3>Every run, by variant and the exporter it used</h3>",
+        _crosstab_html(repro.by_variant) if repro.by_variant and repro.by_variant.rows else "",
         f"<p>Stage inferred from the re-run crash agrees with the labeled stage for {crashes.agree} of "
         f"{crashes.n} crashes.</p>",
         f"<p>Stage inferred from the traceback pasted in the issue agrees with the labeled stage for "

@@ -1,43 +1,39 @@
 """Find runnable conversion snippets in an issue thread, or say why there is none.
 
-Reads code from the issue body and comments in thread order: fenced blocks (```python, ```py,
-bare ```, ~~~) and indented blocks. Tracebacks are kept as evidence and never executed. A
-*candidate* is the Python code of the first post that calls a converter, its blocks in order,
-with the standard imports the snippet uses but never imports added. Nothing here runs code:
-parsing is done with ``ast``.
+Reads the posts in thread order (``posts.py`` finds their code as a person would see it).
+Tracebacks are kept as evidence and never executed. A *candidate* is the Python code of the first
+post that calls a converter (or a renamed entry point the catalog knows), its blocks in order, with
+the standard imports the snippet uses but never imports added and the mechanical repairs of
+``repairs.py`` applied; every addition and repair is recorded in its provenance. A thread whose
+extraction fails gets that failure as its reason, never stops a run. Nothing here runs code.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
 import re
 import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from issuemine.domain.converters import CommandLine, knowledge
-from issuemine.domain.tracebacks import looks_like_traceback
+from issuemine.domain.converters import CommandLine, Knowledge, knowledge
+from issuemine.domain.tracebacks import find_tracebacks
+from issuemine.repro.posts import Block, blocks_of
+from issuemine.repro.repairs import GPU_ONLY, repair
+from issuemine.repro.versions import reported_versions
 
-EXTRACTOR_VERSION = "1"
+EXTRACTOR_VERSION = "2"
+BUILTINS = set(dir(builtins))
 
-FENCE = re.compile(r"^(?P<fence>```+|~~~+)[ \t]*(?P<lang>[\w+-]*)[^\n]*\n(?P<code>.*?)^(?P=fence)[ \t]*$", re.S | re.M)
-PYTHON_LANGS = {"python", "py", "python3", "ipython", "pycon", ""}
-SHELL_LANGS = {"bash", "sh", "shell", "console", "zsh", "shell-session"}
-CLI_CONVERSION = r"^\s*(?:\$\s*)?python3?\s+-m\s+{module}\b.*$"
+CLI_CONVERSION = r"^\s*(?:\$\s*|!\s*)?(?:python[\d.]*|py)\s+-m\s+{module}\b.*$"
+CONTINUATION = re.compile(r"(?:[ \t]*(?:\\|\^)|[ \t]+`)[ \t]*\n[ \t]*")  # bash \, cmd ^, PowerShell `
 INPUT_FILE = re.compile(
-    r"""["']([^"'\n]+\.(?:pth|pt|ckpt|h5|hdf5|pb|jpg|jpeg|png|bmp|npy|npz|bin|pkl|pickle|tflite|csv|txt|json|wav))["']""",
+    r"""["']([^"'\n]+\.(?:pth|pt|ckpt|h5|hdf5|pb|jpg|jpeg|png|bmp|npy|npz|bin|pkl|pickle|tflite|csv|txt|json|wav|onnx|keras|safetensors))["']""",
     re.I,
 )
 GPU = re.compile(r"\.cuda\s*\(|device\s*=\s*['\"]cuda|torch\.device\(\s*['\"]cuda|['\"]cuda:\d['\"]")
-
-
-@dataclass
-class Block:
-    post: str  # "body" or "comment:<id>"
-    index: int  # position of the block within its post
-    kind: str  # python | shell | traceback | other
-    code: str
-    lang: str = ""
+__all__ = ["EXTRACTOR_VERSION", "Block", "Candidate", "blocks_of_post", "extract", "missing_imports"]
 
 
 @dataclass
@@ -50,84 +46,41 @@ class Candidate:
     tracebacks: list[str] = field(default_factory=list)
 
 
-def _dedent_prompts(code: str) -> str:
-    """Strip interactive prompts (``>>>``/``...``) from a pasted session, dropping its output."""
-    lines = code.splitlines()
-    if not any(line.startswith(">>> ") for line in lines):
-        return code
-    kept = [line[4:] for line in lines if line.startswith((">>> ", "... "))]
-    return "\n".join(kept) + "\n"
+def join_continuations(text: str) -> str:
+    """Multi-line shell commands as one line each (``\\``, ``^`` and backtick continuations)."""
+    return CONTINUATION.sub(" ", text)
 
 
-def _indented_blocks(text: str) -> list[str]:
-    blocks: list[str] = []
-    current: list[str] = []
-    previous_blank = True
-    for line in text.splitlines():
-        if (line.startswith("    ") or line.startswith("\t")) and (current or previous_blank):
-            current.append(line[4:] if line.startswith("    ") else line[1:])
-        else:
-            if current:
-                blocks.append("\n".join(current) + "\n")
-                current = []
-            previous_blank = not line.strip()
-    if current:
-        blocks.append("\n".join(current) + "\n")
-    return blocks
-
-
-def _parses(code: str) -> bool:
-    try:
-        ast.parse(code)
-    except (SyntaxError, ValueError):
-        return False
-    return True
-
-
-def classify(code: str, lang: str) -> str:
-    lang = lang.lower()
-    if looks_like_traceback(code):
-        return "traceback"
-    if lang in SHELL_LANGS or _command_line(code):
-        return "shell"
-    if lang in PYTHON_LANGS and _parses(_dedent_prompts(code)):
-        return "python"
-    return "other"
-
-
-def blocks_of(post: str, markdown: str | None) -> list[Block]:
-    """The code blocks of one post, in order."""
-    text = (markdown or "").replace("\r\n", "\n")
-    found: list[Block] = []
-    for match in FENCE.finditer(text):
-        code, lang = match["code"], match["lang"]
-        kind = classify(code, lang)
-        found.append(Block(post, len(found), kind, _dedent_prompts(code) if kind == "python" else code, lang))
-    outside = FENCE.sub("", text)
-    for code in _indented_blocks(outside):
-        kind = classify(code, "")
-        found.append(Block(post, len(found), kind, code, ""))
-    return found
-
-
-def conversions_in(code: str) -> list[str]:
-    """The catalog's entry points the code calls, in catalog order."""
-    return [e.call for e in knowledge().entries if e.pattern().search(code)]
-
-
-def _command_line(code: str) -> tuple[CommandLine, str] | None:
-    """The first converter command line in a shell block, and the catalog entry that describes it."""
-    for command_line in knowledge().command_lines:
-        found = re.search(CLI_CONVERSION.format(module=re.escape(command_line.module)), code, re.M)
+def _command_line(code: str, known: Knowledge) -> tuple[CommandLine, str] | None:
+    """The first converter command line in a piece of text, and the catalog entry describing it."""
+    text = join_continuations(code)
+    for command_line in known.command_lines:
+        found = re.search(CLI_CONVERSION.format(module=re.escape(command_line.module)), text, re.M)
         if found:
             return command_line, found.group(0)
     return None
 
 
-def _exporter(code: str, calls: list[str]) -> str | None:
+def _anchors(known: Knowledge) -> list[re.Pattern[str]]:
+    return [e.pattern() for e in known.entries] + [r.pattern() for r in known.renames]
+
+
+def blocks_of_post(post: str, markdown: str | None, known: Knowledge | None = None) -> list[Block]:
+    known = known or knowledge()
+    return blocks_of(post, markdown, _anchors(known), lambda code: _command_line(code, known))
+
+
+def conversions_in(code: str, known: Knowledge | None = None) -> list[str]:
+    """The catalog's entry points (and renamed ones) the code calls, in catalog order."""
+    known = known or knowledge()
+    calls = [e.call for e in known.entries if e.pattern().search(code)]
+    return calls + [r.old for r in known.renames if r.pattern().search(code)]
+
+
+def _exporter(code: str, calls: list[str], known: Knowledge) -> str | None:
     """The exporter the code uses: the last called entry point's, switched by its keyword if set."""
     chosen = None
-    for entry in knowledge().entries:
+    for entry in known.entries:
         if entry.call not in calls:
             continue
         exporter = entry.exporter
@@ -137,86 +90,210 @@ def _exporter(code: str, calls: list[str]) -> str | None:
     return chosen
 
 
-def missing_imports(code: str) -> list[str]:
+def missing_imports(code: str, known: Knowledge | None = None) -> list[str]:
     """Standard imports for names the code uses but never binds."""
+    imports = (known or knowledge()).imports
+    unbound = _unbound(code)
+    return [imports[name] for name in imports if name in unbound]
+
+
+def extract(posts: list[tuple[str, str | None]]) -> Candidate:
+    """A candidate from a thread given as (post id, markdown) in thread order.
+
+    Never raises: a thread that defeats extraction gets the failure as its reason."""
+    try:
+        return _extract(posts, knowledge())
+    except Exception as exc:  # one odd thread must not stop a run over thousands
+        return Candidate(False, f"extraction failed: {type(exc).__name__}: {exc}"[:300])
+
+
+def _extract(posts: list[tuple[str, str | None]], known: Knowledge) -> Candidate:
+    text = "\n\n".join(body or "" for _, body in posts)
+    tracebacks = [t for _, body in posts for t in find_tracebacks(body or "")]
+    versions = reported_versions(text)
+    blocks = [b for post, body in posts for b in blocks_of_post(post, body, known)]
+    if not blocks:
+        return Candidate(False, "no code in the issue", tracebacks=tracebacks, provenance=_versions(versions))
+    runnable = [b for b in blocks if b.kind in ("python", "shell")]
+    if not runnable:
+        reason = "only a traceback, no code to run" if tracebacks else "code blocks are not Python (or do not parse)"
+        return Candidate(False, reason, tracebacks=tracebacks, provenance=_versions(versions))
+    for post in dict.fromkeys(b.post for b in runnable):
+        mine = [b for b in runnable if b.post == post]
+        python = [b for b in mine if b.kind == "python"]
+        code = "\n".join(b.code.rstrip() + "\n" for b in python)
+        kinds = conversions_in(code, known)
+        if kinds:
+            earlier = _context_blocks(code, [b for b in runnable if b.kind == "python" and b.post != post], known)
+            if earlier:
+                code = "\n".join(b.code.rstrip() + "\n" for b in earlier) + code
+            return _python_candidate(post, earlier + python, code, kinds, tracebacks, versions, known)
+        for block in mine:
+            if block.kind == "shell" and (found := _command_line(block.code, known)):
+                return _cli_candidate(post, block, found[0], found[1], tracebacks, versions)
+    reason = "no converter call (torch.onnx / tf2onnx) in the code"
+    return Candidate(False, reason, tracebacks=tracebacks, provenance=_versions(versions))
+
+
+def _top_level_names(code: str) -> set[str]:
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return set()
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
+def _context_blocks(code: str, others: list[Block], known: Knowledge) -> list[Block]:
+    """Earlier posts' blocks that define what the converting post uses but never defines: the
+    model class in the report, the export in a later comment."""
+    try:
+        unbound = _unbound(code)
+    except (SyntaxError, ValueError):
+        return []
+    unbound -= set(known.imports)  # standard imports are added anyway
+    chosen = []
+    for block in others:
+        if unbound & _top_level_names(block.code) - {"torch", "tf", "np"}:
+            chosen.append(block)
+            unbound -= _top_level_names(block.code)
+    return chosen
+
+
+def _unbound(code: str) -> set[str]:
     tree = ast.parse(code)
     bound: set[str] = set()
     used: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import | ast.ImportFrom):
-            for alias in node.names:
-                bound.add((alias.asname or alias.name).split(".")[0])
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
         elif isinstance(node, ast.Name):
             (used if isinstance(node.ctx, ast.Load) else bound).add(node.id)
         elif isinstance(node, ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef):
             bound.add(node.name)
         elif isinstance(node, ast.arg):
             bound.add(node.arg)
-    imports = knowledge().imports
-    return [imports[name] for name in imports if name in used - bound]
+    return used - bound - BUILTINS
 
 
-def extract(posts: list[tuple[str, str | None]]) -> Candidate:
-    """A candidate from a thread given as (post id, markdown) in thread order."""
-    blocks = [b for post, text in posts for b in blocks_of(post, text)]
-    tracebacks = [b.code for b in blocks if b.kind == "traceback"]
-    if not blocks:
-        return Candidate(False, "no code in the issue")
-    runnable = [b for b in blocks if b.kind in ("python", "shell")]
-    if not runnable:
-        reason = "only a traceback, no code to run" if tracebacks else "code blocks are not Python (or do not parse)"
-        return Candidate(False, reason, tracebacks=tracebacks)
-    for post in dict.fromkeys(b.post for b in runnable):
-        mine = [b for b in runnable if b.post == post]
-        python = [b for b in mine if b.kind == "python"]
-        code = "\n".join(b.code.rstrip() + "\n" for b in python)
-        kinds = conversions_in(code)
-        if kinds:
-            return _python_candidate(post, python, code, kinds, tracebacks)
-        for block in mine:
-            if block.kind == "shell" and (found := _command_line(block.code)):
-                return _cli_candidate(post, block, found[0], found[1], tracebacks)
-    return Candidate(False, "no converter call (torch.onnx / tf2onnx) in the code", tracebacks=tracebacks)
+def _versions(versions: dict[str, str]) -> dict[str, Any]:
+    return {"reported_versions": versions, "extractor": EXTRACTOR_VERSION} if versions else {}
 
 
-def _python_candidate(post: str, blocks: list[Block], code: str, kinds: list[str], tracebacks: list[str]) -> Candidate:
-    added = missing_imports(code)
-    script = "\n".join(added) + ("\n\n" if added else "") + code
-    provenance = {
+def _python_candidate(
+    post: str,
+    blocks: list[Block],
+    code: str,
+    kinds: list[str],
+    tracebacks: list[str],
+    versions: dict[str, str],
+    known: Knowledge,
+) -> Candidate:
+    repaired, repairs = repair(code, known)
+    added = missing_imports(repaired, known)
+    script = "\n".join(added) + ("\n\n" if added else "") + repaired
+    calls = conversions_in(repaired, known)
+    provenance: dict[str, Any] = {
         "post": post,
         "blocks": [b.index for b in blocks],
+        "block_sources": sorted({b.source for b in blocks}),
         "added_imports": added,
+        "repairs": [r.as_dict() for r in repairs],
         "extractor": EXTRACTOR_VERSION,
     }
-    exporter = _exporter(code, kinds)
+    if versions:
+        provenance["reported_versions"] = versions
+    exporter = _exporter(repaired, calls, known)
     if exporter:
         provenance["exporter"] = exporter
-    files = sorted(set(INPUT_FILE.findall(code)))
+        if exporter == "torchscript" and not re.search(r"\bdynamo\s*=", repaired):
+            provenance["exporter_written_for"] = "torchscript"  # written before dynamo was the default
+    files = _input_files(repaired)
     problems = []
     if files:
         provenance["missing_files"] = files
         problems.append(f"needs external files: {', '.join(files)}")
-    if GPU.search(code):
-        problems.append("needs a GPU (.cuda() / device='cuda')")
-    removed = [api.name for api in knowledge().removed if api.pattern.search(code)]
+    if GPU.search(repaired) or GPU_ONLY.search(repaired):
+        problems.append("needs a GPU (.cuda() / device='cuda' with GPU-only code)")
+    removed = [api.name for api in known.removed if api.pattern.search(repaired)]
     if removed:
         provenance["removed_apis"] = removed
         problems.append(f"uses an API that no longer exists: {', '.join(removed)}")
     reason = "; ".join(problems) or None
-    return Candidate(not problems, reason, script, kinds, provenance, tracebacks)
+    return Candidate(not problems, reason, script, calls or kinds, provenance, tracebacks)
+
+
+PRODUCER = re.compile(r"save|export|write|dump|convert|to_file|to_onnx|from_keras|from_function", re.I)
+READER = re.compile(r"load|read|open|InferenceSession|from_tflite|from_saved_model|from_graph_def|Parse", re.I)
+TRANSPARENT = {"join", "Path", "abspath", "expanduser", "str", "format", "print"}
+
+
+def _input_files(code: str) -> list[str]:
+    """Files the snippet reads before writing them (a model it saves and loads back is fine; an
+    ONNX file is an output unless something reads it first)."""
+    named = set(INPUT_FILE.findall(code))
+    if not named:
+        return []
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return sorted(named)
+    first_use: dict[str, str] = {}  # file -> the first call that takes it directly
+    calls = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Call)), key=lambda n: (n.lineno, n.col_offset))
+    for call in calls:
+        name = ast.unparse(call.func).rsplit(".", 1)[-1]
+        if name in TRANSPARENT:
+            continue
+        for arg in [*call.args, *(k.value for k in call.keywords)]:
+            for node in ast.walk(arg):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in named:
+                    first_use.setdefault(node.value, name)
+    missing = []
+    for file in sorted(named):
+        user = first_use.get(file)
+        if file.endswith(".onnx"):
+            if user is not None and READER.search(user) and not PRODUCER.search(user):
+                missing.append(file)
+        elif user is None or not PRODUCER.search(user):
+            missing.append(file)
+    return missing
 
 
 def _cli_candidate(
-    post: str, block: Block, command_line: CommandLine, command: str, tracebacks: list[str]
+    post: str,
+    block: Block,
+    command_line: CommandLine,
+    command: str,
+    tracebacks: list[str],
+    versions: dict[str, str],
 ) -> Candidate:
-    words = shlex.split(command.strip().lstrip("$").strip())
-    arguments = words[words.index(command_line.module) + 1 :]
+    line = command.strip().lstrip("$!").strip()
+    try:
+        words = shlex.split(line)
+    except ValueError:  # an unbalanced quote, a stray backslash: split on blanks as a shell would mostly do
+        words = line.split()
+    arguments = words[words.index(command_line.module) + 1 :] if command_line.module in words else []
     script = (
         "import subprocess\nimport sys\n\n"
         f"completed = subprocess.run([sys.executable, '-m', {command_line.module!r}, *{arguments!r}])\n"
         "sys.exit(completed.returncode)\n"
     )
-    provenance = {"post": post, "blocks": [block.index], "command": command.strip(), "extractor": EXTRACTOR_VERSION}
+    provenance: dict[str, Any] = {
+        "post": post,
+        "blocks": [block.index],
+        "block_sources": [block.source],
+        "command": line,
+        "extractor": EXTRACTOR_VERSION,
+    }
+    if versions:
+        provenance["reported_versions"] = versions
     flags = set(command_line.input_flags)
     inputs = [arguments[i + 1] for i, a in enumerate(arguments[:-1]) if a.split("=")[0] in flags]
     inputs += [a.split("=", 1)[1] for a in arguments if "=" in a and a.split("=")[0] in flags]

@@ -49,12 +49,27 @@ class RunOptions:
     rerun: bool = False
 
 
+AS_WRITTEN = "as-written"
+LEGACY = "legacy-exporter"
+# How each variant runs: variables for the shim inside the sandbox.
+VARIANT_ENV = {AS_WRITTEN: {}, LEGACY: {"ISSUEMINE_SWITCH": "off"}}
+
+
 @dataclass
 class Job:
     issue_id: int | None
     script: str
     runnable: bool = True
     reason: str | None = None
+    variant: str = AS_WRITTEN
+
+
+def variants_of(provenance: dict[str, Any] | None) -> list[str]:
+    """A snippet written for the TorchScript exporter (no ``dynamo=`` of its own) also runs with it:
+    torch >= 2.9 exports with dynamo by default, which is not what the reporter ran."""
+    if (provenance or {}).get("exporter_written_for") == "torchscript":
+        return [AS_WRITTEN, LEGACY]
+    return [AS_WRITTEN]
 
 
 @dataclass
@@ -104,7 +119,8 @@ class Runner:
         if not job.runnable:
             return Outcome(job, Verdict("not-runnable", None, job.reason or "no runnable candidate"), {})
         timeout = timeout or self.options.limits.timeout
-        result = zygote.run(job.script, [p.as_dict() for p in self.policies.policies], timeout)
+        policies = [p.as_dict() for p in self.policies.policies]
+        result = zygote.run(job.script, policies, timeout, VARIANT_ENV.get(job.variant, {}))
         result["timeout"] = timeout
         verdict = decide(result, self.policy, self.rules)
         return Outcome(job, verdict, result)
@@ -175,9 +191,13 @@ def stored_run(outcome: Outcome, runner: Runner) -> dict[str, Any]:
     """The run record: a ``repro_runs`` row (and what ``repro file`` prints)."""
     result, verdict = outcome.result, outcome.verdict
     peak = result.get("peak_rss_kb")
+    calls = verdict.evidence.get("calls") or []
+    exporter = next((c.get("exporter") for c in calls if isinstance(c, dict) and c.get("exporter")), None)
     return {
         "issue_id": outcome.job.issue_id,
         "env": runner.options.env.name,
+        "variant": outcome.job.variant,
+        "exporter": exporter,
         "script_sha": script_sha(outcome.job.script),
         "verdict": verdict.verdict,
         "stage": verdict.stage,
@@ -199,7 +219,13 @@ def stored_run(outcome: Outcome, runner: Runner) -> dict[str, Any]:
 
 def pending_jobs(db: Database, env: str, sample: str | None, rerun: bool) -> tuple[list[Job], int]:
     """Candidates still to run in ``env`` (and how many were skipped as already run)."""
-    query = select(ReproCandidate.issue_id, ReproCandidate.script, ReproCandidate.runnable, ReproCandidate.reason)
+    query = select(
+        ReproCandidate.issue_id,
+        ReproCandidate.script,
+        ReproCandidate.runnable,
+        ReproCandidate.reason,
+        ReproCandidate.provenance,
+    )
     with db.session() as session:
         if sample:
             sid = sample_id(session, sample)
@@ -207,13 +233,19 @@ def pending_jobs(db: Database, env: str, sample: str | None, rerun: bool) -> tup
                 SampleMember, (SampleMember.issue_id == ReproCandidate.issue_id) & (SampleMember.sample_id == sid)
             )
         rows = session.execute(query.order_by(ReproCandidate.issue_id)).all()
-        done = dict(session.execute(select(ReproRun.issue_id, ReproRun.script_sha).where(ReproRun.env == env)).all())
+        done = {
+            (issue_id, variant): sha
+            for issue_id, variant, sha in session.execute(
+                select(ReproRun.issue_id, ReproRun.variant, ReproRun.script_sha).where(ReproRun.env == env)
+            )
+        }
     jobs, skipped = [], 0
-    for issue_id, script, runnable, reason in rows:
-        if not rerun and done.get(issue_id) == script_sha(script):
-            skipped += 1
-            continue
-        jobs.append(Job(issue_id, script, runnable, reason))
+    for issue_id, script, runnable, reason, provenance in rows:
+        for variant in variants_of(provenance) if runnable else [AS_WRITTEN]:
+            if not rerun and done.get((issue_id, variant)) == script_sha(script):
+                skipped += 1
+                continue
+            jobs.append(Job(issue_id, script, runnable, reason, variant))
     return jobs, skipped
 
 
@@ -234,7 +266,7 @@ def run_issues(
 
     def keep(outcome: Outcome) -> None:
         row = stored_run(outcome, runner)
-        db.write(lambda session: upsert(session, ReproRun, [row], ["issue_id", "env"]))
+        db.write(lambda session: upsert(session, ReproRun, [row], ["issue_id", "env", "variant"]))
         report.ran += 1
         report.verdicts[outcome.verdict.verdict] += 1
         if on_outcome:

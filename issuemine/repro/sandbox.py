@@ -304,7 +304,13 @@ class Zygote:
         }
         return self.info
 
-    def run(self, script: str, policies: list[dict[str, Any]], timeout: float | None = None) -> dict[str, Any]:
+    def run(
+        self,
+        script: str,
+        policies: list[dict[str, Any]],
+        timeout: float | None = None,
+        env: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         """Run one script; the zygote's answer plus the sandbox description."""
         if self._process is None or self._process.poll() is not None:
             self.start()
@@ -315,7 +321,7 @@ class Zygote:
             "script": script,
             "timeout": timeout,
             "limits": limits.for_child(0 if uid_root else _own_threads()),
-            "env": {"ISSUEMINE_POLICIES": json.dumps(policies)},
+            "env": {**(env or {}), "ISSUEMINE_POLICIES": json.dumps(policies)},
         }
         assert self._process is not None and self._process.stdin is not None
         try:

@@ -10,6 +10,7 @@ under either.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -23,8 +24,9 @@ from issuemine.domain.converters import default_catalog_paths, knowledge, load_c
 from issuemine.domain.stages import infer_stage
 from issuemine.domain.tracebacks import parse_traceback
 from issuemine.errors import IssuemineError
-from issuemine.repro.runs import shown_run
+from issuemine.repro.runs import AS_WRITTEN, LEGACY, shown_run
 from issuemine.repro.verdicts import VERDICTS
+from issuemine.repro.versions import major_minor
 
 STILL_FAILING = {
     "crash": {"crash", "ort-load-fail"},
@@ -32,6 +34,9 @@ STILL_FAILING = {
     "hang": {"hang"},
 }
 NO_CODE = ("no code in the issue", "not fetched")
+# torch 2.9 (released 2025-10-15) made dynamo torch.onnx.export's default exporter.
+DYNAMO_DEFAULT_TORCH = (2, 9)
+DYNAMO_DEFAULT_DATE = datetime(2025, 10, 15)
 
 
 def find_issue(session: Any, ref: str) -> Issue:
@@ -133,6 +138,7 @@ class TiebackReport:
     reproduction: list[str]
     stage_agreement: StageAgreement
     traceback_stage_agreement: StageAgreement
+    by_variant: Crosstab | None = None  # every run, by variant and the exporter it used
     comparison: EnvComparison | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -146,6 +152,7 @@ class TiebackReport:
             "reproduction": self.reproduction,
             "stage_agreement": self.stage_agreement.as_dict(),
             "traceback_stage_agreement": self.traceback_stage_agreement.as_dict(),
+            "by_variant": self.by_variant.as_dict() if self.by_variant else None,
         }
         if self.comparison is not None:
             data["comparison"] = self.comparison.as_dict()
@@ -218,6 +225,7 @@ def compare_envs(db: Database, env: str, against: str, sample: str | None = None
     query = (
         select(
             ReproRun.issue_id,
+            ReproRun.variant,
             ReproRun.env,
             ReproRun.verdict,
             ReproRun.stage,
@@ -233,15 +241,16 @@ def compare_envs(db: Database, env: str, against: str, sample: str | None = None
         rows = [r for r in session.execute(query) if r.issue_id in ids]
     if not any(r.env == against for r in rows):
         raise IssuemineError(f"no runs in environment {against!r} to compare with: issuemine repro run --env {against}")
-    new = {r.issue_id: r for r in rows if r.env == env}
-    old = {r.issue_id: r for r in rows if r.env == against}
+    # Keyed by (issue, variant): a snippet run with both exporters is compared exporter by exporter.
+    new = {(r.issue_id, r.variant): r for r in rows if r.env == env}
+    old = {(r.issue_id, r.variant): r for r in rows if r.env == against}
     both = sorted(i for i in new.keys() & old.keys() if new[i].script_sha == old[i].script_sha)
     transitions: dict[tuple[str, str], int] = {}
     fixed, broke, changed = [], [], []
     for issue_id in both:
         before, after = old[issue_id], new[issue_id]
         transitions[(before.verdict, after.verdict)] = transitions.get((before.verdict, after.verdict), 0) + 1
-        address = f"{after.full_name}#{after.number}"
+        address = f"{after.full_name}#{after.number}" + ("" if after.variant == AS_WRITTEN else f" ({after.variant})")
         if before.verdict in FAILING and after.verdict == "passes":
             fixed.append(address)
         elif before.verdict == "passes" and after.verdict in FAILING:
@@ -250,6 +259,19 @@ def compare_envs(db: Database, env: str, against: str, sample: str | None = None
             changed.append(f"{address}: {before.verdict}/{before.stage or '-'} -> {after.verdict}/{after.stage or '-'}")
     steps = [(a, b, n) for (a, b), n in sorted(transitions.items())]
     return EnvComparison(env, against, len(both), steps, fixed, broke, changed)
+
+
+def _era_variant(created: Any, provenance: dict[str, Any] | None, variants: dict[str, Any]) -> str:
+    """The run that matches the issue's time: the legacy exporter for a snippet written before dynamo
+    became torch.onnx.export's default (torch 2.9), by the versions it reports or else its date."""
+    if LEGACY not in variants:
+        return AS_WRITTEN if AS_WRITTEN in variants else next(iter(variants))
+    torch = major_minor(((provenance or {}).get("reported_versions") or {}).get("torch"))
+    if torch is not None:
+        return LEGACY if torch < DYNAMO_DEFAULT_TORCH else AS_WRITTEN
+    if created is not None and created >= DYNAMO_DEFAULT_DATE:
+        return AS_WRITTEN
+    return LEGACY
 
 
 def repro_report(db: Database, env: str, sample: str | None = None) -> TiebackReport:
@@ -264,20 +286,33 @@ def repro_report(db: Database, env: str, sample: str | None = None) -> TiebackRe
             r.issue_id: r
             for r in session.execute(
                 select(
-                    ReproCandidate.issue_id, ReproCandidate.runnable, ReproCandidate.reason, ReproCandidate.tracebacks
+                    ReproCandidate.issue_id,
+                    ReproCandidate.runnable,
+                    ReproCandidate.reason,
+                    ReproCandidate.tracebacks,
+                    ReproCandidate.provenance,
                 )
             )
         }
-        runs = {
-            r.issue_id: r
-            for r in session.execute(
-                select(ReproRun.issue_id, ReproRun.verdict, ReproRun.stage, ReproRun.reached_converter).where(
-                    ReproRun.env == env
-                )
-            )
-            if r.issue_id in ids
-        }
+        created = dict(session.execute(select(Issue.id, Issue.created_at).where(Issue.id.in_(ids))).all())
+        by_issue: dict[int, dict[str, Any]] = {}
+        for r in session.execute(
+            select(
+                ReproRun.issue_id,
+                ReproRun.variant,
+                ReproRun.exporter,
+                ReproRun.verdict,
+                ReproRun.stage,
+                ReproRun.reached_converter,
+            ).where(ReproRun.env == env)
+        ):
+            if r.issue_id in ids:
+                by_issue.setdefault(r.issue_id, {})[r.variant] = r
     in_scope = {i: c for i, c in candidates.items() if i in ids}
+    runs = {}
+    for issue_id, variants in by_issue.items():
+        provenance = candidates[issue_id].provenance if issue_id in candidates else None
+        runs[issue_id] = variants[_era_variant(created.get(issue_id), provenance, variants)]
     ran = [r for r in runs.values() if candidates.get(r.issue_id) is not None and candidates[r.issue_id].runnable]
     coverage = {
         "issues": len(issues),
@@ -287,15 +322,22 @@ def repro_report(db: Database, env: str, sample: str | None = None) -> TiebackRe
         "runnable candidates": sum(1 for c in in_scope.values() if c.runnable),
         "run": len(ran),
         "reached the converter": sum(1 for r in ran if r.reached_converter),
+        "run with both exporters": sum(1 for v in by_issue.values() if LEGACY in v and AS_WRITTEN in v),
     }
-    by_converter = _crosstab([(converter_of[i], r.verdict) for i, r in runs.items()], "converter")
+    # The same runs as the coverage's "run": one per issue, the variant of its time.
+    by_converter = _crosstab([(converter_of[r.issue_id], r.verdict) for r in ran], "converter")
+    by_variant = _crosstab(
+        [(f"{r.variant} ({r.exporter or '-'})", r.verdict) for v in by_issue.values() for r in v.values()],
+        "variant (exporter)",
+    )
+    switched = _exporter_switches(by_issue)
 
     labels = final_labels(db, taxonomy(), sample, converters)
     labeled = {int(row.issue_id): row for row in labels.itertuples()} if len(labels) else {}
-    symptom_rows, stage_rows, lines = [], [], []
+    symptom_rows, stage_rows = [], []
     confusion: list[tuple[str, str]] = []
-    for issue_id, run in runs.items():
-        label = labeled.get(issue_id)
+    for run in ran:
+        label = labeled.get(run.issue_id)
         if label is None:
             continue
         symptom, stage = getattr(label, "symptom", None), getattr(label, "stage", None)
@@ -305,29 +347,8 @@ def repro_report(db: Database, env: str, sample: str | None = None) -> TiebackRe
             stage_rows.append((str(stage), run.verdict))
         if run.verdict == "crash" and stage and run.stage:
             confusion.append((str(stage), str(run.stage)))
-    traceback_agreement = _traceback_agreement({i: c for i, c in candidates.items() if i in ids}, labeled)
-    for symptom, failing in STILL_FAILING.items():
-        matching = [(s, v) for s, v in symptom_rows if s == symptom]
-        if not matching:
-            continue
-        still = sum(1 for _, v in matching if v in failing)
-        passes = sum(1 for _, v in matching if v == "passes")
-        other = len(matching) - still - passes
-        line = (
-            f"labeled {symptom}: {len(matching)} run; {still} still fail ({', '.join(sorted(failing))}), "
-            f"{passes} pass now, {other} did not reach a result (not runnable, sandbox, other failure)"
-        )
-        if symptom == "crash":
-            same_stage = sum(
-                1
-                for i, r in runs.items()
-                if i in labeled
-                and getattr(labeled[i], "symptom", None) == "crash"
-                and r.verdict == "crash"
-                and r.stage == getattr(labeled[i], "stage", None)
-            )
-            line += f"; {same_stage} crash at the labeled stage"
-        lines.append(line)
+    traceback_agreement = _traceback_agreement(in_scope, labeled)
+    lines = _reproduction_lines(symptom_rows, ran, labeled) + switched
     return TiebackReport(
         env,
         sample,
@@ -338,7 +359,56 @@ def repro_report(db: Database, env: str, sample: str | None = None) -> TiebackRe
         lines,
         StageAgreement(confusion),
         traceback_agreement,
+        by_variant=by_variant,
     )
+
+
+def _reproduction_lines(symptom_rows: list[tuple[str, str]], ran: list[Any], labeled: dict[int, Any]) -> list[str]:
+    """Per labeled symptom: how many runs still fail as labeled, fail with another symptom, pass now,
+    converted without a comparison, or reached no result."""
+    lines = []
+    for symptom, same in STILL_FAILING.items():
+        matching = [v for s, v in symptom_rows if s == symptom]
+        if not matching:
+            continue
+        still = sum(1 for v in matching if v in same)
+        changed = sum(1 for v in matching if v in FAILING and v not in same)
+        passes = sum(1 for v in matching if v == "passes")
+        unchecked = sum(1 for v in matching if v == "converted-not-compared")
+        other = len(matching) - still - changed - passes - unchecked
+        line = (
+            f"labeled {symptom}: {len(matching)} run; {still} still fail as labeled ({', '.join(sorted(same))}), "
+            f"{changed} still fail with another symptom, {passes} pass now, {unchecked} converted but not "
+            f"compared, {other} did not reach a result (not runnable, sandbox)"
+        )
+        if symptom == "crash":
+            same_stage = sum(
+                1
+                for r in ran
+                if r.issue_id in labeled
+                and getattr(labeled[r.issue_id], "symptom", None) == "crash"
+                and r.verdict == "crash"
+                and r.stage == getattr(labeled[r.issue_id], "stage", None)
+            )
+            line += f"; {same_stage} crash at the labeled stage"
+        lines.append(line)
+    return lines
+
+
+def _exporter_switches(by_issue: dict[int, dict[str, Any]]) -> list[str]:
+    """Issues whose verdict depends on the exporter: a pass that is only today's default exporter's."""
+    flips = [
+        (v[LEGACY].verdict, v[AS_WRITTEN].verdict)
+        for v in by_issue.values()
+        if LEGACY in v and AS_WRITTEN in v and v[LEGACY].verdict != v[AS_WRITTEN].verdict
+    ]
+    if not flips:
+        return []
+    masked = sum(1 for legacy, today in flips if legacy in FAILING and today == "passes")
+    return [
+        f"the exporter decides the verdict for {len(flips)} issue(s); {masked} fail with the exporter of their "
+        "time but pass with today's default (the switch, not a fix)"
+    ]
 
 
 def _traceback_agreement(candidates: dict[int, Any], labeled: dict[int, Any]) -> StageAgreement:

@@ -21,7 +21,16 @@ from issuemine.domain.converters import Knowledge, knowledge
 from issuemine.domain.stages import NOT_DISTINGUISHABLE, StageRules, chain, frames, infer_stage
 from issuemine.domain.tracebacks import stack_at_timeout
 
-VERDICTS = ("crash", "ort-load-fail", "wrong-model", "hang", "passes", "not-runnable", "sandbox-violation")
+VERDICTS = (
+    "crash",
+    "ort-load-fail",
+    "wrong-model",
+    "hang",
+    "passes",
+    "converted-not-compared",
+    "not-runnable",
+    "sandbox-violation",
+)
 __all__ = ["NOT_DISTINGUISHABLE", "RULES", "VERDICTS", "RunResult", "Verdict", "decide"]
 MEMORY = re.compile(r"MemoryError|can't allocate memory|Cannot allocate memory|std::bad_alloc|out of memory", re.I)
 GPU = re.compile(r"CUDA|NVIDIA driver|cudnn|no GPU", re.I)
@@ -265,13 +274,24 @@ def outputs_differ(d: _Decision) -> Verdict | None:
 
 
 def converted(d: _Decision) -> Verdict | None:
+    """A conversion that ran: ``passes`` only when outputs were compared, and then it says that the
+    graph itself (a fusion, an attribute) was not judged; its operators are in the evidence."""
     run = d.run
     if not run.calls:
         return None
+    compared = [c for c in run.calls if _list(c.get("compare"))]
     notes = [_text(c.get("compare_skipped")) for c in run.calls if c.get("compare_skipped")]
+    notes += [f"the check failed: {_summary(_dict(c.get('check_error')))}" for c in run.calls if c.get("check_error")]
     if run.errors:
         notes.append(f"the script failed after the conversion: {_summary(run.errors[0])}")
-    return d.verdict("passes", None, "; ".join(notes) or None, True)
+    d.evidence["graph"] = [
+        {k: c.get(k) for k in ("api", "opset", "nodes", "op_counts", "attributes") if c.get(k) is not None}
+        for c in run.calls
+    ]
+    if not compared:
+        reason = "; ".join(notes) or "converted, but nothing was compared"
+        return d.verdict("converted-not-compared", None, reason, True)
+    return d.verdict("passes", None, "; ".join(["outputs match; graph not judged", *notes]), True)
 
 
 def script_failed(d: _Decision) -> Verdict | None:

@@ -7,7 +7,7 @@ import json
 from sqlalchemy import text
 
 from issuemine.repro.candidates import extract_issues
-from issuemine.repro.extract import blocks_of, extract, missing_imports
+from issuemine.repro.extract import blocks_of_post, extract, missing_imports
 
 REPORT = """### 🐛 Describe the bug
 
@@ -43,7 +43,7 @@ torch 1.13.1
 
 
 def test_blocks_are_classified_in_order():
-    blocks = blocks_of("body", REPORT)
+    blocks = blocks_of_post("body", REPORT)
     assert [b.kind for b in blocks] == ["python", "python", "traceback"]
     assert blocks[2].code.startswith("Traceback")
 
@@ -83,7 +83,7 @@ def test_interactive_sessions_and_indented_blocks():
     )
     candidate = extract([("body", body)])
     assert candidate.runnable and candidate.conversions == ["tf2onnx.convert.from_keras"]
-    pycon = blocks_of("body", "```pycon\n>>> x = np.ones(2)\n>>> x.sum()\n2.0\n```\n")[0]
+    pycon = blocks_of_post("body", "```pycon\n>>> x = np.ones(2)\n>>> x.sum()\n2.0\n```\n")[0]
     assert pycon.kind == "python" and pycon.code == "x = np.ones(2)\nx.sum()\n"
 
 
@@ -96,7 +96,7 @@ def test_reasons_when_nothing_can_run():
     assert extract([("body", no_call)]).reason == "no converter call (torch.onnx / tf2onnx) in the code"
 
 
-def test_files_gpu_and_removed_apis_are_reported():
+def test_files_block_while_gpu_and_removed_arguments_are_repaired():
     code = (
         "```python\nmodel = torch.load('checkpoints/best.pth').cuda()\nimg = cv2.imread('dog.jpg')\n"
         "torch.onnx.export(model, x, 'out.onnx', example_outputs=y, enable_onnx_checker=False)\n```"
@@ -104,11 +104,11 @@ def test_files_gpu_and_removed_apis_are_reported():
     candidate = extract([("body", code)])
     assert not candidate.runnable
     assert candidate.provenance["missing_files"] == ["checkpoints/best.pth", "dog.jpg"]
-    assert "needs a GPU" in candidate.reason
-    assert candidate.provenance["removed_apis"] == [
-        "torch.onnx.export(example_outputs=...)",
-        "torch.onnx.export(enable_onnx_checker=...)",
-    ]
+    assert candidate.reason == "needs external files: checkpoints/best.pth, dog.jpg"
+    assert sorted(r["kind"] for r in candidate.provenance["repairs"]) == ["cpu", "removed-argument", "removed-argument"]
+    assert "torch.onnx.export(model, x, 'out.onnx')" in candidate.script and ".cuda()" not in candidate.script
+    gpu_only = code.replace("img = cv2", "torch.cuda.synchronize()\nimg = cv2")
+    assert "needs a GPU" in (extract([("body", gpu_only)]).reason or "")
 
 
 def test_the_tf2onnx_command_line():

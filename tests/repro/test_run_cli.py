@@ -95,9 +95,12 @@ def test_run_stores_verdicts_resumes_and_reports(repro_db: Database, db_path: Pa
     result = cli.invoke(app, ["repro", "run", "--jobs", "2", "--timeout", "60", "--json", *db])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["ran"] == 6 and report["skipped_already_run"] == 0 and report["sandbox"] == "bwrap"
+    # 105's snippet was written for the TorchScript exporter (no dynamo=): it also runs with it.
+    assert report["ran"] == 7 and report["skipped_already_run"] == 0 and report["sandbox"] == "bwrap"
     with repro_db.session() as session:
-        runs = {r.issue_id: r for r in session.scalars(select(ReproRun))}
+        every = list(session.scalars(select(ReproRun)))
+    assert sorted((r.issue_id, r.variant) for r in every if r.variant != "as-written") == [(5, "legacy-exporter")]
+    runs = {r.issue_id: r for r in every if r.variant == "as-written"}
     verdicts = sorted((r.verdict, r.stage) for r in runs.values())
     assert verdicts == [
         ("crash", "load-model"),
@@ -113,7 +116,8 @@ def test_run_stores_verdicts_resumes_and_reports(repro_db: Database, db_path: Pa
     assert "bwrap" in run.sandbox and run.mode == "warm"
 
     again = json.loads(cli.invoke(app, ["repro", "run", "--json", *db]).stdout)
-    assert again["ran"] == 0 and again["skipped_already_run"] == 6  # resumable, idempotent per (issue, env)
+    # resumable, idempotent per (issue, env, variant)
+    assert again["ran"] == 0 and again["skipped_already_run"] == 7
 
     shown = cli.invoke(app, ["repro", "show", "pytorch/pytorch#101", *db])
     assert shown.exit_code == 0
@@ -134,6 +138,7 @@ def test_run_stores_verdicts_resumes_and_reports(repro_db: Database, db_path: Pa
         "runnable candidates": 5,
         "run": 5,
         "reached the converter": 4,
+        "run with both exporters": 1,
     }
     agreement = tied["stage_agreement"]
     assert (agreement["agree"], agreement["n"], agreement["share"]) == (1, 2, 0.5)
@@ -148,12 +153,13 @@ def test_run_stores_verdicts_resumes_and_reports(repro_db: Database, db_path: Pa
     assert [p["inferred"] for p in pasted["pairs"]] == ["node-conversion", "load-model", "node-conversion"]
     lines = tied["reproduction"]
     assert (
-        "labeled crash: 5 run; 2 still fail (crash, ort-load-fail), 1 pass now, 2 did not reach a result "
-        "(not runnable, sandbox, other failure); 1 crash at the labeled stage"
+        "labeled crash: 4 run; 2 still fail as labeled (crash, ort-load-fail), 0 still fail with another symptom, "
+        "1 pass now, 0 converted but not compared, 1 did not reach a result (not runnable, sandbox); "
+        "1 crash at the labeled stage"
     ) in lines
     assert (
-        "labeled wrong-model: 1 run; 1 still fail (ort-load-fail, wrong-model), 0 pass now, 0 did not reach a result "
-        "(not runnable, sandbox, other failure)"
+        "labeled wrong-model: 1 run; 1 still fail as labeled (ort-load-fail, wrong-model), 0 still fail with another "
+        "symptom, 0 pass now, 0 converted but not compared, 0 did not reach a result (not runnable, sandbox)"
     ) in lines
     table = cli.invoke(app, ["repro", "report", "--sample", "study", *db])
     assert table.exit_code == 0 and "Verdicts by labeled symptom" in table.stdout
@@ -206,21 +212,22 @@ def test_two_environments_compared(
     assert cli.invoke(app, ["repro", "env", "build", "bare", "--envs-file", str(envs)]).exit_code == 0
     for env in ("current", "bare"):
         result = cli.invoke(app, ["repro", "run", "--env", env, "--envs-file", str(envs), "--json", *db])
-        assert result.exit_code == 0 and json.loads(result.stdout)["ran"] == 6, result.output
+        assert result.exit_code == 0 and json.loads(result.stdout)["ran"] == 7, result.output
     data = json.loads(
         cli.invoke(app, ["repro", "report", "--env", "bare", "--against", "current", "--json", *db]).stdout
     )
     comparison = data["comparison"]
-    assert comparison["both"] == 6 and comparison["fixed"] == [] and comparison["broke"] == []
+    assert comparison["both"] == 7 and comparison["fixed"] == [] and comparison["broke"] == []
     assert {(t["from"], t["to"]): t["issues"] for t in comparison["transitions"]} == {
         ("crash", "not-runnable"): 2,
-        ("not-runnable", "not-runnable"): 2,
+        ("not-runnable", "not-runnable"): 3,  # 105 as written and with the legacy exporter, 199
         ("passes", "not-runnable"): 1,
         ("wrong-model", "not-runnable"): 1,
     }
     assert "pytorch/pytorch#101: crash/node-conversion -> not-runnable/-" in comparison["changed"]
     with repro_db.session() as session:
         bare = session.scalars(select(ReproRun).where(ReproRun.env == "bare", ReproRun.issue_id == 1)).one()
+        assert session.scalars(select(ReproRun).where(ReproRun.issue_id == 5)).all()  # both variants stored
     assert bare.reason == "missing module: torch" and "torch" not in bare.versions
     result = cli.invoke(app, ["repro", "report", "--against", "nowhere", *db])
     assert result.exit_code == 2 and "no runs in environment 'nowhere'" in result.output
@@ -231,9 +238,9 @@ def test_runs_on_postgres(pg_db: Database, tmp_path: Path, cli) -> None:
     url = pg_db.engine.url.render_as_string(hide_password=False)
     populate(pg_db, url, tmp_path, cli)
     result = cli.invoke(app, ["repro", "run", "--jobs", "2", "--json", "--db", url])
-    assert result.exit_code == 0 and json.loads(result.stdout)["ran"] == 6, result.output
+    assert result.exit_code == 0 and json.loads(result.stdout)["ran"] == 7, result.output
     with pg_db.session() as session:
-        verdicts = sorted(r.verdict for r in session.scalars(select(ReproRun)))
+        verdicts = sorted(r.verdict for r in session.scalars(select(ReproRun).where(ReproRun.variant == "as-written")))
         evidence = session.scalars(select(ReproRun.evidence).where(ReproRun.verdict == "wrong-model")).one()
     assert verdicts == ["crash", "crash", "not-runnable", "not-runnable", "passes", "wrong-model"]
     assert evidence["mismatched_outputs"][0]["within"]["study"] is False  # JSON evidence round-trips

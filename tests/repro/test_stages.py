@@ -141,4 +141,25 @@ def test_notebook_tracebacks_are_read_too():
     assert error["frames"][0]["file"] == "/usr/local/lib/python3.10/dist-packages/torch/onnx/utils.py"
     assert infer_stage(error, "", RULES)[0] == "node-conversion"
     error = parse_traceback(NOTEBOOK.replace("Exporting the operator", "Operator"))
+    # Notebooks show the exception's class name alone; the catalog's rule for it still applies.
+    assert infer_stage(error, "", RULES) == ("node-conversion", "exception UnsupportedOperatorError")
+    error["type"] = "RuntimeError"
     assert infer_stage(error, "", RULES) == ("node-conversion", "frame torch/onnx/utils.py:_run_symbolic_function")
+
+
+def test_a_pass_says_what_was_not_judged_and_an_unchecked_conversion_is_no_pass():
+    compared = {
+        "event": "convert",
+        "status": "ok",
+        "ort": {"status": "loaded"},
+        "op_counts": {"Conv": 2, "Relu": 1},
+        "compare": [{"output": 0, "max_abs": 0.0, "within": {"torch-testing": True}}],
+    }
+    result = {"events": [{"event": "start", "pid": 1}, compared], "exit_code": 0, "tail": ""}
+    verdict = decide(result, "torch-testing", RULES)
+    assert verdict.verdict == "passes" and verdict.reason == "outputs match; graph not judged"
+    assert verdict.evidence["graph"][0]["op_counts"] == {"Conv": 2, "Relu": 1}  # for graph-level reports
+    unchecked = {"event": "convert", "status": "ok", "compare_skipped": "could not run the framework model: X"}
+    result = {"events": [{"event": "start", "pid": 1}, unchecked], "exit_code": 0, "tail": ""}
+    verdict = decide(result, "torch-testing", RULES)
+    assert verdict.verdict == "converted-not-compared" and verdict.reason == "could not run the framework model: X"

@@ -122,3 +122,21 @@ def test_tf2onnx_unconverted_string_ops_are_refused_by_onnxruntime(tf_harness: H
     verdict = tf_harness.snippet("tf_d_ort_refuses.py").verdict
     assert verdict.verdict == "ort-load-fail", verdict
     assert "StringSplit" in (verdict.reason or "")
+
+
+def test_the_legacy_variant_runs_the_exporter_a_snippet_was_written_for(warm: Harness) -> None:
+    from issuemine.repro.runs import LEGACY, Job
+
+    script = (
+        "import torch\n"
+        "class Gelu(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        return torch.nn.functional.gelu(x)\n"
+        "torch.onnx.export(Gelu(), (torch.randn(3, 4),), 'gelu.onnx')\n"
+    )
+    today = warm.run(script).verdict
+    legacy = warm.runner.classify(warm.zygote, Job(None, script, variant=LEGACY)).verdict
+    assert today.evidence["calls"][0]["exporter"] == "dynamo"  # torch 2.13's default
+    assert legacy.evidence["calls"][0]["exporter"] == "torchscript"
+    assert legacy.verdict == today.verdict == "passes", (legacy, today)
+    assert legacy.evidence["graph"][0]["op_counts"]  # what the graph holds, for a reader to judge

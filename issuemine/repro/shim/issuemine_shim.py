@@ -36,6 +36,7 @@ EVENTS_ENV = "ISSUEMINE_EVENTS"
 POLICIES_ENV = "ISSUEMINE_POLICIES"
 RUN_DIR_ENV = "ISSUEMINE_RUN_DIR"
 ENTRIES_ENV = "ISSUEMINE_ENTRIES"
+SWITCH_ENV = "ISSUEMINE_SWITCH"  # "off": run entry points with their switch keyword off (legacy exporter)
 EXTRA_TRIALS = 2
 MAX_EVENT = 200_000
 
@@ -241,16 +242,34 @@ def _onnx_facts(model: Any) -> dict[str, Any]:
 
         proto = model if hasattr(model, "graph") else onnx.load(model, load_external_data=False)
         opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+        names = [n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}" for n in proto.graph.node]
+        counts: dict[str, int] = {}
+        for name in names:
+            counts[name] = counts.get(name, 0) + 1
         return {
             "opset": opset,
             "ir_version": proto.ir_version,
             "nodes": len(proto.graph.node),
-            "ops": sorted(
-                {n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}" for n in proto.graph.node}
-            )[:300],
+            "ops": sorted(counts)[:300],
+            "op_counts": dict(sorted(counts.items())[:300]),
+            "attributes": _attributes(proto),
         }
     except Exception as exc:
         return {"onnx_error": describe_exception(exc)}
+
+
+def _attributes(proto: Any, limit: int = 60) -> dict[str, list[str]]:
+    """Per operator, its distinct scalar attributes (``mode=b'linear'``, ``axis=1``): what a
+    graph-level report (a wrong attribute, a missing fusion) is about."""
+    import onnx
+
+    found: dict[str, set[str]] = {}
+    for node in proto.graph.node:
+        for attribute in node.attribute:
+            if attribute.type in (onnx.AttributeProto.INT, onnx.AttributeProto.FLOAT, onnx.AttributeProto.STRING):
+                value = onnx.helper.get_attribute_value(attribute)
+                found.setdefault(node.op_type, set()).add(f"{attribute.name}={value!r}"[:80])
+    return {op: sorted(values)[:10] for op, values in sorted(found.items())[:limit]}
 
 
 def _ort_session(model: Any) -> Any:
@@ -435,6 +454,8 @@ def _check(
         return _torch_check(args, kwargs, result, exporter == "dynamo")
     if kind == "tensorflow":
         return _tf2onnx_check(entry["call"], args, kwargs, result)
+    if kind == "none":
+        return {"compare_skipped": f"{entry['call']} returns no ONNX model to check"}
     model = result[0] if isinstance(result, tuple) else result
     skipped = f"{entry['call']}: no callable to compare with"
     return {**_onnx_facts(model), **_ort_load_only(model), "compare_skipped": skipped}
@@ -454,6 +475,9 @@ def _wrap(module: Any, entry: dict[str, Any]) -> None:
             return original(*args, **kwargs)  # a converter calling another one: record the outer call only
         exporter = entry.get("exporter")
         keyword = entry.get("switch_keyword")
+        if keyword and switch_default and keyword not in kwargs and os.environ.get(SWITCH_ENV) == "off":
+            # The snippet's own exporter, not today's default (torch.onnx.export(dynamo=False)).
+            kwargs[keyword] = False
         if keyword and bool(kwargs.get(keyword, switch_default)):
             exporter = entry.get("switch_exporter")
         call: dict[str, Any] = {"event": "convert", "api": api, "opset_arg": _opset_arg(entry, kwargs)}
