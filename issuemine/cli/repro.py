@@ -164,6 +164,8 @@ def extract_cmd(
         out.print(table("Converter calls found", ["call", "issues"], report.conversions.most_common()))
     if report.reasons:
         out.print(table("Why no runnable candidate", ["reason", "issues"], report.reasons.most_common()))
+    if report.repairs:
+        out.print(table("Mechanical repairs (see `repro show`)", ["repair", "count"], report.repairs.most_common()))
 
 
 @repro_app.command("run")

@@ -21,6 +21,7 @@ class ExtractReport:
     runnable: int = 0
     conversions: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
+    repairs: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -29,6 +30,7 @@ class ExtractReport:
             "runnable": self.runnable,
             "conversions": dict(self.conversions),
             "reasons": dict(self.reasons),
+            "repairs": dict(self.repairs),
         }
 
 
@@ -70,6 +72,7 @@ def extract_issues(db: Database, sample: str | None = None) -> ExtractReport:
                 report.runnable += runnable
                 if candidate:
                     report.conversions.update(candidate.conversions)
+                    report.repairs.update(r["kind"] for r in candidate.provenance.get("repairs", []))
                 if candidate_reason:
                     report.reasons[_reason_kind(candidate_reason)] += 1
                 rows.append(

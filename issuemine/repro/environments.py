@@ -5,9 +5,12 @@ else ``$ISSUEMINE_REPRO_ENVS``, else ``repro-envs.toml`` in the working director
 
     [env.torch-2-13]
     packages = ["torch==2.13.0", "onnx==1.23.2", "onnxruntime==1.31.1", "onnxscript==0.7.2"]
-    python = "python3.11"              # base interpreter (default: the one running issuemine)
+    python = "3.11"                    # base interpreter: a version (found on PATH or in pyenv) or a
+                                       # path (default: the one running issuemine)
     system_site_packages = false       # see the base interpreter's packages too
     preload = ["numpy", "torch", "onnx", "onnxruntime"]   # imported once by the warm sandbox
+
+The README has the recipe for the exporters of the study's time (torch 1.13 on Python 3.10).
 
 ``issuemine repro env build NAME`` creates the virtualenv under ``$ISSUEMINE_ENVS_DIR`` (default
 ``~/.cache/issuemine/envs``) and installs the pins; running in an environment never installs.
@@ -16,6 +19,8 @@ else ``$ISSUEMINE_REPRO_ENVS``, else ``repro-envs.toml`` in the working director
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -103,11 +108,35 @@ def resolve(name: str, path: Path | None = None) -> Environment:
     return env
 
 
+VERSION = re.compile(r"^\d+\.\d+$")
+
+
+def find_interpreter(spec: str | None) -> str:
+    """The base interpreter an environment names: a path, a command, or a version such as "3.10"
+    (``python3.10`` on PATH, else pyenv's build of it). A pyenv shim of a version that is not
+    selected does not run, so every candidate is tried."""
+    if not spec:
+        return sys.executable
+    candidates = [spec]
+    if VERSION.match(spec):
+        root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+        builds = sorted(root.glob(f"versions/{spec}.*/bin/python{spec}"), reverse=True)
+        candidates = [str(p) for p in builds] + [shutil.which(f"python{spec}") or f"python{spec}"]
+    for candidate in candidates:
+        try:
+            subprocess.run([candidate, "-c", "import venv"], check=True, capture_output=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        return candidate
+    raise IssuemineError(f"no working interpreter for python = {spec!r} (tried {', '.join(candidates)})")
+
+
 def build(env: Environment) -> None:
-    """Create the environment's virtualenv and install its pins (needs the package index)."""
+    """Create the environment's virtualenv and install its pins (needs the package index, unless the
+    pins are local wheels)."""
     if env.venv is None:
         raise IssuemineError(f"{env.name!r} is the interpreter issuemine runs in; nothing to build")
-    base = env.base_python or sys.executable
+    base = find_interpreter(env.base_python)
     command = [base, "-m", "venv", str(env.venv)]
     if env.system_site_packages:
         command.insert(3, "--system-site-packages")

@@ -304,6 +304,7 @@ def repro_report(db: Database, env: str, sample: str | None = None) -> TiebackRe
                 ReproRun.verdict,
                 ReproRun.stage,
                 ReproRun.reached_converter,
+                ReproRun.versions,
             ).where(ReproRun.env == env)
         ):
             if r.issue_id in ids:
@@ -348,7 +349,7 @@ def repro_report(db: Database, env: str, sample: str | None = None) -> TiebackRe
         if run.verdict == "crash" and stage and run.stage:
             confusion.append((str(stage), str(run.stage)))
     traceback_agreement = _traceback_agreement(in_scope, labeled)
-    lines = _reproduction_lines(symptom_rows, ran, labeled) + switched
+    lines = _reproduction_lines(symptom_rows, ran, labeled) + switched + _version_gap(ran, candidates)
     return TiebackReport(
         env,
         sample,
@@ -393,6 +394,22 @@ def _reproduction_lines(symptom_rows: list[tuple[str, str]], ran: list[Any], lab
             line += f"; {same_stage} crash at the labeled stage"
         lines.append(line)
     return lines
+
+
+def _version_gap(ran: list[Any], candidates: dict[int, Any]) -> list[str]:
+    """How far today's runs are from what the reporters ran (the torch versions threads report)."""
+    reported: dict[str, int] = {}
+    for run in ran:
+        provenance = candidates[run.issue_id].provenance or {}
+        version = major_minor((provenance.get("reported_versions") or {}).get("torch"))
+        if version:
+            key = f"{version[0]}.{version[1]}"
+            reported[key] = reported.get(key, 0) + 1
+    if not reported:
+        return []
+    today = sorted({str((r.versions or {}).get("torch")) for r in ran if (r.versions or {}).get("torch")})
+    listed = ", ".join(f"{v} ({n})" for v, n in sorted(reported.items(), key=lambda kv: major_minor(kv[0]) or (0, 0)))
+    return [f"reporters ran torch {listed}; the re-runs used torch {', '.join(today) or '?'}"]
 
 
 def _exporter_switches(by_issue: dict[int, dict[str, Any]]) -> list[str]:

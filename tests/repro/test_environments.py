@@ -50,3 +50,61 @@ def test_bad_environment_files_are_clear_errors(cli, tmp_path: Path) -> None:
     assert result.exit_code == 2 and "packages must be a list" in result.output
     result = cli.invoke(app, ["repro", "env", "build", "nope", "--envs-file", str(broken)])
     assert result.exit_code == 2
+
+
+def _tiny_wheel(folder: Path) -> Path:
+    """A one-module wheel built here, so pinning a package needs no index."""
+    import subprocess
+    import sys
+
+    source = folder / "tinyprobe"
+    (source / "tinyprobe").mkdir(parents=True)
+    (source / "tinyprobe" / "__init__.py").write_text("VERSION = '0.3'\n")
+    (source / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "tinyprobe"\nversion = "0.3"\n'
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(folder),
+            str(source),
+        ],
+        check=True,
+    )
+    return next(folder.glob("tinyprobe-*.whl"))
+
+
+def test_an_environment_names_its_interpreter_and_pins(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from issuemine.errors import IssuemineError
+    from issuemine.repro.environments import find_interpreter
+
+    try:
+        find_interpreter("3.12")
+    except IssuemineError:
+        pytest.skip("no Python 3.12 on this machine")
+    monkeypatch.setenv("ISSUEMINE_ENVS_DIR", str(tmp_path / "envs"))
+    wheel = _tiny_wheel(tmp_path)
+    config = tmp_path / "repro-envs.toml"
+    config.write_text(f'[env.old]\npython = "3.12"\npackages = ["{wheel}"]\npreload = ["json"]\n')
+    assert cli.invoke(app, ["repro", "env", "build", "old", "--envs-file", str(config)]).exit_code == 0
+    snippet = tmp_path / "probe.py"
+    snippet.write_text(
+        "import sys, tinyprobe\nassert sys.version_info[:2] == (3, 12), sys.version\nprint(tinyprobe.VERSION)\n"
+    )
+    result = cli.invoke(app, ["repro", "file", str(snippet), "--env", "old", "--envs-file", str(config), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    # The pinned package imports and the interpreter is 3.12; the snippet simply converts nothing.
+    assert data["versions"]["python"].startswith("3.12") and data["env"] == "old"
+    assert data["verdict"] == "not-runnable" and data["reason"] == "the script never called a converter"
+    assert "0.3" in data["output_tail"]
+    with pytest.raises(IssuemineError, match="no working interpreter"):
+        find_interpreter("2.9")

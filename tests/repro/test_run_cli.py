@@ -161,6 +161,8 @@ def test_run_stores_verdicts_resumes_and_reports(repro_db: Database, db_path: Pa
         "labeled wrong-model: 1 run; 1 still fail as labeled (ort-load-fail, wrong-model), 0 still fail with another "
         "symptom, 0 pass now, 0 converted but not compared, 0 did not reach a result (not runnable, sandbox)"
     ) in lines
+    # Every thread says "torch 1.13": how far the re-runs are from what the reporters ran.
+    assert any(line.startswith("reporters ran torch 1.13 (5); the re-runs used torch 2.13") for line in lines), lines
     table = cli.invoke(app, ["repro", "report", "--sample", "study", *db])
     assert table.exit_code == 0 and "Verdicts by labeled symptom" in table.stdout
 
