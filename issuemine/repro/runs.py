@@ -28,7 +28,7 @@ from issuemine.domain.stages import StageRules
 from issuemine.domain.tolerances import Policies, load_policies
 from issuemine.repro.environments import Environment
 from issuemine.repro.sandbox import Limits, Zygote, choose, layout_of
-from issuemine.repro.verdicts import Verdict, decide
+from issuemine.repro.verdicts import ANSI, Verdict, decide
 
 OUTPUT_TAIL_LINES = 200
 
@@ -212,7 +212,8 @@ def stored_run(outcome: Outcome, runner: Runner) -> dict[str, Any]:
         "signal": result.get("signal"),
         "duration_s": result.get("duration"),
         "peak_mem_mb": peak / 1024 if isinstance(peak, int | float) else None,
-        "output_tail": "\n".join(str(result.get("tail", "")).splitlines()[-OUTPUT_TAIL_LINES:]),
+        # Without terminal colours: the exporters print them, a database reader wants text.
+        "output_tail": "\n".join(ANSI.sub("", str(result.get("tail", ""))).splitlines()[-OUTPUT_TAIL_LINES:]),
         "finished_at": utcnow(),
     }
 

@@ -35,6 +35,9 @@ __all__ = ["NOT_DISTINGUISHABLE", "RULES", "VERDICTS", "RunResult", "Verdict", "
 MEMORY = re.compile(r"MemoryError|can't allocate memory|Cannot allocate memory|std::bad_alloc|out of memory", re.I)
 GPU = re.compile(r"CUDA|NVIDIA driver|cudnn|no GPU", re.I)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# Exporters that wrap the real error in a banner (torch.onnx's dynamo path: "... This is step 3/3 ...
+# Next steps: ..."): the innermost cause says what failed.
+BANNER = re.compile(r"This is step \d/\d|Next steps:")
 
 
 @dataclass
@@ -127,6 +130,15 @@ class Context:
 
 def touches_converter(error: dict[str, Any], known: Knowledge) -> bool:
     return any(known.touches_converter(_text(f.get("file"), 1000)) for e in chain(error) for f in frames(e))
+
+
+def root_summary(error: dict[str, Any]) -> str:
+    """The summary of a crash: the innermost cause's when the outer error is only a banner."""
+    if BANNER.search(_text(error.get("message"), 4000)):
+        for cause in chain(error):  # innermost first
+            if _text(cause.get("message")).strip() and not BANNER.search(_text(cause.get("message"), 4000)):
+                return _summary(cause)
+    return _summary(error)
 
 
 def _summary(error: dict[str, Any]) -> str:
@@ -236,7 +248,7 @@ def converter_crash(d: _Decision) -> Verdict | None:
     run = d.run
     if run.failed_calls:
         error = _dict(run.failed_calls[0].get("error"))
-        return d.verdict("crash", d.stage_of(error), _summary(error), True)
+        return d.verdict("crash", d.stage_of(error), root_summary(error), True)
     if run.signal is not None and run.converter_running and run.converted < len(run.starts):
         stage = d.stage_of(None)
         return d.verdict("crash", stage, f"the converter killed the interpreter (signal {run.signal})", True)
@@ -299,7 +311,8 @@ def script_failed(d: _Decision) -> Verdict | None:
     if run.errors:
         converter_errors = [e for e in run.errors if touches_converter(e, d.context.knowledge)]
         if converter_errors:
-            return d.verdict("crash", d.stage_of(converter_errors[0]), _summary(converter_errors[0]), True)
+            error = converter_errors[0]
+            return d.verdict("crash", d.stage_of(error), root_summary(error), True)
         d.evidence["error"] = run.errors[0]
         return d.verdict("not-runnable", None, not_runnable_reason(run.errors[0]), False)
     if run.exit_code:

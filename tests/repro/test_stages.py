@@ -163,3 +163,22 @@ def test_a_pass_says_what_was_not_judged_and_an_unchecked_conversion_is_no_pass(
     result = {"events": [{"event": "start", "pid": 1}, unchecked], "exit_code": 0, "tail": ""}
     verdict = decide(result, "torch-testing", RULES)
     assert verdict.verdict == "converted-not-compared" and verdict.reason == "could not run the framework model: X"
+
+
+def test_a_dynamo_banner_gives_way_to_the_root_cause():
+    error = {
+        "type": "torch.onnx._internal.exporter._errors.ConversionError",
+        "message": "Failed to convert the exported program to an ONNX model. This is step 3/3. Next steps:",
+        "frames": [{"file": "/x/torch/onnx/_internal/exporter/_core.py", "line": 1, "func": "export"}],
+        "cause": {
+            "type": "torch.onnx._internal.exporter._errors.DispatchError",
+            "message": "No ONNX function found for <OpOverload(op='aten.linalg_eig')>",
+            "frames": [],
+        },
+    }
+    call = {"event": "convert", "status": "error", "error": error}
+    verdict = decide({"events": [{"event": "start", "pid": 1}, call], "tail": ""}, "torch-testing", RULES)
+    assert (
+        verdict.verdict == "crash"
+        and verdict.reason == "DispatchError: No ONNX function found for <OpOverload(op='aten.linalg_eig')>"
+    )
