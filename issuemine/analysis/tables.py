@@ -116,14 +116,43 @@ def flatten(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def render(table: pd.DataFrame, fmt: str) -> str:
-    """A table as md, csv, latex or json text."""
+def _number(decimals: int) -> Any:
+    def show(value: Any) -> str:
+        if value is None or (isinstance(value, float) and pd.isna(value)):
+            return ""
+        if isinstance(value, float):
+            return f"{value:.{decimals}f}"
+        return str(value)
+
+    return show
+
+
+def latex(table: pd.DataFrame, caption: str | None = None, label: str | None = None) -> str:
+    """A paper-ready LaTeX table: booktabs rules, counts as integers and other numbers with one
+    decimal, the index name in the header's corner (not a row of its own), a caption and a label."""
+    frame = table.copy()
+    if frame.index.name:
+        if isinstance(frame.columns, pd.MultiIndex):
+            frame.columns = frame.columns.set_names([*frame.columns.names[:-1], frame.index.name])
+        else:
+            frame.columns.name = frame.index.name
+        frame.index.name = None
+    styler = frame.style.format_index(escape="latex", axis=0).format_index(escape="latex", axis=1)
+    for column in frame.columns:
+        values = frame[column]
+        integral = values.dropna().map(lambda v: float(v).is_integer() if isinstance(v, int | float) else False)
+        styler = styler.format(_number(0 if integral.all() else 1), subset=[column], escape="latex")
+    return str(styler.to_latex(hrules=True, caption=caption, label=label, position_float="centering"))
+
+
+def render(table: pd.DataFrame, fmt: str, caption: str | None = None, label: str | None = None) -> str:
+    """A table as md, csv, latex or json text (LaTeX with ``caption`` and ``label``)."""
     if fmt == "md":
         return str(flatten(table).to_markdown())
     if fmt == "csv":
         return str(flatten(table).to_csv())
     if fmt == "latex":
-        return str(table.to_latex(escape=True))
+        return latex(table, caption, label)
     if fmt == "json":
         return str(flatten(table).to_json(orient="index", indent=2))
     raise ValueError(f"unknown format {fmt!r}")
@@ -153,6 +182,13 @@ TABLES: dict[str, TableFn] = {
     "cause-by-symptom": cause_by_symptom,
 }
 FORMATS = ("md", "csv", "latex", "json")
+CAPTIONS = {
+    "stages": "Where converters fail: failure location (stage) per converter",
+    "symptoms": "How failures show: symptoms per converter",
+    "causes": "Why converters fail: causes per converter",
+    "cause-subtypes": "Cause sub-types per converter",
+    "cause-by-symptom": "Top causes by symptom and converter",
+}
 
 
 def write_tables(final: pd.DataFrame, taxonomy: Taxonomy, out: Path) -> list[Path]:
@@ -164,6 +200,6 @@ def write_tables(final: pd.DataFrame, taxonomy: Taxonomy, out: Path) -> list[Pat
         table = fn(final, taxonomy)
         for fmt in FORMATS:
             path = folder / f"{name}.{'tex' if fmt == 'latex' else fmt}"
-            path.write_text(render(table, fmt) + "\n", encoding="utf-8")
+            path.write_text(render(table, fmt, CAPTIONS.get(name), f"tab:{name}") + "\n", encoding="utf-8")
             written.append(path)
     return written

@@ -28,6 +28,19 @@ env_app = typer.Typer(help="Named environments (virtualenvs with package pins) t
 repro_app.add_typer(env_app, name="env")
 
 
+# `repro file`'s exit status per verdict (documented in its --help).
+FILE_EXIT_CODES = {
+    "passes": 0,
+    "crash": 10,
+    "ort-load-fail": 11,
+    "wrong-model": 12,
+    "hang": 13,
+    "converted-not-compared": 14,
+    "not-runnable": 15,
+    "sandbox-violation": 16,
+}
+
+
 @dataclass
 class SandboxSettings:
     """The options `repro run` and `repro file` share: where and how a snippet runs."""
@@ -228,6 +241,9 @@ def file_cmd(
 
     Each call starts its own sandbox (about twice the time of running the snippet with plain
     Python); for many snippets, `repro run` keeps warm sandboxes busy and is much faster.
+
+    Exit status, for scripts: 0 passes, 10 crash, 11 ort-load-fail, 12 wrong-model, 13 hang,
+    14 converted-not-compared, 15 not-runnable, 16 sandbox-violation; 2 for a usage error.
     """
     from issuemine.repro.extract import extract, missing_imports
 
@@ -252,8 +268,34 @@ def file_cmd(
         data = run_script(script, options)
     if as_json:
         print_json(data)
+    else:
+        _print_run(data)
+    raise typer.Exit(FILE_EXIT_CODES.get(data["verdict"], 1))
+
+
+def _print_provenance(provenance: dict[str, Any]) -> None:
+    """Where the snippet came from and what was changed, one fact a line."""
+    if not provenance:
         return
-    _print_run(data)
+    if provenance.get("command"):
+        out.print(f"from: {provenance.get('post')}, command line: {provenance['command']}", markup=False)
+    elif provenance.get("post"):
+        sources = ", ".join(provenance.get("block_sources") or [])
+        out.print(f"from: {provenance['post']}, blocks {provenance.get('blocks')} ({sources})", markup=False)
+    if provenance.get("exporter"):
+        written = provenance.get("exporter_written_for")
+        note = " (written before dynamo was the default: also run with it)" if written else ""
+        out.print(f"exporter: {provenance['exporter']}{note}")
+    if provenance.get("added_imports"):
+        out.print("added imports: " + "; ".join(provenance["added_imports"]), markup=False)
+    for repair in provenance.get("repairs") or []:
+        out.print(f"repair ({repair.get('kind')}): {repair.get('detail')}", markup=False, highlight=False)
+    if provenance.get("reported_versions"):
+        versions = ", ".join(f"{k} {v}" for k, v in provenance["reported_versions"].items())
+        out.print(f"the thread reports: {versions}", markup=False)
+    for key, title in (("missing_files", "missing files"), ("removed_apis", "removed APIs")):
+        if provenance.get(key):
+            out.print(f"{title}: {', '.join(provenance[key])}", markup=False)
 
 
 def _print_run(data: dict[str, Any]) -> None:
@@ -277,6 +319,19 @@ def _print_run(data: dict[str, Any]) -> None:
         )
     if evidence.get("stage_from"):
         out.print(f"  stage from: {evidence['stage_from']}")
+    for graph in evidence.get("graph") or []:
+        ops = ", ".join(f"{op} {n}" for op, n in (graph.get("op_counts") or {}).items())
+        if ops:
+            out.print(f"  graph ({graph.get('nodes')} nodes): {ops}", markup=False, highlight=False)
+    for row in evidence.get("mismatched_outputs") or []:
+        out.print(
+            f"  output {row.get('output')}: max |Δ| {row.get('max_abs')}, max rel {row.get('max_rel')}"
+            + (f", {row['problem']}" if row.get("problem") else ""),
+            markup=False,
+            highlight=False,
+        )
+    for violation in evidence.get("violations") or []:
+        out.print(f"  violation ({violation.get('kind')}): {violation.get('detail')}", markup=False, highlight=False)
     if data.get("output_tail"):
         out.rule("last lines of output")
         out.print(data["output_tail"], markup=False, highlight=False)
@@ -306,13 +361,13 @@ def show_cmd(
         f"candidate: {'runnable' if candidate['runnable'] else 'not runnable'}"
         + (f" ({candidate['reason']})" if candidate.get("reason") else "")
     )
-    if candidate.get("provenance"):
-        out.print(f"from: {candidate['provenance']}")
+    _print_provenance(candidate.get("provenance") or {})
     if candidate.get("script"):
         out.rule("snippet")
         out.print(candidate["script"], markup=False, highlight=False)
     for run in data["runs"]:
-        out.rule(f"run in {run['env']} ({run['finished_at']})")
+        variant = "" if run.get("variant", "as-written") == "as-written" else f", {run['variant']}"
+        out.rule(f"run in {run['env']}{variant} ({run['finished_at']})")
         _print_run(run)
     if not data["runs"]:
         out.print("not run yet: `issuemine repro run`")

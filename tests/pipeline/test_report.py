@@ -82,6 +82,12 @@ def test_report_folder_is_complete_and_self_contained(study_db, tmp_path):
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", page), "the report must not load anything"
     assert "<script" not in page and page.count("data:image/png;base64,") == 5
     assert "Node conversion" in page and "Spearman" in page and "0.90" in page
+    for pdf in (tmp_path / "r" / "figures").glob("*.pdf"):
+        data = pdf.read_bytes()
+        assert b"/Type3" not in data and b"/FontFile2" in data, pdf  # TrueType embedded, as ACM/IEEE require
+    tex = (tmp_path / "r" / "tables" / "stages.tex").read_text()
+    assert "\\toprule" in tex and "\\caption{" in tex and "\\label{tab:stages}" in tex
+    assert "148 & 74.0 &" in tex and "000000" not in tex  # counts as integers, shares with one decimal
 
 
 def test_cli_analyze_out_and_opset_trend(cli, study_db, db_path, tmp_path):

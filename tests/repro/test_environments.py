@@ -31,7 +31,7 @@ def test_list_build_and_run_in_a_named_environment(cli, envs: Path) -> None:
 
     assert cli.invoke(app, ["repro", "env", "build", "bare", "--envs-file", str(envs)]).exit_code == 0
     result = cli.invoke(app, ["repro", "file", snippet, "--env", "bare", "--envs-file", str(envs), "--json"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 15, result.output  # not-runnable
     data = json.loads(result.stdout)
     # The same snippet that passes in 'current' cannot even import torch here, and the record says why.
     assert data["verdict"] == "not-runnable" and data["reason"] == "missing module: torch"
@@ -100,7 +100,7 @@ def test_an_environment_names_its_interpreter_and_pins(cli, tmp_path: Path, monk
         "import sys, tinyprobe\nassert sys.version_info[:2] == (3, 12), sys.version\nprint(tinyprobe.VERSION)\n"
     )
     result = cli.invoke(app, ["repro", "file", str(snippet), "--env", "old", "--envs-file", str(config), "--json"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 15, result.output  # not-runnable: it converts nothing
     data = json.loads(result.stdout)
     # The pinned package imports and the interpreter is 3.12; the snippet simply converts nothing.
     assert data["versions"]["python"].startswith("3.12") and data["env"] == "old"

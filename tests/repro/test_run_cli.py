@@ -123,6 +123,9 @@ def test_run_stores_verdicts_resumes_and_reports(repro_db: Database, db_path: Pa
     assert shown.exit_code == 0
     assert "crash at stage node-conversion" in shown.stdout and "linalg_eigh" in shown.stdout
     assert "torch.onnx.export(Spectrum()" in shown.stdout  # the snippet itself
+    assert "the thread reports: torch 1.13" in shown.stdout and "from: body, blocks" in shown.stdout
+    both = cli.invoke(app, ["repro", "show", "pytorch/pytorch#105", *db]).stdout
+    assert "written before dynamo was the default" in both and "run in current, legacy-exporter" in both
     as_json = json.loads(
         cli.invoke(app, ["repro", "show", "https://github.com/pytorch/pytorch/issues/103", "--json", *db]).stdout
     )
@@ -189,14 +192,15 @@ def test_unknown_issue_and_env_are_clear_errors(repro_db: Database, db_path: Pat
 
 def test_file_runs_one_snippet_the_same_way(cli, tmp_path: Path) -> None:
     result = cli.invoke(app, ["repro", "file", str(SNIPPETS / "b_unsupported_operator.py"), "--json"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 10, result.output  # crash: scripts can branch on the status
     data = json.loads(result.stdout)
     assert (data["verdict"], data["stage"]) == ("crash", "node-conversion")
     assert data["versions"]["onnxruntime"] and "bwrap" in data["sandbox"]
     markdown = tmp_path / "report.md"
     markdown.write_text(thread("e_wrong_model.py"))
-    data = json.loads(cli.invoke(app, ["repro", "file", str(markdown), "--cold", "--json"]).stdout)
-    assert data["verdict"] == "wrong-model" and data["mode"] == "cold"
+    result = cli.invoke(app, ["repro", "file", str(markdown), "--cold", "--json"])
+    data = json.loads(result.stdout)
+    assert data["verdict"] == "wrong-model" and data["mode"] == "cold" and result.exit_code == 12
     bad = tmp_path / "bad.py"
     bad.write_text("def broken(:\n")
     result = cli.invoke(app, ["repro", "file", str(bad)])
