@@ -114,12 +114,19 @@ def labels_export(
     file: Path | None = typer.Argument(None, help="Output file (default: standard output)."),
     fmt_: str = typer.Option("csv", "--format", help="csv, json or jsonl."),
     sample: str | None = typer.Option(None, "--sample", help="Only this sample's issues."),
+    final: bool = typer.Option(
+        False, "--final", help="The final label per issue and sample (the final_labels view) instead of every rater's."
+    ),
     db: str | None = DbOption,
     taxonomy_dir: Path | None = TaxonomyOption,
 ) -> None:
-    """Export every rater's labels with status, note, time spent, taxonomy version and timestamps."""
+    """Export every rater's labels with status, note, time spent, taxonomy version and timestamps.
+
+    With --final, one row per issue and sample: the final code per dimension (adjudicated, else
+    agreed, else the single rater's; finished answers only) and where it came from.
+    """
     tax, _ = load_taxonomy(taxonomy_dir)
-    records = ratings.export_rows(database(db), tax, sample)
+    records = ratings.final_rows(database(db), sample) if final else ratings.export_rows(database(db), tax, sample)
     if file is None:
         ratings.write_export(records, fmt_, sys.stdout)
         return

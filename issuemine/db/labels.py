@@ -1,5 +1,9 @@
 """The final-label rule and the ratings it reads: adjudicated, else agreed, else the single rater's.
 
+Only finished answers count (``rater_issues.status = 'done'``). The database view ``final_labels``
+states the same rule in SQL, for sqlite3, Datasette and hand-written queries; a test holds the two
+equal.
+
 Kept with the database because every stage reads final labels (analysis, the reproduction tie-back,
 suggestions) and none of them should import the labeling stage to get them.
 """
@@ -11,11 +15,26 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from issuemine.db.engine import Database
-from issuemine.db.models import Adjudication, Assignment, Issue, Rater, Rating, Repository, Sample, SampleMember
+from issuemine.db.models import (
+    Adjudication,
+    Assignment,
+    Issue,
+    Rater,
+    RaterIssue,
+    Rating,
+    Repository,
+    Sample,
+    SampleMember,
+)
 from issuemine.db.rows import sample_id
 
 if TYPE_CHECKING:
     from issuemine.domain.taxonomy import Taxonomy
+
+
+def has_finished_labels(db: Database) -> bool:
+    with db.session() as session:
+        return session.scalar(select(RaterIssue.issue_id).where(RaterIssue.status == "done").limit(1)) is not None
 
 
 def labeled_samples(db: Database) -> list[str]:
@@ -66,6 +85,13 @@ def ratings_frame(db: Database, sample: str | None = None, converters: dict[str,
         .join(Issue, Issue.id == Rating.issue_id)
         .join(Repository, Repository.id == Issue.repository_id)
         .join(Rater, Rater.id == Rating.rater_id)
+        # Finished answers only: a session's half-answered issue is no label yet.
+        .join(
+            RaterIssue,
+            (RaterIssue.issue_id == Rating.issue_id)
+            & (RaterIssue.rater_id == Rating.rater_id)
+            & (RaterIssue.status == "done"),
+        )
     )
     with db.session() as session:
         if sample:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from issuemine.db import Database
@@ -293,6 +293,16 @@ def export_rows(db: Database, taxonomy: Taxonomy, sample: str | None = None) -> 
             }
             records.append(record)
     return records
+
+
+def final_rows(db: Database, sample: str | None = None) -> list[dict[str, Any]]:
+    """The ``final_labels`` view's rows (of one sample), ordered by sample, repository and number."""
+    query = "SELECT * FROM final_labels" + (" WHERE sample = :sample" if sample else "")
+    with db.session() as session:
+        if sample:
+            sample_id(session, sample)  # a clear error for an unknown sample
+        rows = session.execute(text(query + " ORDER BY sample, repo, number"), {"sample": sample}).mappings()
+        return [dict(r) for r in rows]
 
 
 def write_export(records: Sequence[dict[str, Any]], fmt: str, out: TextIO) -> None:

@@ -30,7 +30,7 @@ from issuemine.repro.tieback import Crosstab, TiebackReport, busiest_env, repro_
 class Report:
     folder: Path
     html: Path
-    sample: str
+    sample: str  # its name, or "all labeled issues"
     issues: int
     files: list[Path] = field(default_factory=list)
     rq3: trends.RQ3 | None = None
@@ -60,7 +60,7 @@ def _agreement_rows(db: Database, taxonomy: Taxonomy, repos: dict[str, str]) -> 
     return rows
 
 
-def _repro(db: Database, sample: str) -> TiebackReport | None:
+def _repro(db: Database, sample: str | None) -> TiebackReport | None:
     """The tie-back of reproduction verdicts to this sample's labels, for the environment with most runs."""
     env = busiest_env(db)
     if env is None:
@@ -90,7 +90,7 @@ def build(
     start = time.perf_counter()
     name, final = selection.load_final(db, taxonomy, sample, catalog, converters)
     out.mkdir(parents=True, exist_ok=True)
-    report = Report(out, out / "report.html", name, len(final))
+    report = Report(out, out / "report.html", name or selection.ALL_LABELED, len(final))
     report.files += tables.write_tables(final, taxonomy, out)
     history = opsets.load_history()
     report.rq3 = trends.rq3(final, history)

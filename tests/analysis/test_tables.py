@@ -138,7 +138,7 @@ def test_cli_analyze(cli, db_path, tmp_path):
         args = ["labels", "import", str(data_dir() / name), "--sample", sample, "--db", db]
         assert cli.invoke(app, args + (["--rater", rater] if rater else [])).exit_code == 0
     result = cli.invoke(app, ["analyze", "--db", db, "--table", "stages"])
-    assert result.exit_code == 2 and "several samples have labels (pilot, study)" in result.output
+    assert result.exit_code == 2 and "choose one: --sample pilot --sample study" in result.output
     result = cli.invoke(app, ["analyze", "--db", db, "--sample", "study", "--table", "symptoms", "--format", "csv"])
     assert "Crash,50,62,112" in result.stdout
     result = cli.invoke(app, ["analyze", "--db", db, "--sample", "study", "--out", str(tmp_path / "r")])
@@ -151,3 +151,20 @@ def test_cli_analyze(cli, db_path, tmp_path):
     } <= written
     result = cli.invoke(app, ["analyze", "--db", db, "--sample", "study", "--table", "nope"])
     assert result.exit_code == 2 and "unknown --table 'nope'" in result.output
+
+
+def test_labels_imported_without_a_sample_are_analyzed(cli, db_path):
+    """`labels import FILE --rater R` with no --sample: analyze finds them (a user's first try)."""
+    from issuemine.cli.app import app
+
+    db = str(db_path)
+    result = cli.invoke(app, ["analyze", "--db", db, "--table", "stages"])
+    assert result.exit_code == 2 and "nothing labeled yet" in result.output
+    args = ["labels", "import", str(data_dir() / "study-labels.csv"), "--rater", "ana", "--db", db]
+    assert cli.invoke(app, args).exit_code == 0
+    result = cli.invoke(app, ["analyze", "--db", db, "--table", "symptoms", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert "Crash,50,62,112" in result.stdout
+    final = cli.invoke(app, ["labels", "export", "--final", "--format", "json", "--db", db])
+    rows = json.loads(final.stdout)
+    assert final.exit_code == 0 and len(rows) == 200 and {r["sample"] for r in rows} == {None}
