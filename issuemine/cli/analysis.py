@@ -17,7 +17,9 @@ from issuemine.pipeline import report
 
 @handle_errors
 def analyze_cmd(
-    table: str | None = typer.Option(None, "--table", help=f"One table to print: {', '.join(tables.TABLES)}."),
+    table: str | None = typer.Option(
+        None, "--table", help=f"One table to print: {', '.join([*tables.TABLES, 'opset-trend'])}."
+    ),
     fmt: str = typer.Option("md", "--format", help="md, csv, latex or json."),
     out_dir: Path | None = typer.Option(
         None, "--out", help="Write every table (md, csv, LaTeX, JSON), every figure (PNG, PDF) and report.html here."

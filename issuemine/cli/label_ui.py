@@ -66,7 +66,8 @@ def render(screen: Screen, session: LabelSession) -> RenderableType:
                     )
                 )
         else:
-            parts.append(Text(f"[{len(issue.comments)} comments hidden: c shows them]", style="dim"))
+            count = len(issue.comments)
+            parts.append(Text(f"[{count} comment{'' if count == 1 else 's'} hidden: c shows them]", style="dim"))
     parts.append(_answers(screen, session))
     if screen.dimension:
         parts.append(_question(screen))

@@ -24,7 +24,7 @@ from issuemine.db.labels import ratings_frame
 from issuemine.domain.taxonomy import SUBCAUSE, load_taxonomy
 from issuemine.errors import IssuemineError
 from issuemine.labeling import adjudication, agreement, ratings
-from issuemine.labeling.assignments import plan_sample
+from issuemine.labeling.assignments import parse_overlap, plan_sample
 from issuemine.labeling.session import LabelSession
 
 TaxonomyOption = typer.Option(
@@ -139,15 +139,18 @@ def labels_export(
 def assign_cmd(
     sample: str = typer.Option(..., "--sample", help="Sample to plan."),
     raters: str = typer.Option(..., "--raters", help="Comma-separated rater names."),
-    overlap: float = typer.Option(
-        30, "--overlap", help="Issues per converter every rater labels (a count like 30, or a fraction like 0.3)."
+    overlap: str = typer.Option(
+        "30",
+        "--overlap",
+        help="Issues per converter every rater labels: a count (30), or a share with a decimal point or a "
+        "percent sign (0.3, 1.0, 30%); 1.0 is every issue, 1 is one issue.",
     ),
     replace: bool = typer.Option(False, "--replace", help="Replace an existing plan."),
     db: str | None = DbOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Plan who labels what: a shared overlap per converter for agreement, the rest dealt out in turn."""
-    report = plan_sample(database(db), sample, raters.split(","), overlap, replace=replace)
+    report = plan_sample(database(db), sample, raters.split(","), parse_overlap(overlap), replace=replace)
     if as_json:
         print_json(report.as_dict())
         return

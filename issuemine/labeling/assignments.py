@@ -32,7 +32,27 @@ class PlanReport:
         return dict(self.__dict__)
 
 
-def plan_sample(db: Database, sample: str, raters: list[str], overlap: float, *, replace: bool = False) -> PlanReport:
+def parse_overlap(text: str) -> int | float:
+    """``30`` is a count; ``0.3``, ``1.0`` and ``30%`` are shares of each converter's issues (a decimal
+    point or a percent sign says which, so 1.0 means every issue and 1 means one)."""
+    value = text.strip()
+    try:
+        if value.endswith("%"):
+            share: int | float = float(value[:-1]) / 100
+        elif "." in value:
+            share = float(value)
+        else:
+            return int(value)
+    except ValueError:
+        raise IssuemineError(f"--overlap {text!r}: give a count (30) or a share (0.3, 1.0, 30%)") from None
+    if not 0 <= share <= 1:
+        raise IssuemineError(f"--overlap {text!r}: a share must be between 0 and 1 (0% and 100%)")
+    return share
+
+
+def plan_sample(
+    db: Database, sample: str, raters: list[str], overlap: int | float, *, replace: bool = False
+) -> PlanReport:
     names = [r.strip() for r in raters if r.strip()]
     if len(set(names)) != len(names) or not names:
         raise IssuemineError("--raters needs one or more distinct names")
@@ -55,7 +75,8 @@ def plan_sample(db: Database, sample: str, raters: list[str], overlap: float, *,
             by_converter[member.converter].append(member.issue_id)
         rows, counts, shared = [], dict.fromkeys(names, 0), {}
         for converter, issues in by_converter.items():
-            k = min(len(issues), int(overlap) if overlap >= 1 else round(overlap * len(issues)))
+            # An int is a count; a float a share (parse_overlap keeps 1.0 apart from 1).
+            k = min(len(issues), overlap if isinstance(overlap, int) else round(overlap * len(issues)))
             shared[converter] = k
             for pos, issue_id in enumerate(issues):
                 owners = names if pos < k else [names[(pos - k) % len(names)]]

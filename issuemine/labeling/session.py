@@ -183,7 +183,10 @@ class LabelSession:
         elif key == "f":
             self._leave("flagged")
         elif key == "c":
-            self.show_comments = not self.show_comments
+            if self._view is None or not self._view.comments:
+                self.message = "this issue has no comments"
+            else:
+                self.show_comments = not self.show_comments
         elif key == "?":
             self.show_help = not self.show_help
         else:

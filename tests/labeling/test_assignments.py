@@ -55,3 +55,19 @@ def test_planned_sample_refuses_an_unassigned_rater_and_scopes_agreement(study):
     assert len(queue) == 2 * (2 + (100 - 2) // 2)  # per converter: 2 shared + half of the other 98
     # The study rater's labels are not assigned in this plan, so they do not count for it.
     assert ratings_frame(study, "study").empty
+
+
+def test_overlap_counts_and_shares_are_told_apart():
+    from issuemine.labeling.assignments import parse_overlap
+
+    assert parse_overlap("30") == 30 and parse_overlap("1") == 1
+    assert parse_overlap("1.0") == 1.0 and isinstance(parse_overlap("1.0"), float)
+    assert parse_overlap("30%") == pytest.approx(0.3) and parse_overlap("0.3") == 0.3
+    for bad in ("lots", "150%", "-0.5"):
+        with pytest.raises(IssuemineError):
+            parse_overlap(bad)
+
+
+def test_a_share_of_one_is_every_issue(study):
+    report = plan_sample(study, "study", ["ana", "bob"], 1.0)
+    assert report.shared == {"tf2onnx": 100, "torch.onnx": 100}, report.shared

@@ -126,6 +126,21 @@ def test_bad_files_are_rejected_whole(fresh_db, tax, tmp_path, content, message)
         assert conn.execute(text("SELECT count(*) FROM samples")).scalar() == 0
 
 
+def test_spreadsheet_encodings_are_read_and_binary_files_refused(fresh_db, tax, tmp_path):
+    rows = "url,rater,cause,note\nhttps://github.com/o/r/issues/1,Zoë,Typo,caf\u00e9\n"
+    bom = tmp_path / "excel.csv"
+    bom.write_bytes(rows.encode("utf-8-sig"))  # Excel's "CSV UTF-8"
+    assert import_labels(fresh_db, tax, bom, sample="a").ratings == 1
+    legacy = tmp_path / "legacy.csv"
+    legacy.write_bytes(rows.replace("issues/1", "issues/2").encode("cp1252"))  # an older "CSV (Comma delimited)"
+    report = import_labels(fresh_db, tax, legacy, sample="b")
+    assert report.ratings == 1 and report.raters == {"Zoë"}
+    binary = tmp_path / "labels.xlsx.csv"
+    binary.write_bytes(b"PK\x03\x04\x00\x00binary")
+    with pytest.raises(IssuemineError, match="not a text file"):
+        import_labels(fresh_db, tax, binary, sample="c")
+
+
 def test_export_then_import_round_trips(fresh_db, tax, tmp_path, db_path):
     from issuemine.db import open_db
 

@@ -192,3 +192,14 @@ def test_a_rater_never_sees_another_raters_labels(label_db):
     assert ana.screen().answers == {} and ana.screen().dimension == "stage"
     press(ana, "3")
     assert ratings(label_db, "bob")[f"{bob.screen().issue.number}:stage"] == "node-conversion"
+
+
+def test_comments_key_says_when_there_are_none(label_db):
+    s = session(label_db)
+    while s.screen().issue is not None and s.screen().issue.comments:
+        s.press("c")
+        assert s.screen().show_comments  # an issue with comments: c shows them
+        s.press("s")
+    assert s.screen().issue is not None, "the fixture needs an issue without comments"
+    s.press("c")
+    assert s.screen().message == "this issue has no comments" and not s.screen().show_comments
