@@ -37,6 +37,44 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+# One example per command, shown at the end of its --help (the README's examples are the same).
+EXAMPLES: dict[str, str] = {
+    "converters": "issuemine converters --catalog my-converters.toml",
+    "fetch": "issuemine fetch torch.onnx tf2onnx --db study.db   # token from $GITHUB_TOKEN or --token",
+    "filter": "issuemine filter --validate hand-labels.csv",
+    "sample": "issuemine sample --per-converter 100 --seed 7 --name study --include-undecided",
+    "status": "issuemine status --db issuemine-demo/issuemine.db",
+    "load": "issuemine load corpus.jsonl",
+    "export": "issuemine export corpus.jsonl",
+    "taxonomy show": "issuemine taxonomy show cause",
+    "taxonomy check": "issuemine taxonomy check --taxonomy my-codebooks/",
+    "labels import": "issuemine labels import data/pilot-ratings.csv --sample pilot",
+    "labels export": "issuemine labels export --final --format csv --sample study > final.csv",
+    "assign": "issuemine assign --sample study --raters ana,bob --overlap 30",
+    "label": "issuemine label --sample study --rater ana",
+    "agree": "issuemine agree --sample pilot --confusion",
+    "adjudicate": "issuemine adjudicate --sample pilot --as carol",
+    "analyze": "issuemine analyze --sample study --out report/",
+    "repro extract": "issuemine repro extract --sample study",
+    "repro run": "issuemine repro run --sample study --jobs 2",
+    "repro show": "issuemine repro show pytorch/pytorch#49403",
+    "repro report": "issuemine repro report --sample study --against old",
+    "repro file": "issuemine repro file snippet.py; echo $?   # 0 passes, 10 crash, 12 wrong-model...",
+    "repro env list": "issuemine repro env list --envs-file repro-envs.toml",
+    "repro env build": "issuemine repro env build torch-1-13 --envs-file repro-envs.toml",
+    "demo": "issuemine demo --out issuemine-demo",
+}
+
+
+def _with_examples(command: Any, path: str) -> Any:
+    """Put each command's example in its --help epilog (groups: every subcommand's)."""
+    if path in EXAMPLES:
+        command.epilog = f"Example: {EXAMPLES[path]}"
+    for name, sub in (getattr(command, "commands", None) or {}).items():
+        _with_examples(sub, f"{path} {name}")
+    return command
+
+
 def load_command(name: str) -> Any:
     """The click command (or group) of ``name``, importing its command group's module."""
     module, attribute, _ = COMMANDS[name]
@@ -44,10 +82,10 @@ def load_command(name: str) -> Any:
     if attribute.endswith("_app"):
         group = typer.main.get_group(target)
         group.name = name
-        return group
+        return _with_examples(group, name)
     one = typer.Typer()
     one.command(name)(target)
-    return typer.main.get_command(one)
+    return _with_examples(typer.main.get_command(one), name)
 
 
 class LazyGroup(TyperGroup):

@@ -20,7 +20,9 @@ from issuemine.errors import IssuemineError
 if TYPE_CHECKING:
     from issuemine.db import Database
 
-out = Console(soft_wrap=True)
+# Off a terminal (a pipe, a file) nothing is cut at 80 columns: tables take the width they need.
+PIPE_WIDTH = 400
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else PIPE_WIDTH)
 err = Console(stderr=True)
 
 DbOption = typer.Option(
@@ -74,11 +76,22 @@ def print_json(data: Any) -> None:
 
 
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
+    """A table that never truncates: identifiers and numbers keep their full width; prose columns
+    (values with spaces) take the rest of the line and wrap at words instead of ending in "…"."""
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
     tab = Table(title=title, title_justify="left")
     for i, col in enumerate(columns):
-        tab.add_column(col, justify="left" if i == 0 else "right")
-    for row in rows:
-        tab.add_row(*["" if v is None else str(v) for v in row])
+        values = [row[i] for row in cells if i < len(row)]
+        widest = max((len(v) for v in values), default=0)
+        prose = any(" " in v for v in values) and widest > 24
+        if prose:
+            tab.add_column(col, justify="left", overflow="fold", ratio=1, min_width=12)
+            continue
+        numeric = bool(values) and all(v.replace(".", "", 1).lstrip("-").isdigit() or not v for v in values)
+        width = min(max(widest, *(len(w) for w in col.split())), 40)
+        tab.add_column(col, justify="right" if numeric and i else "left", no_wrap=True, min_width=width)
+    for row in cells:
+        tab.add_row(*row)
     return tab
 
 

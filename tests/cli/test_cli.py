@@ -62,6 +62,7 @@ def assert_clean_error(result, *fragments: str) -> None:  # type: ignore[no-unty
 def test_every_command_has_help(cli, command):
     result = run(cli, *command.split(), "--help")
     assert result.exit_code == 0
+    assert "Example: issuemine " in result.output, f"{command} --help shows no example"
     assert "Usage:" in result.output
     # The docstring's first line is the help: a command without one is a defect.
     assert len(result.output.split("Usage:")[1].strip().splitlines()) > 3
@@ -257,3 +258,11 @@ def test_demo(cli, tmp_path: Path):
         ("g_not_runnable.py", "not-runnable", None),
     ]
     assert data["repro"]["versions"]["torch"].startswith("2.13") and "bwrap" in data["repro"]["sandbox"]
+
+
+def test_tables_off_a_terminal_are_never_cut(cli):
+    result = run(cli, "converters")
+    assert result.exit_code == 0
+    assert "…" not in result.output and "PyTorch/TensorFlow to Core ML" in result.output
+    codebook = run(cli, "taxonomy", "show", "cause")
+    assert "…" not in codebook.output and "incompatibility" in codebook.output
