@@ -88,7 +88,7 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
             tab.add_column(col, justify="left", overflow="fold", ratio=1, min_width=12)
             continue
         numeric = bool(values) and all(v.replace(".", "", 1).lstrip("-").isdigit() or not v for v in values)
-        width = min(max(widest, *(len(w) for w in col.split())), 40)
+        width = min(max([widest, *(len(w) for w in col.split())]), 40)
         tab.add_column(col, justify="right" if numeric and i else "left", no_wrap=True, min_width=width)
     for row in cells:
         tab.add_row(*row)

@@ -6,9 +6,10 @@
    as samples ``pilot`` and ``drift``, and inter-rater agreement is computed for both;
 3. the filters run and a seeded sample is drawn, as on a fetched corpus;
 4. the analysis of sample ``study`` is written to ``report/``: tables, figures, report.html;
-5. the bundled example snippets (``data/repro-examples/``) run in the sandbox against the installed
-   torch and onnxruntime, each classified as ``issuemine repro`` would (the study's issues come
-   without their text, so their own snippets need a fetch first).
+5. the bundled example snippets (``data/repro-examples/``) enter the database as issues of
+   ``issuemine/examples``, are extracted and run in the sandbox against the installed torch and
+   onnxruntime, and their verdicts are stored (``issuemine repro show issuemine/examples#2``); the
+   study's issues come without their text, so their own snippets need a fetch first.
 """
 
 from __future__ import annotations
@@ -17,11 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from issuemine.analysis import tables
 from issuemine.corpus import filters, sampling, status
 from issuemine.corpus.status import CorpusStatus
-from issuemine.db import open_db
+from issuemine.corpus.store import save_issue
+from issuemine.db import Database, open_db
 from issuemine.db.labels import final_labels, ratings_frame
+from issuemine.db.models import Issue, Repository, ReproRun
+from issuemine.db.rows import ensure_repository
 from issuemine.domain.converters import load_catalog, resolve
 from issuemine.domain.taxonomy import taxonomy
 from issuemine.errors import IssuemineError
@@ -60,25 +66,64 @@ DEMO_EXAMPLES = (
 )
 
 
-def reproduce_examples() -> dict[str, Any]:
-    """Run the torch example snippets in the sandbox; say why not when this machine cannot isolate them."""
+EXAMPLES_REPO = "issuemine/examples"
+
+
+def store_examples(db: Database) -> None:
+    """The example snippets as issues of a repository of their own (``issuemine/examples#1``...),
+    so they go through extraction, runs and ``repro show`` like any fetched issue."""
+    folder = data_dir() / "repro-examples"
+    with db.session() as session:
+        repo_id = ensure_repository(session, EXAMPLES_REPO)
+        for number, name in enumerate(DEMO_EXAMPLES, start=1):
+            code = (folder / name).read_text(encoding="utf-8")
+            title = code.splitlines()[0].lstrip("# ").strip()
+            body = f"Bundled example `{name}`.\n\n```python\n{code}```\n"
+            raw = {
+                "id": 9_000_000 + number,
+                "number": number,
+                "title": title,
+                "body": body,
+                "state": "closed",
+                "html_url": f"data/repro-examples/{name}",
+            }
+            save_issue(session, repo_id, raw, source="bundled")
+
+
+def reproduce_examples(db: Database) -> dict[str, Any]:
+    """Extract and run the example snippets in the sandbox, storing candidates and verdicts as for
+    fetched issues; say why not when this machine cannot isolate them."""
+    from issuemine.repro.candidates import extract_issues
     from issuemine.repro.environments import current
-    from issuemine.repro.runs import Job, Outcome, Runner, RunOptions
+    from issuemine.repro.runs import RunOptions, run_issues
     from issuemine.repro.sandbox import Limits
 
+    store_examples(db)
+    extract_issues(db)
     try:
-        runner = Runner(RunOptions(env=current(), limits=Limits(timeout=60)))
+        report_ = run_issues(db, RunOptions(env=current(), limits=Limits(timeout=60)))
     except IssuemineError as exc:
         return {"skipped": str(exc)}
-    outcomes: list[Outcome] = []
-    folder = data_dir() / "repro-examples"
-    runner.run_all([Job(None, (folder / name).read_text(encoding="utf-8")) for name in DEMO_EXAMPLES], outcomes.append)
+    with db.session() as session:
+        rows = session.execute(
+            select(Issue.number, ReproRun.variant, ReproRun.verdict, ReproRun.stage, ReproRun.reason, ReproRun.versions)
+            .join(ReproRun, ReproRun.issue_id == Issue.id)
+            .join(Repository, Repository.id == Issue.repository_id)
+            .where(Repository.full_name == EXAMPLES_REPO)
+            .order_by(Issue.number, ReproRun.variant)
+        ).all()
     runs = [
-        {"example": name, "verdict": o.verdict.verdict, "stage": o.verdict.stage, "reason": o.verdict.reason}
-        for name, o in zip(DEMO_EXAMPLES, outcomes, strict=False)
+        {
+            "example": f"{EXAMPLES_REPO}#{number} {DEMO_EXAMPLES[number - 1]}"
+            + ("" if variant == "as-written" else f" ({variant})"),
+            "verdict": verdict,
+            "stage": stage,
+            "reason": reason,
+        }
+        for number, variant, verdict, stage, reason, _ in rows
     ]
-    first = outcomes[0].result if outcomes else {}
-    return {"sandbox": first.get("isolation"), "versions": first.get("versions", {}), "runs": runs}
+    versions = rows[0][5] if rows else {}
+    return {"sandbox": report_.sandbox, "versions": versions, "runs": runs}
 
 
 def run_demo(out_dir: Path, *, seed: int = 7, per_converter: int = 30) -> DemoResult:
@@ -114,7 +159,7 @@ def run_demo(out_dir: Path, *, seed: int = 7, per_converter: int = 30) -> DemoRe
             "Table 10, top causes by symptom:": tables.cause_by_symptom(final, tax),
         }
         rendered = {title: tables.render(table, "md") for title, table in shown.items()}
-        repro = reproduce_examples()
+        repro = reproduce_examples(db)
         return DemoResult(
             db_path, loaded, status.corpus_status(db), agreements, len(final), built.html, rendered, repro
         )

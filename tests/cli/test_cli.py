@@ -239,6 +239,7 @@ def test_demo(cli, tmp_path: Path):
             urls |= {row["url"] for row in csv.DictReader(fh)}
     assert data["loaded"] == len(urls)  # one stub per distinct issue across the three files
     repos = {r["repo"]: r["stubs"] for r in data["status"]["repositories"]}
+    assert repos.pop("issuemine/examples") == 0  # the bundled snippets: issues with their text
     assert repos == {repo: sum(1 for u in urls if f"/{repo}/" in u) for repo in repos}
     samples = {s["name"]: s["members"] for s in data["status"]["samples"]}
     assert samples["demo"] == {"torch.onnx": 30, "tf2onnx": 30}
@@ -250,14 +251,19 @@ def test_demo(cli, tmp_path: Path):
     assert Path(data["report"]).is_file() and "Table 10" in " ".join(data["tables"])
     verdicts = [(r["example"], r["verdict"], r["stage"]) for r in data["repro"]["runs"]]
     assert verdicts == [
-        ("a_torchscript_passes.py", "passes", None),
-        ("b_unsupported_operator.py", "crash", "node-conversion"),
-        ("c_trace_crash.py", "crash", "load-model"),
-        ("d_ort_refuses.py", "ort-load-fail", None),
-        ("e_wrong_model.py", "wrong-model", None),
-        ("g_not_runnable.py", "not-runnable", None),
+        ("issuemine/examples#1 a_torchscript_passes.py", "passes", None),
+        ("issuemine/examples#2 b_unsupported_operator.py", "crash", "node-conversion"),
+        ("issuemine/examples#3 c_trace_crash.py", "crash", "load-model"),
+        ("issuemine/examples#4 d_ort_refuses.py", "ort-load-fail", None),
+        ("issuemine/examples#5 e_wrong_model.py", "wrong-model", None),
+        ("issuemine/examples#6 g_not_runnable.py", "not-runnable", None),
+        ("issuemine/examples#6 g_not_runnable.py (legacy-exporter)", "not-runnable", None),
     ]
-    assert data["repro"]["versions"]["torch"].startswith("2.13") and "bwrap" in data["repro"]["sandbox"]
+    assert data["repro"]["versions"]["torch"].startswith("2.13") and data["repro"]["sandbox"] == "bwrap"
+    # The verdicts are stored: repro show and repro report read them from the demo's database.
+    db = ["--db", str(tmp_path / "demo" / "issuemine.db")]
+    shown = run(cli, "repro", "show", "issuemine/examples#2", *db)
+    assert shown.exit_code == 0 and "crash at stage node-conversion" in shown.output
 
 
 def test_tables_off_a_terminal_are_never_cut(cli):
