@@ -108,7 +108,8 @@ def _question(screen: Screen) -> RenderableType:
         if screen.show_help:
             row.append(code.definition + (f" {code.guidance}" if code.guidance else ""))
         table.add_row(*row)
-    hint = " (Enter accepts →)" if current or suggested else ""
+    how = "type its number, then Enter" if len(screen.choices) > 9 else "press its number"
+    hint = f" ({how}" + ("; Enter alone accepts →)" if current or suggested else ")")
     typed = f"  typed: {screen.typed}" if screen.typed else ""
     return Panel(table, title=f"{screen.question}{hint}{typed}", title_align="left", border_style="green")
 

@@ -111,8 +111,9 @@ class AdjudicationSession:
             number = int(typed)
             if not 1 <= number <= len(choices):
                 self.typed, self.message = "", f"choose 1-{len(choices)}"
-            elif key.isdigit() and number * 10 <= len(choices):
+            elif key.isdigit() and len(choices) > 9:  # as in the label session: Enter confirms
                 self.typed = typed
+                self.message = f"{number}: {choices[number - 1].name}? Enter confirms"
             else:
                 self.typed = ""
                 record(self.db, self.taxonomy, item.issue_id, item.dimension, choices[number - 1].code, self.judge)

@@ -200,18 +200,21 @@ class LabelSession:
         self.message = "note saved"
 
     def _digit(self, key: str) -> None:
+        """Up to 9 choices, a number answers at once. With more (14 causes), the number is typed and
+        Enter confirms it: "1" then "2" is then always 12, never two answers."""
         choices = self.choices(self.dimension)
-        typed = self.typed + key
+        typed = self.typed + key if len(choices) > 9 else key
         number = int(typed)
         if number < 1 or number > len(choices):
             self.typed = ""
-            self.message = f"choose 1-{len(choices)}"
+            self.message = f"choose 1-{len(choices)}" + (", then Enter" if len(choices) > 9 else "")
             return
-        if number * 10 > len(choices):  # no longer choice starts with these digits: answer now
+        if len(choices) <= 9:
             self.typed = ""
             self._answer(choices[number - 1].code)
         else:
             self.typed = typed
+            self.message = f"{number}: {choices[number - 1].name}? Enter confirms, Backspace clears"
 
     def _enter(self) -> None:
         dimension = self.dimension

@@ -64,7 +64,9 @@ def test_label_back_undo_quit_kill_and_resume(label_db, db_path):
     child.expect(SYMPTOM_Q)
     child.send("1")
     child.expect(CAUSE_Q)
-    child.send("4")  # shape problem: the issue is complete
+    child.send("4")  # shape problem: with 14 causes the number waits for Enter ...
+    child.expect("Enter confirms")
+    child.send("\r")  # ... which completes the issue
     second = current_issue(child)
     assert second != first
     assert ana(label_db) == sorted(
@@ -84,7 +86,7 @@ def test_label_back_undo_quit_kill_and_resume(label_db, db_path):
     child.expect(SYMPTOM_Q)
     child.send("2")
     child.expect(CAUSE_Q)
-    child.send("1")  # "1" waits for a second digit (14 causes)
+    child.send("1")  # 14 causes: the number waits for Enter
     child.expect("typed: 1")
     os.kill(child.pid, signal.SIGKILL)
     child.expect(pexpect.EOF)
@@ -94,7 +96,7 @@ def test_label_back_undo_quit_kill_and_resume(label_db, db_path):
     child = spawn(db)
     assert current_issue(child) == second
     child.expect(CAUSE_Q)
-    child.send("10")  # "1" then "0": algorithmic error (10), which has sub-types
+    child.send("10\r")  # "1", "0", Enter: algorithmic error (10), which has sub-types
     child.expect("Which kind of Algorithmic error")
     child.send("2")
     third = current_issue(child)

@@ -90,7 +90,8 @@ def test_two_raters_label_the_same_sample_at_once(pg_db, catalog):
         )
 
     ana, bob = spawn("ana"), spawn("bob")
-    answers = {"ana": "214", "bob": "325"}  # stage, symptom, cause (shape problem / numerical: no sub-causes)
+    # stage, symptom, cause (shape problem / numerical: no sub-causes; 14 causes: number, then Enter)
+    answers = {"ana": ["2", "1", "4\r"], "bob": ["3", "2", "5\r"]}
     for _ in range(3):  # three issues each, key by key, interleaved
         for step in range(3):
             for child, rater in ((ana, "ana"), (bob, "bob")):

@@ -60,9 +60,12 @@ def test_answers_are_committed_at_once_and_subcause_follows_cause(label_db):
     s.press("2")
     assert ratings(label_db) == {f"{first}:stage": "node-conversion"}
     press(s, "2")  # wrong model
-    s.press("1")  # 14 causes: "1" could be 1 or 10-14, so it waits
+    s.press("1")  # 14 causes: a number is confirmed with Enter
     assert s.screen().typed == "1" and s.screen().dimension == "cause"
     s.press("4")  # 14: testing
+    assert f"{first}:cause" not in ratings(label_db) and s.screen().typed == "14"
+    assert s.screen().message.startswith("14: Testing?")
+    s.press("\r")
     assert ratings(label_db)[f"{first}:cause"] == "testing"
     assert s.screen().issue.number != first  # testing has no sub-causes: the issue is done
     assert status(label_db)[first] == "done"
@@ -71,7 +74,7 @@ def test_answers_are_committed_at_once_and_subcause_follows_cause(label_db):
 def test_incompatibility_asks_its_subtype(label_db):
     s = session(label_db)
     first = s.screen().issue.number
-    press(s, "222")
+    press(s, "222\r")  # stage, symptom, cause (14 causes: number, then Enter)
     assert s.screen().dimension == "subcause"
     assert [c.name for c in s.screen().choices] == ["Internal", "External"]
     s.press("2")
@@ -91,7 +94,7 @@ def test_back_keeps_and_enter_accepts_earlier_answers(label_db):
     assert s.screen().dimension == "stage"
     s.press("3")  # change stage
     assert ratings(label_db)[f"{first}:stage"] == "graph-optimization"
-    press(s, "\r2")  # keep crash, then incompatibility
+    press(s, "\r2\r")  # keep crash, then incompatibility
     assert s.screen().dimension == "subcause"
     s.press("1")
     assert s.screen().issue.number != first
@@ -110,7 +113,7 @@ def test_undo_reverts_the_last_answer_in_the_database(label_db):
     assert ratings(label_db) == {}
     s.press("u")
     assert s.screen().message == "nothing to undo"
-    press(s, "213")  # finishes the issue (type problem has sub-types: not yet)
+    press(s, "213\r")  # finishes the issue (type problem has sub-types: not yet)
     assert s.screen().dimension == "subcause"
     s.press("2")
     assert s.screen().issue.number != first
@@ -122,11 +125,11 @@ def test_undo_reverts_the_last_answer_in_the_database(label_db):
 def test_changing_the_cause_drops_its_old_subcause(label_db):
     s = session(label_db)
     first = s.screen().issue.number
-    press(s, "2222")
+    press(s, "222\r2")
     s.press("b")
     while s.screen().issue.number != first or s.screen().dimension != "cause":
         s.press("b")
-    s.press("4")  # shape problem: no sub-causes
+    press(s, "4\r")  # shape problem: no sub-causes
     assert f"{first}:subcause" not in ratings(label_db)
     assert ratings(label_db)[f"{first}:cause"] == "shape-problem"
 
