@@ -17,8 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 from issuemine.domain.converters import knowledge
-from issuemine.domain.stages import infer_stage
-from issuemine.domain.tracebacks import parse_traceback
+from issuemine.domain.stages import stage_from_pasted
 from issuemine.repro.extract import Candidate, extract
 from issuemine.testing.threads import Thread, load_threads
 
@@ -26,11 +25,7 @@ THREADS = Path(__file__).resolve().parent.parent / "tests" / "repro" / "threads"
 
 
 def pasted_stage(tracebacks: list[str]) -> str:
-    for text in tracebacks:
-        error = parse_traceback(text)
-        if error:
-            return infer_stage(error, "", knowledge().stages)[0]
-    return ""
+    return stage_from_pasted(tracebacks, knowledge().stages) or ""
 
 
 def main() -> None:

@@ -123,3 +123,14 @@ def infer_stage(error: dict[str, Any] | None, tail: str, rules: StageRules) -> t
             if text.startswith(prefix):
                 return stage, f"exporter message '{text}...'"
     return NOT_DISTINGUISHABLE, "no converter frame, exception or message identifies the stage"
+
+
+def stage_from_pasted(tracebacks: list[str], rules: StageRules) -> str | None:
+    """The stage the first readable traceback a reporter pasted implies (None when none is readable)."""
+    from issuemine.domain.tracebacks import parse_traceback
+
+    for text in tracebacks:
+        error = parse_traceback(str(text))
+        if error:
+            return infer_stage(error, "", rules)[0]
+    return None

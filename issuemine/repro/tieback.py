@@ -21,8 +21,7 @@ from issuemine.db.models import Issue, Repository, ReproCandidate, ReproRun, Sam
 from issuemine.db.rows import sample_id, table_of
 from issuemine.domain.addresses import parse_issue_url
 from issuemine.domain.converters import default_catalog_paths, knowledge, load_catalog
-from issuemine.domain.stages import infer_stage
-from issuemine.domain.tracebacks import parse_traceback
+from issuemine.domain.stages import stage_from_pasted
 from issuemine.errors import IssuemineError
 from issuemine.repro.runs import AS_WRITTEN, LEGACY, shown_run
 from issuemine.repro.verdicts import VERDICTS
@@ -439,10 +438,7 @@ def _traceback_agreement(candidates: dict[int, Any], labeled: dict[int, Any]) ->
         stage = getattr(label, "stage", None) if label is not None else None
         if not stage:
             continue
-        for text in candidate.tracebacks or []:
-            error = parse_traceback(str(text))
-            if error:
-                inferred, _ = infer_stage(error, "", rules)
-                pairs.append((str(stage), inferred))
-                break
+        inferred = stage_from_pasted(candidate.tracebacks or [], rules)
+        if inferred is not None:
+            pairs.append((str(stage), inferred))
     return StageAgreement(pairs)

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from issuemine.domain.converters import knowledge
-from issuemine.domain.stages import infer_stage
-from issuemine.domain.tracebacks import parse_traceback
+from issuemine.domain.stages import stage_from_pasted
 from issuemine.repro.extract import extract
 from issuemine.testing.threads import Thread, load_threads
 
@@ -17,11 +16,7 @@ THREADS = load_threads(Path(__file__).parent / "threads")
 
 def pasted_stage(tracebacks: list[str]) -> str:
     """The stage the first readable pasted traceback implies ("" when there is none)."""
-    for text in tracebacks:
-        error = parse_traceback(text)
-        if error:
-            return infer_stage(error, "", knowledge().stages)[0]
-    return ""
+    return stage_from_pasted(tracebacks, knowledge().stages) or ""
 
 
 def test_there_are_enough_threads_of_both_converters():
