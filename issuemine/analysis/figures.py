@@ -17,7 +17,8 @@ from matplotlib.figure import Figure
 WIDTH = 3.5  # inches, one column of a two-column paper
 MARK_CHANGES = 5  # opset releases drawn on the timeline (the study's Figure 6)
 CONVERTER_COLORS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
-CATEGORY_COLORS = matplotlib.colormaps["tab20"].colors  # type: ignore[attr-defined]
+# Distinct hues for unordered categories (stages, symptoms); a paired palette would suggest pairs.
+CATEGORY_COLORS = matplotlib.colormaps["tab10"].colors  # type: ignore[attr-defined]
 STYLE: Any = dict(
     {
         "font.size": 7,
@@ -47,6 +48,12 @@ def styled(draw: Callable[..., Figure]) -> Callable[..., Figure]:
     return wrapper
 
 
+def _title(ax: Any, title: str | None, **kwargs: Any) -> None:
+    """Titles are optional: a paper captions its figures instead."""
+    if title:
+        ax.set_title(title, **kwargs)
+
+
 def converter_color(converters: list[str]) -> dict[str, Any]:
     return {c: CONVERTER_COLORS[i % len(CONVERTER_COLORS)] for i, c in enumerate(sorted(converters))}
 
@@ -72,7 +79,7 @@ def stacked_bars(table: pd.DataFrame, title: str, category: str) -> Figure:
         left += shares.loc[cat]
     ax.set_xlim(0, 100)
     ax.set_xlabel(f"share of labeled failures (%), n = {int(counts.to_numpy().sum())}")
-    ax.set_title(title)
+    _title(ax, title)
     fig.legend(title=category, ncols=3, loc="outside lower center", frameon=False)
     return fig
 
@@ -92,7 +99,7 @@ def heatmap(table: pd.DataFrame, title: str) -> Figure:
     top = values.max() if values.size else 0
     for (i, j), v in pd.DataFrame(values).stack().items():
         ax.text(j, i, str(int(v)), ha="center", va="center", fontsize=6, color="white" if v > top / 2 else "black")
-    ax.set_title(title)
+    _title(ax, title)
     fig.colorbar(image, ax=ax, label="failures (count)", shrink=0.8)
     return fig
 
@@ -127,7 +134,7 @@ def cumulative(quarters: pd.DataFrame, releases: list[tuple[str, Any, int]], tit
                 )
     ax.set_xlabel("quarter the issue was opened")
     ax.set_ylabel("cumulative failures (count)")
-    ax.set_title(f"{title}\n(dotted: opsets with ≥ {MARK_CHANGES} operator changes)", pad=16)
+    _title(ax, f"{title}\n(dotted: opsets with ≥ {MARK_CHANGES} operator changes)" if title else None, pad=16)
     ax.legend(loc="upper left", frameon=False)
     return fig
 
@@ -143,11 +150,18 @@ def agreement_chart(rows: list[dict[str, Any]], title: str) -> Figure:
     colors = category_color(groups)
     for k, group in enumerate(groups):
         part = frame[frame["group"] == group].set_index("dimension").reindex(dims)
-        ax.bar([i + k * width for i in range(len(dims))], part["value"], width, label=group, color=colors[group])
+        xs = [i + k * width for i in range(len(dims))]
+        ax.bar(xs, part["value"].fillna(0), width, label=group, color=colors[group])
+        for x, (_, row) in zip(xs, part.iterrows(), strict=True):
+            n = "" if pd.isna(row.get("n")) else f"n={int(row['n'])}"
+            if pd.isna(row["value"]):  # say why there is no bar rather than leave a gap
+                ax.text(x, 0.02, f"{n}\n{row.get('why') or 'not computable'}", ha="center", va="bottom", fontsize=4)
+            elif n:
+                ax.text(x, row["value"] + 0.01, n, ha="center", va="bottom", fontsize=4)
     ax.set_xticks([i + width * (len(groups) - 1) / 2 for i in range(len(dims))], labels=dims)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("agreement (κ; α for > 2 raters)")
-    ax.set_title(title)
+    _title(ax, title)
     fig.legend(frameon=False, ncols=min(len(groups), 4), loc="outside lower center")
     return fig
 

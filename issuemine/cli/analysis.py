@@ -25,6 +25,9 @@ def analyze_cmd(
         None, "--out", help="Write every table (md, csv, LaTeX, JSON), every figure (PNG, PDF) and report.html here."
     ),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="With --out: also draw the figures."),
+    titles: bool = typer.Option(
+        True, "--titles/--no-titles", help="With --out: titles inside the figures (off for a paper that captions them)."
+    ),
     sample: str | None = typer.Option(None, "--sample", help="Sample to analyze (needed when several have labels)."),
     converter: list[str] | None = typer.Option(None, "--converter", help="Only these converter(s)."),
     db: str | None = DbOption,
@@ -39,7 +42,9 @@ def analyze_cmd(
     tax, _ = load_taxonomy(taxonomy_dir)
     database_ = database(db)
     if out_dir is not None:
-        built = report.build(database_, tax, catalog(), out_dir, sample, tuple(converter or ()), with_figures=figures)
+        built = report.build(
+            database_, tax, catalog(), out_dir, sample, tuple(converter or ()), with_figures=figures, titles=titles
+        )
         err.print(
             f"sample {built.sample!r}: {built.issues} labeled issues; wrote {len(built.files)} files to "
             f"{out_dir} (report: {built.html})"

@@ -352,7 +352,7 @@ def status_cmd(db: str | None = DbOption, as_json: bool = JsonOption) -> None:
         out.print(filter_table(data.filters))
     for s in data.samples:
         sizes = ", ".join(f"{c}: {n}" for c, n in s.members.items())
-        out.print(f"sample {s.name!r} (seed {s.seed}, {s.created_at}): {sizes}")
+        out.print(f"sample {s.name!r} ({s.origin}, {s.created_at}): {sizes}")
     if data.last_fetch:
         out.print(
             table(

@@ -26,7 +26,8 @@ class RepositoryCounts:
 @dataclass
 class SampleSummary:
     name: str
-    seed: int | None
+    origin: str  # "drawn with seed 7, 100 per converter" or "imported from FILE"
+    seed: int | None  # None for an imported sample: it was not drawn
     per_converter: int | None
     members: dict[str, int]
     created_at: str
@@ -107,11 +108,19 @@ def corpus_status(db: Database) -> CorpusStatus:
                     .group_by(SampleMember.converter)
                 ).all()
             )
+            params = sample.params or {}
+            imported = params.get("source") == "labels import"
+            origin = (
+                f"imported from {params.get('file')}"
+                if imported
+                else f"drawn with seed {sample.seed}, {sample.per_converter} per converter"
+            )
             samples.append(
                 SampleSummary(
                     sample.name,
-                    sample.seed,
-                    sample.per_converter,
+                    origin,
+                    None if imported else sample.seed,
+                    None if imported else sample.per_converter,
                     sizes,
                     sample.created_at.isoformat(timespec="seconds"),
                 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -86,7 +87,10 @@ def build(
     sample: str | None = None,
     converters: tuple[str, ...] = (),
     with_figures: bool = True,
+    titles: bool = True,
 ) -> Report:
+    """Tables, figures and report.html in ``out``. ``titles=False`` draws figures without titles, for
+    a paper that captions them."""
     start = time.perf_counter()
     name, final = selection.load_final(db, taxonomy, sample, catalog, converters)
     out.mkdir(parents=True, exist_ok=True)
@@ -112,28 +116,42 @@ def build(
     images: dict[str, Path] = {}
     if with_figures:
         fig_dir = out / "figures"
+
+        def title(text: str) -> str:
+            return text if titles else ""
+
         made = {
-            "stages": figures.stacked_bars(tables.stage_table(final, taxonomy), "Where converters fail", "stage"),
+            "stages": figures.stacked_bars(
+                tables.stage_table(final, taxonomy), title("Where converters fail"), "stage"
+            ),
             "symptoms": figures.stacked_bars(
-                tables.symptom_table(final, taxonomy, compare=False), "How failures show", "symptom"
+                tables.symptom_table(final, taxonomy, compare=False), title("How failures show"), "symptom"
             ),
             "cause-by-symptom": figures.heatmap(
-                tables.cause_by_symptom(final, taxonomy), "Top causes by symptom and converter"
+                tables.cause_by_symptom(final, taxonomy), title("Top causes by symptom and converter")
             ),
             "failures-over-time": figures.cumulative(
-                trends.quarterly(final), trends.releases(history), "Failures over time and ONNX opset releases"
+                trends.quarterly(final), trends.releases(history), title("Failures over time and ONNX opset releases")
             ),
         }
         overall = [
-            {"group": r["sample"], "dimension": r["dimension"], "value": r["value"]}
+            {
+                "group": r["sample"],
+                "dimension": r["dimension"],
+                "value": r["value"],
+                "n": r["n"],
+                "why": None if r["value"] is not None else ("one rater" if "," not in r["raters"] else "one category"),
+            }
             for r in agreement_rows
-            if r["scope"] == "all" and r["value"] is not None
+            if r["scope"] == "all"
         ]
         if overall:
-            made["agreement"] = figures.agreement_chart(overall, "Inter-rater agreement per sample and dimension")
+            made["agreement"] = figures.agreement_chart(
+                overall, title("Inter-rater agreement per sample and dimension")
+            )
         if report.repro and report.repro.stage_agreement.n:
             made["repro-stages"] = figures.heatmap(
-                stage_pairs(report.repro, taxonomy), "Re-run crashes: labeled stage (rows) vs inferred stage"
+                stage_pairs(report.repro, taxonomy), title("Re-run crashes: labeled stage (rows) vs inferred stage")
             )
         for key, fig in made.items():
             paths = figures.save(fig, fig_dir, key)
@@ -146,7 +164,24 @@ def build(
 
 
 def _table_html(table: pd.DataFrame) -> str:
+    """A table, or nothing for an empty one (its section's text says why)."""
+    if table.empty:
+        return ""
     return tables.flatten(table).to_html(classes="t", na_rep="", float_format=lambda v: f"{v:.3g}")
+
+
+def _with_contents(parts: list[str]) -> list[str]:
+    """Anchors on every section heading and a table of contents before the first one."""
+    entries, done = [], []
+    for part in parts:
+        found = re.match(r"<h2>(.*)</h2>$", part, re.S)
+        if found:
+            anchor = re.sub(r"[^a-z0-9]+", "-", html.unescape(re.sub(r"<[^>]+>", "", found[1])).lower()).strip("-")
+            entries.append(f'<li><a href="#{anchor}">{found[1]}</a></li>')
+            part = f'<h2 id="{anchor}">{found[1]}</h2>'
+        done.append(part)
+    first = next((i for i, p in enumerate(done) if p.startswith("<h2")), len(done))
+    return [*done[:first], "<nav><b>Contents</b><ol>", *entries, "</ol></nav>", *done[first:]]
 
 
 def _img(path: Path, alt: str) -> str:
@@ -231,7 +266,7 @@ def _write_html(
         *_repro_html(report.repro, images),
         "</body></html>",
     ]
-    report.html.write_text("\n".join(parts), encoding="utf-8")
+    report.html.write_text("\n".join(_with_contents(parts)), encoding="utf-8")
 
 
 def _crosstab_html(frame: Crosstab) -> str:

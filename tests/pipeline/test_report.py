@@ -7,6 +7,7 @@ import json
 import re
 from datetime import date
 
+import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
@@ -103,3 +104,23 @@ def test_cli_analyze_out_and_opset_trend(cli, study_db, db_path, tmp_path):
     )
     assert result.exit_code == 0 and result.stdout.splitlines()[0].startswith("release,released,changes,failures")
     assert "Spearman rho" in result.output
+
+
+def test_figures_for_a_paper_and_a_report_that_guides(study_db, tmp_path):
+    from issuemine.analysis import figures
+
+    built = report.build(study_db, taxonomy(), load_catalog(), tmp_path / "r", "study", titles=False)
+    page = built.html.read_text()
+    assert "<nav><b>Contents</b>" in page and 'href="#symptoms-table-9"' in page and 'id="symptoms-table-9"' in page
+    assert "imported from" in page  # an imported sample is not shown as drawn with seed 0
+    bars = figures.stacked_bars(pd.DataFrame({"tf2onnx": [3, 1]}, index=["Crash", "Hang"]), "", "symptom")
+    assert bars.axes[0].get_title() == ""
+    chart = figures.agreement_chart(
+        [
+            {"group": "pilot", "dimension": "cause", "value": 0.9, "n": 60, "why": None},
+            {"group": "study", "dimension": "cause", "value": None, "n": 200, "why": "one rater"},
+        ],
+        "",
+    )
+    texts = [t.get_text() for t in chart.axes[0].texts]
+    assert "n=60" in texts and "n=200\none rater" in texts  # a missing bar says why
