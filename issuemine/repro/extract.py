@@ -20,7 +20,7 @@ from typing import Any
 from issuemine.domain.converters import CommandLine, Knowledge, knowledge
 from issuemine.domain.tracebacks import find_tracebacks
 from issuemine.repro.posts import Block, blocks_of
-from issuemine.repro.repairs import GPU_ONLY, repair
+from issuemine.repro.repairs import GPU_ONLY, bound_names, repair
 from issuemine.repro.versions import reported_versions
 
 EXTRACTOR_VERSION = "2"
@@ -168,19 +168,10 @@ def _context_blocks(code: str, others: list[Block], known: Knowledge) -> list[Bl
 
 
 def _unbound(code: str) -> set[str]:
+    """Names the code uses but never binds (nor Python's builtins)."""
     tree = ast.parse(code)
-    bound: set[str] = set()
-    used: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
-        elif isinstance(node, ast.Name):
-            (used if isinstance(node.ctx, ast.Load) else bound).add(node.id)
-        elif isinstance(node, ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef):
-            bound.add(node.name)
-        elif isinstance(node, ast.arg):
-            bound.add(node.arg)
-    return used - bound - BUILTINS
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return used - bound_names(tree) - BUILTINS
 
 
 def _versions(versions: dict[str, str]) -> dict[str, Any]:

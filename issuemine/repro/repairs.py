@@ -67,10 +67,12 @@ class _Source:
         start, end = self.span(node)
         return self.code[start:end]
 
-    def replace(self, start: int, end: int, new: str) -> None:
+    def replace(self, start: int, end: int, new: str) -> bool:
+        """Plan an edit; one overlapping an earlier edit waits for the next pass (see ``repair``)."""
         if any(s < end and start < e for s, e, _ in self.edits):
-            return  # overlapping edits: keep the first
+            return False
         self.edits.append((start, end, new))
+        return True
 
     def result(self) -> str:
         code = self.code
@@ -88,7 +90,7 @@ def _dotted(node: ast.AST) -> str | None:
     return None
 
 
-def _drop_keyword(src: _Source, call: ast.Call, keyword: ast.keyword) -> None:
+def _drop_keyword(src: _Source, call: ast.Call, keyword: ast.keyword) -> bool:
     items: list[ast.AST] = sorted([*call.args, *call.keywords], key=lambda n: (n.lineno, n.col_offset))  # type: ignore[attr-defined]
     index = items.index(keyword)
     start, end = src.span(keyword)
@@ -96,11 +98,24 @@ def _drop_keyword(src: _Source, call: ast.Call, keyword: ast.keyword) -> None:
         start = src.span(items[index - 1])[1]
     elif index + 1 < len(items):
         end = src.span(items[index + 1])[0]
-    src.replace(start, end, "")
+    return src.replace(start, end, "")
 
 
 def repair(code: str, known: Knowledge) -> tuple[str, list[Repair]]:
-    """The repaired code and what was repaired (nothing when the code does not parse)."""
+    """The repaired code and what was repaired (nothing when the code does not parse).
+
+    Edits nested in one another (``torch.load(p, map_location='cuda').cuda()``) are made in passes,
+    until a pass changes nothing."""
+    done: list[Repair] = []
+    for _ in range(4):
+        code, made = _repair_once(code, known)
+        if not made:
+            break
+        done += made
+    return code, done
+
+
+def _repair_once(code: str, known: Knowledge) -> tuple[str, list[Repair]]:
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
@@ -111,13 +126,12 @@ def repair(code: str, known: Knowledge) -> tuple[str, list[Repair]]:
     removed_keywords = {k for r in known.removed if (k := r.keyword)}
     entries = {e.call: e for e in known.entries}
     needs_gpu = bool(GPU_ONLY.search(code))
-    bound = _bound_names(tree)
+    bound = bound_names(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             name = _dotted(node.func) or ""
             rename = renames.get(name)
-            if rename:
-                src.replace(*src.span(node.func), rename.new)
+            if rename and src.replace(*src.span(node.func), rename.new):
                 done.append(
                     Repair(
                         "renamed-api", f"{name}(...) -> {rename.new}(...)" + (f": {rename.why}" if rename.why else "")
@@ -128,30 +142,26 @@ def repair(code: str, known: Knowledge) -> tuple[str, list[Repair]]:
                         new = rename.keywords[keyword.arg]
                         if new:
                             key_start = src.offset(keyword.lineno, keyword.col_offset)
-                            src.replace(key_start, key_start + len(keyword.arg), new)
+                            applied = src.replace(key_start, key_start + len(keyword.arg), new)
                         else:
-                            _drop_keyword(src, node, keyword)
-                        done.append(Repair("renamed-api", f"{keyword.arg}= -> {new + '=' if new else '(dropped)'}"))
+                            applied = _drop_keyword(src, node, keyword)
+                        if applied:
+                            what = new + "=" if new else "(dropped)"
+                            done.append(Repair("renamed-api", f"{keyword.arg}= -> {what}"))
             call = rename.new if rename else name
             if call in entries or rename:
                 for keyword in node.keywords:
-                    if keyword.arg in removed_keywords and not (rename and keyword.arg in rename.keywords):
-                        _drop_keyword(src, node, keyword)
+                    renamed_away = rename and keyword.arg in rename.keywords
+                    if keyword.arg in removed_keywords and not renamed_away and _drop_keyword(src, node, keyword):
                         done.append(Repair("removed-argument", f"dropped {keyword.arg}= from {call}(...)"))
                 _output_path(src, node, call, entries, done)
-            if not needs_gpu and isinstance(node.func, ast.Attribute) and node.func.attr == "cuda":
-                src.replace(*src.span(node), src.text(node.func.value))
-                done.append(Repair("cpu", f"{src.text(node)} -> {src.text(node.func.value)}"))
-            if not needs_gpu and isinstance(node.func, ast.Attribute) and node.func.attr == "to" and node.args:
-                target = node.args[0]
-                if isinstance(target, ast.Constant) and str(target.value).startswith("cuda"):
-                    src.replace(*src.span(target), "'cpu'")
-                    done.append(Repair("cpu", f".to({target.value!r}) -> .to('cpu')"))
+            if not needs_gpu:
+                _cpu_call(src, node, done)
         elif isinstance(node, ast.keyword) and node.arg in ("device", "map_location") and not needs_gpu:
             value = node.value
-            if isinstance(value, ast.Constant) and isinstance(value.value, str) and value.value.startswith("cuda"):
-                src.replace(*src.span(value), "'cpu'")
-                done.append(Repair("cpu", f"{node.arg}={value.value!r} -> {node.arg}='cpu'"))
+            cuda = isinstance(value, ast.Constant) and isinstance(value.value, str) and value.value.startswith("cuda")
+            if cuda and src.replace(*src.span(value), "'cpu'"):
+                done.append(Repair("cpu", f"{node.arg}={value.value!r} -> {node.arg}='cpu'"))  # type: ignore[attr-defined]
         elif isinstance(node, ast.Import | ast.ImportFrom):
             _rename_import(src, node, known, done)
     for name in _undefined_roots(tree, bound):
@@ -167,6 +177,19 @@ def repair(code: str, known: Knowledge) -> tuple[str, list[Repair]]:
     return repaired, done
 
 
+def _cpu_call(src: _Source, node: ast.Call, done: list[Repair]) -> None:
+    """``x.cuda()`` -> ``x``; ``x.to('cuda')`` -> ``x.to('cpu')``."""
+    if not isinstance(node.func, ast.Attribute):
+        return
+    if node.func.attr == "cuda" and src.replace(*src.span(node), src.text(node.func.value)):
+        done.append(Repair("cpu", f"{src.text(node)} -> {src.text(node.func.value)}"))
+        return
+    target = node.args[0] if node.func.attr == "to" and node.args else None
+    cuda = isinstance(target, ast.Constant) and str(target.value).startswith("cuda")
+    if target is not None and cuda and src.replace(*src.span(target), "'cpu'"):
+        done.append(Repair("cpu", f".to({target.value!r}) -> .to('cpu')"))  # type: ignore[attr-defined]
+
+
 def _rename_import(src: _Source, node: ast.Import | ast.ImportFrom, known: Knowledge, done: list[Repair]) -> None:
     modules = {old: new for r in known.renames for old, new in r.modules.items()}
     names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
@@ -178,8 +201,8 @@ def _rename_import(src: _Source, node: ast.Import | ast.ImportFrom, known: Knowl
             new = re.sub(rf"\b{re.escape(top)}\b", modules[top], text, count=1)
             if isinstance(node, ast.Import) and not any(a.asname for a in node.names):
                 new = f"{new} as {top}" if len(node.names) == 1 else new
-            src.replace(start, end, new)
-            done.append(Repair("renamed-api", f"{text} -> {new}"))
+            if src.replace(start, end, new):
+                done.append(Repair("renamed-api", f"{text} -> {new}"))
 
 
 def _output_path(src: _Source, call: ast.Call, name: str, entries: dict, done: list[Repair]) -> None:
@@ -204,18 +227,19 @@ def _output_path(src: _Source, call: ast.Call, name: str, entries: dict, done: l
         end = src.span(call)[1] - 1  # before the closing parenthesis
         last = [*call.args, *call.keywords]
         separator = ", " if last else ""
-        src.replace(end, end, f"{separator}{keyword_name}={PLACEHOLDER!r}")
-        done.append(Repair("output-path", f"no output file given: {keyword_name}={PLACEHOLDER!r}"))
+        if src.replace(end, end, f"{separator}{keyword_name}={PLACEHOLDER!r}"):
+            done.append(Repair("output-path", f"no output file given: {keyword_name}={PLACEHOLDER!r}"))
         return
     if isinstance(target, ast.Constant) and isinstance(target.value, str):
         path = target.value
         if "/" in path.lstrip("./") or "\\" in path or path.startswith(("/", "~")):
             base = re.split(r"[\\/]", path)[-1] or PLACEHOLDER
-            src.replace(*src.span(target), repr(base))
-            done.append(Repair("output-path", f"{path!r} -> {base!r} (the working directory)"))
+            if src.replace(*src.span(target), repr(base)):
+                done.append(Repair("output-path", f"{path!r} -> {base!r} (the working directory)"))
 
 
-def _bound_names(tree: ast.AST) -> set[str]:
+def bound_names(tree: ast.AST) -> set[str]:
+    """Every name the code binds: assignments, imports, definitions, arguments."""
     bound: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):

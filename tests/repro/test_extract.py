@@ -140,3 +140,14 @@ def test_extract_issues_stores_one_row_per_issue(label_db, cli, db_path):
     assert all(json.loads(r.conversions) == ["tf2onnx.convert.from_keras"] for r in rows)
     result = cli.invoke(app, ["repro", "extract", "--sample", "s", "--db", str(db_path), "--json"])
     assert json.loads(result.stdout)["runnable"] == 6
+
+
+def test_nested_repairs_are_made_in_passes_and_only_made_ones_recorded():
+    from issuemine.domain.converters import knowledge
+    from issuemine.repro.repairs import repair
+
+    code = "import torch\nm = torch.load('w.pth', map_location='cuda').cuda()\ntorch.onnx.export(m, x, 'm.onnx')\n"
+    repaired, made = repair(code, knowledge())
+    assert "cuda" not in repaired and "torch.load('w.pth', map_location='cpu')" in repaired
+    assert sorted(r.kind for r in made) == ["cpu", "cpu"]  # the outer .cuda(), then the keyword inside it
+    assert repair("torch.onnx.export(m, x, 'm.onnx')\n", knowledge()) == ("torch.onnx.export(m, x, 'm.onnx')\n", [])
