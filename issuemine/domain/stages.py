@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from issuemine.domain.tracebacks import parse_traceback
 from issuemine.errors import IssuemineError
 
 NOT_DISTINGUISHABLE = "not-distinguishable"
@@ -127,8 +128,6 @@ def infer_stage(error: dict[str, Any] | None, tail: str, rules: StageRules) -> t
 
 def stage_from_pasted(tracebacks: list[str], rules: StageRules) -> str | None:
     """The stage the first readable traceback a reporter pasted implies (None when none is readable)."""
-    from issuemine.domain.tracebacks import parse_traceback
-
     for text in tracebacks:
         error = parse_traceback(str(text))
         if error:

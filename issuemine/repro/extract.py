@@ -19,7 +19,7 @@ from typing import Any
 
 from issuemine.domain.converters import CommandLine, Knowledge, knowledge
 from issuemine.domain.tracebacks import find_tracebacks
-from issuemine.repro.posts import Block, blocks_of
+from issuemine.repro.posts import Block, blocks_of, join_continuations
 from issuemine.repro.repairs import GPU_ONLY, bound_names, repair
 from issuemine.repro.versions import reported_versions
 
@@ -27,7 +27,6 @@ EXTRACTOR_VERSION = "2"
 BUILTINS = set(dir(builtins))
 
 CLI_CONVERSION = r"^\s*(?:\$\s*|!\s*)?(?:python[\d.]*|py)\s+-m\s+{module}\b.*$"
-CONTINUATION = re.compile(r"(?:[ \t]*(?:\\|\^)|[ \t]+`)[ \t]*\n[ \t]*")  # bash \, cmd ^, PowerShell `
 INPUT_FILE = re.compile(
     r"""["']([^"'\n]+\.(?:pth|pt|ckpt|h5|hdf5|pb|jpg|jpeg|png|bmp|npy|npz|bin|pkl|pickle|tflite|csv|txt|json|wav|onnx|keras|safetensors))["']""",
     re.I,
@@ -44,11 +43,6 @@ class Candidate:
     conversions: list[str] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
     tracebacks: list[str] = field(default_factory=list)
-
-
-def join_continuations(text: str) -> str:
-    """Multi-line shell commands as one line each (``\\``, ``^`` and backtick continuations)."""
-    return CONTINUATION.sub(" ", text)
 
 
 def _command_line(code: str, known: Knowledge) -> tuple[CommandLine, str] | None:

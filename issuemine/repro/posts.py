@@ -27,7 +27,7 @@ MAGIC = re.compile(r"^\s*%")
 BANG = re.compile(r"^\s*!")
 INLINE_CODE = re.compile(r"`([^`\n]+)`")
 # bash \, cmd ^, PowerShell ` (after a blank, or it would be the end of an inline code span)
-CONTINUED = re.compile(r"(?:[ \t]*(?:\\|\^)|[ \t]+`)[ \t]*\n[ \t]*")
+CONTINUATION = re.compile(r"(?:[ \t]*(?:\\|\^)|[ \t]+`)[ \t]*\n[ \t]*")
 CODE_HINT = re.compile(r"[=()\[\]]|^\s*(?:import|from|def|class|for|with|if|return|print)\b")
 
 
@@ -174,9 +174,9 @@ def paragraph_code(text: str, anchors: list[re.Pattern[str]]) -> list[str]:
     return found
 
 
-def _joined(text: str) -> str:
+def join_continuations(text: str) -> str:
     """Multi-line shell commands as one line each."""
-    return CONTINUED.sub(" ", text)
+    return CONTINUATION.sub(" ", text)
 
 
 def blocks_of(post: str, markdown: str | None, anchors: list[re.Pattern[str]], is_command_line: object) -> list[Block]:
@@ -201,7 +201,7 @@ def blocks_of(post: str, markdown: str | None, anchors: list[re.Pattern[str]], i
     without_indented = "\n".join(line for line in outside.split("\n") if not line.startswith(("    ", "\t")))
     for code in paragraph_code(without_indented, anchors):
         found.append(Block(post, len(found), "python", code, "", "paragraph"))
-    for line in _joined(without_indented).split("\n"):
+    for line in join_continuations(without_indented).split("\n"):
         for piece in [line, *INLINE_CODE.findall(line)]:  # the line, or `code spans` in it
             command = BANG.sub("", piece.strip().strip("`"))
             if is_command_line(command):  # type: ignore[operator]
