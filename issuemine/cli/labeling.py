@@ -94,8 +94,9 @@ def labels_import(
     """Import labels (study-sheet names, codes or codebook numbers); a bad row rejects the whole file.
 
     Columns: `stage`/`stage_code`, `symptom`/`symptom_code`, `cause`/`cause_code`, and a cause's sub-type
-    column (`incompatibility`, `type_problem`, `algorithmic_error`, or `subcause`). Unknown issues are
-    created as stubs (repo, number, url, title, created) so labels can be analyzed without a token.
+    column (`incompatibility`, `type_problem`, `algorithmic_error`, or `subcause`); an optional `note`
+    (shown to the adjudicator). Unknown issues are created as stubs (repo, number, url, title,
+    created) so labels can be analyzed without a token.
     """
     tax, _ = load_taxonomy(taxonomy_dir)
     report = ratings.import_labels(database(db), tax, file, rater=rater, sample=sample, catalog=catalog())
@@ -163,16 +164,25 @@ def assign_cmd(
 def label_cmd(
     sample: str = typer.Option(..., "--sample", help="Sample to label."),
     rater: str = typer.Option(..., "--rater", help="Your rater name; your resume point and labels are yours alone."),
+    issue: str | None = typer.Option(
+        None, "--issue", help="Open this issue first (123, owner/repo#123 or its URL) instead of the resume point."
+    ),
+    review: bool = typer.Option(
+        False, "--review", help="Walk the issues you finished, in order, to check or change your answers."
+    ),
     db: str | None = DbOption,
     taxonomy_dir: Path | None = TaxonomyOption,
 ) -> None:
     """Label a sample's issues in the terminal, one issue at a time; every answer is saved at once.
 
-    Keys: number keys choose, Enter accepts (the suggestion or your earlier answer), b back, u undo,
-    s skip, f flag as not a converter failure, n note, c comments, ? codebook, o open in a browser, q quit.
+    The header (issue, title, your labels) and the question stay on screen; the issue text scrolls
+    between them. Keys: number keys choose (with more than 9 choices, type the number and Enter),
+    Enter accepts (the suggestion or your earlier answer), b back, u undo, s skip, f flag as not a
+    converter failure, n note, g go to an issue, PgUp/PgDn (or Space, arrows) scroll, t unfolds the
+    tracebacks, c comments, ? codebook, o open in a browser, q quit.
     """
     tax, _ = load_taxonomy(taxonomy_dir)
-    label_ui.run(LabelSession(database(db), tax, sample, rater))
+    label_ui.run(LabelSession(database(db), tax, sample, rater, review=review), issue=issue)
 
 
 @handle_errors

@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 
 from issuemine.db import Database
 from issuemine.db.labels import ratings_frame
-from issuemine.db.models import Adjudication, Issue
+from issuemine.db.models import Adjudication, Issue, Rater, RaterIssue
 from issuemine.db.rows import upsert, utcnow
 from issuemine.domain.taxonomy import SUBCAUSE, Code, Taxonomy
+from issuemine.labeling.issue_text import TextPane
 
 
 @dataclass
@@ -19,14 +20,25 @@ class Disagreement:
     title: str
     dimension: str
     codes: dict[str, str]  # rater -> code
+    body: str = ""
+    notes: dict[str, str] = field(default_factory=dict)  # rater -> the note they left on the issue
 
 
 def disagreements(db: Database, taxonomy: Taxonomy, sample: str) -> list[Disagreement]:
-    """Issue dimensions whose raters disagree and that nobody has adjudicated yet."""
+    """Issue dimensions whose raters disagree and that nobody has adjudicated yet, with the issue's
+    text and the raters' notes, which is what a judge reads before deciding."""
     frame = ratings_frame(db, sample)
+    ids = frame["issue_id"].unique().tolist()
     with db.session() as session:
         done = {(a.issue_id, a.dimension) for a in session.query(Adjudication)}
-        titles = dict(session.query(Issue.id, Issue.title).filter(Issue.id.in_(frame["issue_id"].unique().tolist())))
+        texts = {i: (t, b) for i, t, b in session.query(Issue.id, Issue.title, Issue.body).filter(Issue.id.in_(ids))}
+        notes: dict[int, dict[str, str]] = {}
+        for issue_id, rater, note in (
+            session.query(RaterIssue.issue_id, Rater.name, RaterIssue.note)
+            .join(Rater, Rater.id == RaterIssue.rater_id)
+            .filter(RaterIssue.issue_id.in_(ids), RaterIssue.note.is_not(None))
+        ):
+            notes.setdefault(issue_id, {})[rater] = note or ""
     order = {d: i for i, d in enumerate(taxonomy.label_dimensions())}
     found = []
     for (issue_id, dimension), group in frame.groupby(["issue_id", "dimension"]):
@@ -36,9 +48,11 @@ def disagreements(db: Database, taxonomy: Taxonomy, sample: str) -> list[Disagre
                     int(issue_id),
                     str(group["repo"].iat[0]),
                     int(group["number"].iat[0]),
-                    titles.get(int(issue_id)) or "",
+                    texts.get(int(issue_id), (None, None))[0] or "",
                     str(dimension),
                     dict(zip(group["rater"], group["code"], strict=True)),
+                    texts.get(int(issue_id), (None, None))[1] or "",
+                    {r: n for r, n in notes.get(int(issue_id), {}).items() if r in set(group["rater"])},
                 )
             )
     return sorted(found, key=lambda d: (d.repo, d.number, order.get(d.dimension, 99)))
@@ -65,7 +79,7 @@ def record(db: Database, taxonomy: Taxonomy, issue_id: int, dimension: str, code
 
 @dataclass
 class AdjudicationSession:
-    """Keys: a number picks the final code, s skips, q quits."""
+    """Keys: a number picks the final code, s skips, q quits; the issue text scrolls as in the label session."""
 
     db: Database
     taxonomy: Taxonomy
@@ -77,6 +91,7 @@ class AdjudicationSession:
     message: str = ""
     quit: bool = False
     decided: int = 0
+    text: TextPane = field(default_factory=TextPane)
 
     def start(self) -> AdjudicationSession:
         self.items = disagreements(self.db, self.taxonomy, self.sample)
@@ -101,8 +116,10 @@ class AdjudicationSession:
         if key == "q" or item is None:
             self.quit = key == "q" or self.quit
             return
+        if self.text.press(key):
+            return
         if key == "s":
-            self.index += 1
+            self._advance()
         elif key.isdigit() or key in ("\r", "\n"):
             choices = self.choices()
             typed = self.typed + key if key.isdigit() else self.typed
@@ -118,6 +135,13 @@ class AdjudicationSession:
                 self.typed = ""
                 record(self.db, self.taxonomy, item.issue_id, item.dimension, choices[number - 1].code, self.judge)
                 self.decided += 1
-                self.index += 1
+                self._advance()
         else:
             self.message = f"unknown key {key!r}"
+
+    def _advance(self) -> None:
+        before = self.current
+        self.index += 1
+        after = self.current
+        if after is None or before is None or after.issue_id != before.issue_id:
+            self.text.reset()  # a new issue starts at the top; the next dimension of the same one stays put

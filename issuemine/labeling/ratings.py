@@ -195,7 +195,8 @@ def import_labels(
             for dimension, code in codes.items():
                 save_rating(session, issue_id, rater_id, dimension, code, taxonomy.version)
                 report.ratings += 1
-            _mark_done(session, issue_id, rater_id, taxonomy.version, "import")
+            note = str(row.get("note") or "").strip() or None  # `labels export` writes one; keep it on the way back
+            _mark_done(session, issue_id, rater_id, taxonomy.version, "import", note)
             members.setdefault(issue_id, str(row.get("converter") or by_repo.get(repo.lower()) or repo))
             assigned.add((issue_id, rater_id))
             report.rows += 1
@@ -205,7 +206,9 @@ def import_labels(
     return report
 
 
-def _mark_done(session: Session, issue_id: int, rater_id: int, version: str, source: str) -> None:
+def _mark_done(
+    session: Session, issue_id: int, rater_id: int, version: str, source: str, note: str | None = None
+) -> None:
     now = utcnow()
     existing = session.get(RaterIssue, (issue_id, rater_id))
     if existing is None:
@@ -219,10 +222,12 @@ def _mark_done(session: Session, issue_id: int, rater_id: int, version: str, sou
                 source=source,
                 started_at=now,
                 updated_at=now,
+                note=note,
             )
         )
     else:
         existing.status, existing.updated_at, existing.taxonomy_version = "done", now, version
+        existing.note = note or existing.note
     session.flush()
 
 

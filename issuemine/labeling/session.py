@@ -10,6 +10,7 @@ the same rater resumes at the first unfinished issue. A rater only ever sees the
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,12 +33,19 @@ from issuemine.db.models import (
 )
 from issuemine.db.rows import sample_id, utcnow
 from issuemine.domain.taxonomy import SUBCAUSE, Code, Taxonomy
+from issuemine.errors import IssuemineError
 from issuemine.labeling.assignments import rater_queue
+from issuemine.labeling.issue_text import TextPane
 from issuemine.labeling.ratings import save_rating
 
 FINISHED = ("done", "flagged")
 KEYS = (
-    "1-9 choose  Enter accept  b back  u undo  s skip  f not a failure  n note  c comments  ? codebook  o open  q quit"
+    "1-9 choose  ⏎ accept  b back  u undo  s skip  f not a failure  n note  g go to  PgUp/PgDn scroll  "
+    "t traceback  c comments  ? codebook  o open  q quit"
+)
+ISSUE_REF = re.compile(
+    r"github\.com/(?P<url_repo>[\w.-]+/[\w.-]+)/(?:issues|pull)/(?P<url_number>\d+)"
+    r"|^(?:(?P<repo>[\w.-]+/[\w.-]+))?#?(?P<number>\d+)$"
 )
 
 
@@ -73,10 +81,10 @@ class Screen:
     status: str
     note: str | None
     seconds: float
-    show_comments: bool
-    show_help: bool
+    pane: str
     message: str
     finished: bool
+    review: bool = False
     skipped: int = 0
     keys: str = KEYS
 
@@ -100,10 +108,10 @@ class LabelSession:
     queue: list[int] = field(default_factory=list)
     index: int = 0
     dim_index: int = 0
+    review: bool = False
     typed: str = ""
     message: str = ""
-    show_comments: bool = False
-    show_help: bool = False
+    text: TextPane = field(default_factory=TextPane)
     quit: bool = False
     _view: IssueView | None = None
     _answers: dict[str, str] = field(default_factory=dict)
@@ -116,7 +124,12 @@ class LabelSession:
 
     # -- start --------------------------------------------------------------------------------
 
-    def start(self) -> LabelSession:
+    def start(self, issue: str | None = None) -> LabelSession:
+        """Load the rater's queue and open the resume point, the first issue of a review pass, or ``issue``.
+
+        A review pass walks only the issues the rater has finished, in queue order, each from its
+        first question with the earlier answers pre-selected (Enter keeps one, a number changes it).
+        """
         with self.db.session() as session:
             self.rater_id, self.queue = rater_queue(session, self.sample, self.rater)
             self._states = dict(
@@ -126,8 +139,51 @@ class LabelSession:
                     )
                 ).all()
             )
-        self._goto(self._resume_index())
+        if self.review:
+            self.queue = [i for i in self.queue if self._states.get(i) in FINISHED]
+            if not self.queue:
+                raise IssuemineError(
+                    f"{self.rater} has finished no issue of sample {self.sample!r} yet: nothing to review"
+                )
+        if issue is not None:
+            self.go_to(issue)
+            if self.message:
+                raise IssuemineError(self.message)
+        else:
+            self._goto(0 if self.review else self._resume_index())
         return self
+
+    def _find(self, wanted: str) -> int:
+        """The queue position of an issue given as 123, #123, owner/repo#123 or its URL."""
+        match = ISSUE_REF.search(wanted.strip())
+        if match is None:
+            raise IssuemineError(f"{wanted!r} is not an issue: give 123, owner/repo#123 or the issue's URL")
+        repo = match.group("repo") or match.group("url_repo")
+        number = int(match.group("number") or match.group("url_number"))
+        with self.db.session() as session:
+            rows = session.execute(
+                select(Issue.id, Repository.full_name)
+                .join(Repository)
+                .where(Issue.number == number, Issue.id.in_(self.queue))
+            ).all()
+        hits = [issue_id for issue_id, full_name in rows if repo is None or full_name.lower() == repo.lower()]
+        if len(hits) != 1:
+            where = "your review pass" if self.review else f"{self.rater}'s queue of sample {self.sample!r}"
+            why = "is not in" if not hits else "is ambiguous in (give owner/repo#number)"
+            raise IssuemineError(f"issue {wanted.strip()} {why} {where}")
+        return self.queue.index(hits[0])
+
+    def go_to(self, wanted: str) -> None:
+        """Open another issue of the queue (the ``g`` key); a bad reference only sets the message."""
+        try:
+            index = self._find(wanted)
+        except IssuemineError as exc:
+            self.message = str(exc)
+            return
+        self._checkpoint()
+        self._goto(index)
+        if self._status == "done":
+            self.dim_index = 0  # one goes to a finished issue to revise it: from its first question
 
     def _resume_index(self) -> int:
         for wanted in (("in-progress", None), ("skipped",)):
@@ -166,8 +222,13 @@ class LabelSession:
         if key == "q":
             self._checkpoint()
             self.quit = True
+        elif self._view is None and key == "b" and self.queue:
+            self._goto(len(self.queue) - 1, at_end=True)
         elif self._view is None:
-            self.message = "nothing left to label: every issue of this sample is done (q quits)"
+            self.message = "nothing left here: b goes back, g goes to an issue, q quits"
+        elif self.text.press(key):
+            if key == "t":
+                self.message = "tracebacks in full (t folds them)" if self.text.unfold else "tracebacks folded"
         elif key.isdigit():
             self._digit(key)
         elif key in ("\r", "\n"):
@@ -183,12 +244,12 @@ class LabelSession:
         elif key == "f":
             self._leave("flagged")
         elif key == "c":
-            if self._view is None or not self._view.comments:
+            if not self._view.comments:
                 self.message = "this issue has no comments"
             else:
-                self.show_comments = not self.show_comments
+                self.text.toggle("comments")
         elif key == "?":
-            self.show_help = not self.show_help
+            self.text.toggle("codebook")
         else:
             self.message = f"unknown key {key!r}"
 
@@ -311,6 +372,9 @@ class LabelSession:
 
     def _next(self) -> None:
         self._checkpoint()
+        if self.review:  # every issue in turn, finished or not
+            self._goto(self.index + 1)
+            return
         start = self.index + 1
         following = [i for i in range(start, len(self.queue)) if self._states.get(self.queue[i]) not in FINISHED]
         earlier = [i for i in range(0, start) if self._states.get(self.queue[i]) not in FINISHED and i != self.index]
@@ -357,7 +421,7 @@ class LabelSession:
     def _goto(self, index: int, at_end: bool = False) -> None:
         self.index = index
         self.typed = ""
-        self.show_comments = False
+        self.text.reset()
         if index >= len(self.queue):
             self._view = None
             return
@@ -380,6 +444,8 @@ class LabelSession:
 
     def _first_open(self) -> int:
         dims = self.dimensions()
+        if self.review:
+            return 0 if self._status != "flagged" else len(dims)
         for i, dim in enumerate(dims):
             if dim not in self._answers:
                 return i
@@ -450,9 +516,9 @@ class LabelSession:
             status=self._status,
             note=self._note,
             seconds=seconds,
-            show_comments=self.show_comments,
-            show_help=self.show_help,
+            pane=self.text.view,
             message=self.message,
             finished=self._view is None,
+            review=self.review,
             skipped=sum(1 for i in self.queue if self._states.get(i) == "skipped"),
         )

@@ -201,8 +201,75 @@ def test_comments_key_says_when_there_are_none(label_db):
     s = session(label_db)
     while s.screen().issue is not None and s.screen().issue.comments:
         s.press("c")
-        assert s.screen().show_comments  # an issue with comments: c shows them
+        assert s.screen().pane == "comments"  # an issue with comments: c shows them in the text pane
+        s.press("?")
+        assert s.screen().pane == "codebook"  # the codebook replaces them
+        s.press("?")
+        assert s.screen().pane == "report"  # and the same key brings the report back
+        s.press("c")
         s.press("s")
+        assert s.screen().pane == "report"  # a new issue starts on its report
     assert s.screen().issue is not None, "the fixture needs an issue without comments"
     s.press("c")
-    assert s.screen().message == "this issue has no comments" and not s.screen().show_comments
+    assert s.screen().message == "this issue has no comments" and s.screen().pane == "report"
+
+
+def test_text_pane_scrolls_by_pages_and_unfolds(label_db):
+    s = session(label_db)
+    s.text.page = 10
+    press(s, ["pgdn", "pgdn", "up"])
+    assert s.text.scroll == 17  # a page overlaps the last by one line
+    assert s.text.clamp(20) == (10, 20) and s.text.scroll == 10  # never past the last page
+    press(s, ["pgup", "pgup", "end"])
+    assert s.text.clamp(25) == (15, 25)
+    s.press("home")
+    assert s.text.scroll == 0
+    s.press("t")
+    assert s.text.unfold and s.screen().message.startswith("tracebacks in full")
+    assert s.screen().dimension == "stage"  # scrolling keys answer nothing
+
+
+def test_go_to_accepts_numbers_references_and_urls(label_db):
+    s = session(label_db)
+    numbers = [s._load(i).number for i in s.queue]
+    s.go_to(f"#{numbers[3]}")
+    assert s.screen().issue.number == numbers[3]
+    s.go_to(f"https://github.com/onnx/tensorflow-onnx/issues/{numbers[1]}")
+    assert s.screen().issue.number == numbers[1]
+    s.go_to(f"onnx/tensorflow-onnx#{numbers[2]}")
+    assert s.screen().issue.number == numbers[2]
+    s.go_to("pytorch/pytorch#" + str(numbers[0]))
+    assert "is not in ana's queue" in s.screen().message and s.screen().issue.number == numbers[2]
+    s.go_to("the first one")
+    assert "is not an issue" in s.screen().message
+
+
+def test_review_walks_finished_issues_with_answers_preselected(label_db):
+    s = session(label_db)
+    press(s, "214\r")  # first issue done: node conversion, crash, shape problem
+    first = s.queue[0]
+    s.press("f")  # second: not a failure
+    s.press("2")  # third: begun, not finished
+    s.press("q")
+    review = LabelSession(label_db, taxonomy(), "s", "ana", clock=Clock(), review=True).start()
+    assert review.queue == [first, s.queue[1]]  # only finished issues
+    screen = review.screen()
+    assert screen.review and screen.dimension == "stage" and screen.answers["cause"] == "shape-problem"
+    press(review, "\r3")  # keep the stage, change the symptom to bad performance
+    review.press("\r")  # keep the cause: the issue is done again
+    assert review.screen().issue.issue_id == s.queue[1] and review.screen().dimension is None  # flagged
+    review.press("\r")
+    assert review.screen().finished
+    review.press("b")  # after the last issue, b goes back
+    assert review.screen().issue.issue_id == s.queue[1]
+    assert ratings(label_db)[f"{s._load(first).number}:symptom"] == "bad-performance"
+    assert status(label_db)[s._load(first).number] == "done"
+
+
+def test_review_with_nothing_finished_is_a_clear_error(label_db):
+    import pytest
+
+    from issuemine.errors import IssuemineError
+
+    with pytest.raises(IssuemineError, match="finished no issue"):
+        LabelSession(label_db, taxonomy(), "s", "ana", clock=Clock(), review=True).start()
