@@ -104,7 +104,7 @@ def build(db: Database, n_issues: int, sample: str) -> list[int]:
 def bench_session(db: Database, answers: int = 300) -> list[float]:
     tax = taxonomy()
     session = LabelSession(db, tax, "big", "bench").start()
-    console = Console(file=io.StringIO(), width=120, force_terminal=True)
+    console = Console(file=io.StringIO(), width=120, height=40, force_terminal=True)
     timings = []
     for _ in range(answers):
         session.press("2")  # node conversion
@@ -112,7 +112,7 @@ def bench_session(db: Database, answers: int = 300) -> list[float]:
         session.press("4")  # shape problem (14 causes: the number waits for Enter)
         start = time.perf_counter()
         session.press("\r")  # the last answer: commits and moves to the next issue
-        console.print(render(session.screen(), session))
+        console.print(render(session.screen(), session, console))
         timings.append((time.perf_counter() - start) * 1000)
         console.file = io.StringIO()
     return timings

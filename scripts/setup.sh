@@ -2,7 +2,8 @@
 # Install what issuemine needs on a fresh Debian/Ubuntu machine, idempotently:
 #   scripts/setup.sh          the package in .venv with the converters it re-runs snippets against
 #                             (torch CPU, onnxruntime, onnxscript, tensorflow-cpu, tf2onnx) and
-#                             bubblewrap, the sandbox for untrusted snippets
+#                             bubblewrap, the sandbox for untrusted snippets, and what label
+#                             suggestions need (scikit-learn, spaCy with its lookup tables)
 #   scripts/setup.sh --dev    also the test tools and the services tests start (PostgreSQL)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +41,7 @@ fi
 # pip from choosing a multi-GB CUDA build for the open range in pyproject.toml.
 .venv/bin/python -m pip install -q "torch==2.13.0"
 if [ "$dev" = 1 ]; then
-  .venv/bin/python -m pip install -q -e ".[repro,dev]"
+  .venv/bin/python -m pip install -q -e ".[repro,suggest,dev]"
 else
-  .venv/bin/python -m pip install -q -e ".[repro]"
+  .venv/bin/python -m pip install -q -e ".[repro,suggest]"
 fi

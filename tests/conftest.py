@@ -24,6 +24,18 @@ from issuemine.testing.ghserver.server import GitHubTestServer
 FAST = RetryPolicy(max_retries=4, backoff_base=0.01, backoff_max=0.05, secondary_default_wait=0.2, timeout=10)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _suggest_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One study-model cache for the whole run (subprocesses inherit it), never the user's own."""
+    old = os.environ.get("ISSUEMINE_CACHE")
+    os.environ["ISSUEMINE_CACHE"] = str(tmp_path_factory.mktemp("issuemine-cache"))
+    yield
+    if old is None:
+        os.environ.pop("ISSUEMINE_CACHE", None)
+    else:
+        os.environ["ISSUEMINE_CACHE"] = old
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "issuemine.db"

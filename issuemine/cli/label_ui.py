@@ -147,6 +147,8 @@ def _pane_text(screen: Screen, session: LabelSession) -> RenderableType:
     assert issue is not None
     if screen.pane == "codebook":
         return _codebook(session, screen)
+    if screen.pane == "evidence":
+        return _evidence(screen, session)
     if screen.pane == "comments":
         parts: list[RenderableType] = []
         for author, when, body in issue.comments:
@@ -172,6 +174,20 @@ def _codebook(session: LabelSession, screen: Screen) -> RenderableType:
     for i, code in enumerate(choices, start=1):
         table.add_row(str(i), code.name, code.definition + (f" {code.guidance}" if code.guidance else ""))
     return Group(Text(f"codebook: {screen.question or 'all dimensions'} (? returns to the report)"), table)
+
+
+def _evidence(screen: Screen, session: LabelSession) -> RenderableType:
+    """Why the model suggests what it does, per dimension (e returns to the report)."""
+    issue = screen.issue
+    assert issue is not None
+    parts: list[RenderableType] = [Text("evidence behind the suggestions (e returns to the report)", style="dim")]
+    for dim, (code, confidence, model) in issue.suggestions.items():
+        head = Text(f"{dim}: ", style="bold")
+        head.append(f"{session.taxonomy.display(dim, code)} {confidence:.0%}", style="bold green")
+        head.append(f"  ({model})", style="dim")
+        parts.append(head)
+        parts.extend(Text(f"  · {reason}") for reason in issue.evidence.get(dim, []))
+    return Group(*parts)
 
 
 def _answers(screen: Screen, session: LabelSession) -> RenderableType:

@@ -20,8 +20,9 @@ from issuemine.cli.common import (
     print_json,
     table,
 )
+from issuemine.db import Database
 from issuemine.db.labels import ratings_frame
-from issuemine.domain.taxonomy import SUBCAUSE, load_taxonomy
+from issuemine.domain.taxonomy import SUBCAUSE, Taxonomy, load_taxonomy
 from issuemine.errors import IssuemineError
 from issuemine.labeling import adjudication, agreement, ratings
 from issuemine.labeling.assignments import parse_overlap, plan_sample
@@ -170,6 +171,11 @@ def label_cmd(
     review: bool = typer.Option(
         False, "--review", help="Walk the issues you finished, in order, to check or change your answers."
     ),
+    order: str = typer.Option(
+        "queue",
+        "--order",
+        help="queue (the sample's order) or uncertain: the issues the suggestion model is least sure of first.",
+    ),
     db: str | None = DbOption,
     taxonomy_dir: Path | None = TaxonomyOption,
 ) -> None:
@@ -179,10 +185,32 @@ def label_cmd(
     between them. Keys: number keys choose (with more than 9 choices, type the number and Enter),
     Enter accepts (the suggestion or your earlier answer), b back, u undo, s skip, f flag as not a
     converter failure, n note, g go to an issue, PgUp/PgDn (or Space, arrows) scroll, t unfolds the
-    tracebacks, c comments, ? codebook, o open in a browser, q quit.
+    tracebacks, c comments, e the evidence behind a suggestion, ? codebook, o open in a browser, q quit.
+    Suggestions (from the current `suggest` model; the study model until you train one) are
+    pre-selected with their confidence unless the sample hides them (`issuemine suggest mode`).
     """
     tax, _ = load_taxonomy(taxonomy_dir)
-    label_ui.run(LabelSession(database(db), tax, sample, rater, review=review), issue=issue)
+    database_ = database(db)
+    shown = _prepare_suggestions(database_, tax, sample, needed=order == "uncertain")
+    session = LabelSession(database_, tax, sample, rater, review=review, suggestions=shown, order=order)
+    label_ui.run(session, issue=issue)
+
+
+def _prepare_suggestions(db: Database, tax: Taxonomy, sample: str, needed: bool) -> bool:
+    """Score the sample's issues with the current suggestion model (the study model on first use)
+    unless the sample keeps its raters blind; True when the session should show suggestions."""
+    from issuemine.suggest.store import SHOW, current_model, fill, sample_issue_ids, sample_mode
+
+    show = sample_mode(db, sample) == SHOW
+    if not (show or needed):
+        return False
+    try:
+        with err.status("preparing label suggestions"):
+            stored = current_model(db, tax)
+            fill(db, stored, sample_issue_ids(db, sample))
+    except ImportError:
+        err.print("no label suggestions: pip install 'issuemine[suggest]' for them", highlight=False)
+    return show
 
 
 @handle_errors

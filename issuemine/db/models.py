@@ -24,6 +24,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -291,6 +292,24 @@ class Suggestion(Base):
     confidence: Mapped[float] = mapped_column()
     model: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    # What drove it: the features with the largest contribution and the matched traceback frame.
+    evidence: Mapped[list[Any] | None] = mapped_column(JSON)
+
+
+class SuggestModel(Base):
+    """A trained suggestion model and what it was trained on, when, and under which versions."""
+
+    __tablename__ = "suggest_models"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(200))  # "database" or the labels file it was trained on
+    trained_at: Mapped[datetime] = mapped_column(DateTime)
+    taxonomy_version: Mapped[str] = mapped_column(String(50))
+    features_version: Mapped[str] = mapped_column(String(20))
+    seed: Mapped[int] = mapped_column(Integer)
+    trained_on: Mapped[dict[str, Any]] = mapped_column()
+    versions: Mapped[dict[str, Any]] = mapped_column()
+    model: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 # -- reproduction ----------------------------------------------------------------------------------

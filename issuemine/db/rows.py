@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from issuemine.db.models import Issue, Repository, Sample
+from issuemine.domain.addresses import parse_issue_url
 from issuemine.errors import IssuemineError
 
 
@@ -109,3 +110,22 @@ def sample_id(session: Session, name: str) -> int:
 def count_where(expr: Any) -> Any:
     """SQL for the number of rows where ``expr`` holds (0 for none), portable across dialects."""
     return func.coalesce(func.sum(case((expr, 1), else_=0)), 0).cast(Integer)
+
+
+def find_issue(session: Any, ref: str) -> Issue:
+    """An issue by ``owner/repo#N``, its URL, or issuemine's numeric id."""
+    if ref.isdigit():
+        issue = session.get(Issue, int(ref))
+    else:
+        try:
+            repo, number = parse_issue_url(ref)
+        except ValueError as exc:
+            raise IssuemineError(f"{ref!r} is not an issue: use owner/repo#N, its URL, or an issue id") from exc
+        issue = session.scalar(
+            select(Issue)
+            .join(Repository, Repository.id == Issue.repository_id)
+            .where(Repository.full_name == repo, Issue.number == number)
+        )
+    if issue is None:
+        raise IssuemineError(f"no issue {ref} in the database")
+    return issue

@@ -249,3 +249,54 @@ def load_taxonomy(directory: Path | None = None, *, strict: bool = True) -> tupl
 
 def taxonomy(directory: Path | None = None) -> Taxonomy:
     return load_taxonomy(directory)[0]
+
+
+# -- label files -----------------------------------------------------------------------------------
+
+
+def _value(row: dict[str, Any], column: str) -> tuple[str | None, Any]:
+    """The non-empty value of ``column`` or ``column_code`` (the name wins for messages)."""
+    for key in (column, f"{column}_code"):
+        value = row.get(key)
+        if value is not None and str(value).strip() != "":
+            return key, value
+    return None, None
+
+
+def parse_label_row(taxonomy: Taxonomy, row: dict[str, Any], where: str) -> dict[str, str]:
+    """The codes of one row of a labels file (study-sheet names, codes or codebook numbers, and a
+    cause's sub-type column), resolved through the taxonomy; unknown values raise with ``where``."""
+    codes: dict[str, str] = {}
+    for name, dim in taxonomy.dimensions.items():
+        resolved = []
+        for key in (name, f"{name}_code"):
+            value = row.get(key)
+            if value is None or str(value).strip() == "":
+                continue
+            code = dim.resolve(value)
+            if code is None:
+                raise IssuemineError(f"{where}: unknown {name} {str(value)!r} in column {key!r}")
+            resolved.append(code.code)
+        if len(set(resolved)) > 1:
+            raise IssuemineError(f"{where}: {name} columns disagree ({' vs '.join(resolved)})")
+        if resolved:
+            codes[name] = resolved[0]
+    cause = codes.get("cause")
+    for family in taxonomy.causes_with_subtypes():
+        column = family.subtype_column or family.code
+        found, value = _value(row, column)
+        if found is None:
+            continue
+        if cause != family.code:
+            raise IssuemineError(f"{where}: column {found!r} is set but the cause is {cause!r}, not {family.code!r}")
+        sub = taxonomy.resolve_subtype(family.code, value)
+        if sub is None:
+            raise IssuemineError(f"{where}: unknown {column} {str(value)!r} for cause {family.code}")
+        codes[SUBCAUSE] = sub.code
+    found, value = _value(row, SUBCAUSE)
+    if found is not None and SUBCAUSE not in codes:
+        sub = taxonomy.resolve_subtype(cause or "", str(value).split(".")[-1])
+        if sub is None:
+            raise IssuemineError(f"{where}: unknown subcause {str(value)!r} for cause {cause!r}")
+        codes[SUBCAUSE] = sub.code
+    return codes

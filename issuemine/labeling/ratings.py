@@ -33,7 +33,7 @@ from issuemine.db.models import (
 from issuemine.db.rows import ensure_repository, parse_time, sample_id, save_stub, upsert, utcnow
 from issuemine.domain.addresses import issue_address
 from issuemine.domain.converters import Converter
-from issuemine.domain.taxonomy import SUBCAUSE, Taxonomy
+from issuemine.domain.taxonomy import Taxonomy, parse_label_row
 from issuemine.errors import IssuemineError
 from issuemine.record_files import read_records
 
@@ -97,53 +97,6 @@ class ImportReport:
         return data
 
 
-def _value(row: dict[str, Any], column: str) -> tuple[str | None, Any]:
-    """The non-empty value of ``column`` or ``column_code`` (the name wins for messages)."""
-    for key in (column, f"{column}_code"):
-        value = row.get(key)
-        if value is not None and str(value).strip() != "":
-            return key, value
-    return None, None
-
-
-def parse_row(taxonomy: Taxonomy, row: dict[str, Any], where: str) -> dict[str, str]:
-    """The codes of one row, resolved through the taxonomy; unknown values raise with ``where``."""
-    codes: dict[str, str] = {}
-    for name, dim in taxonomy.dimensions.items():
-        resolved = []
-        for key in (name, f"{name}_code"):
-            value = row.get(key)
-            if value is None or str(value).strip() == "":
-                continue
-            code = dim.resolve(value)
-            if code is None:
-                raise IssuemineError(f"{where}: unknown {name} {str(value)!r} in column {key!r}")
-            resolved.append(code.code)
-        if len(set(resolved)) > 1:
-            raise IssuemineError(f"{where}: {name} columns disagree ({' vs '.join(resolved)})")
-        if resolved:
-            codes[name] = resolved[0]
-    cause = codes.get("cause")
-    for family in taxonomy.causes_with_subtypes():
-        column = family.subtype_column or family.code
-        found, value = _value(row, column)
-        if found is None:
-            continue
-        if cause != family.code:
-            raise IssuemineError(f"{where}: column {found!r} is set but the cause is {cause!r}, not {family.code!r}")
-        sub = taxonomy.resolve_subtype(family.code, value)
-        if sub is None:
-            raise IssuemineError(f"{where}: unknown {column} {str(value)!r} for cause {family.code}")
-        codes[SUBCAUSE] = sub.code
-    found, value = _value(row, SUBCAUSE)
-    if found is not None and SUBCAUSE not in codes:
-        sub = taxonomy.resolve_subtype(cause or "", str(value).split(".")[-1])
-        if sub is None:
-            raise IssuemineError(f"{where}: unknown subcause {str(value)!r} for cause {cause!r}")
-        codes[SUBCAUSE] = sub.code
-    return codes
-
-
 def import_labels(
     db: Database,
     taxonomy: Taxonomy,
@@ -170,7 +123,7 @@ def import_labels(
                 repo, number = issue_address(row)
             except ValueError as exc:
                 raise IssuemineError(f"{where}: {exc}") from None
-            codes = parse_row(taxonomy, row, where)
+            codes = parse_label_row(taxonomy, row, where)
             if not codes:
                 raise IssuemineError(
                     f"{where}: no label in any of the columns {', '.join(taxonomy.label_dimensions())}"

@@ -40,8 +40,8 @@ from issuemine.labeling.ratings import save_rating
 
 FINISHED = ("done", "flagged")
 KEYS = (
-    "1-9 choose  ⏎ accept  b back  u undo  s skip  f not a failure  n note  g go to  PgUp/PgDn scroll  "
-    "t traceback  c comments  ? codebook  o open  q quit"
+    "1-9 choose  ⏎ accept  b back  u undo  s skip  f not a failure  n note  g go to  "
+    "PgUp/PgDn  t full traceback  c comments  e evidence  ? codebook  o open  q quit"
 )
 ISSUE_REF = re.compile(
     r"github\.com/(?P<url_repo>[\w.-]+/[\w.-]+)/(?:issues|pull)/(?P<url_number>\d+)"
@@ -63,6 +63,7 @@ class IssueView:
     closed_at: datetime | None
     comments: list[tuple[str, datetime | None, str]]
     suggestions: dict[str, tuple[str, float, str]]
+    evidence: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -109,6 +110,8 @@ class LabelSession:
     index: int = 0
     dim_index: int = 0
     review: bool = False
+    suggestions: bool = True  # False keeps the rater blind (a per-sample setting: `suggest mode`)
+    order: str = "queue"  # or "uncertain": the issues the suggestion model is least sure of first
     typed: str = ""
     message: str = ""
     text: TextPane = field(default_factory=TextPane)
@@ -139,6 +142,10 @@ class LabelSession:
                     )
                 ).all()
             )
+        if self.order == "uncertain":
+            self.queue = self._by_uncertainty(self.queue)
+        elif self.order != "queue":
+            raise IssuemineError(f"--order is queue or uncertain, not {self.order!r}")
         if self.review:
             self.queue = [i for i in self.queue if self._states.get(i) in FINISHED]
             if not self.queue:
@@ -152,6 +159,25 @@ class LabelSession:
         else:
             self._goto(0 if self.review else self._resume_index())
         return self
+
+    def _by_uncertainty(self, queue: list[int]) -> list[int]:
+        """Least certain first: the mean confidence of the top suggestion for stage, symptom and
+        cause, lowest first (active learning); issues without suggestions keep their order, last."""
+        with self.db.session() as session:
+            rows = session.execute(
+                select(Suggestion.issue_id, Suggestion.confidence).where(
+                    Suggestion.issue_id.in_(queue), Suggestion.dimension.in_(list(self.taxonomy.dimensions))
+                )
+            ).all()
+        confidences: dict[int, list[float]] = {}
+        for issue_id, confidence in rows:
+            confidences.setdefault(issue_id, []).append(confidence)
+        if not confidences:
+            raise IssuemineError(
+                "--order uncertain needs suggestions for this sample: `issuemine suggest mode --show` and rerun"
+            )
+        certainty = {i: sum(c) / len(c) for i, c in confidences.items()}
+        return sorted(queue, key=lambda i: certainty.get(i, 2.0))  # stable: ties keep the sample order
 
     def _find(self, wanted: str) -> int:
         """The queue position of an issue given as 123, #123, owner/repo#123 or its URL."""
@@ -248,6 +274,13 @@ class LabelSession:
                 self.message = "this issue has no comments"
             else:
                 self.text.toggle("comments")
+        elif key == "e":
+            if not self._view.evidence:
+                self.message = (
+                    "suggestions are hidden for this sample" if not self.suggestions else "no suggestion for this issue"
+                )
+            else:
+                self.text.toggle("evidence")
         elif key == "?":
             self.text.toggle("codebook")
         else:
@@ -470,10 +503,11 @@ class LabelSession:
                     select(Comment).where(Comment.issue_id == issue_id).order_by(Comment.created_at)
                 )
             ]
-            suggestions = {
-                s.dimension: (s.code, s.confidence, s.model)
-                for s in session.scalars(select(Suggestion).where(Suggestion.issue_id == issue_id))
-            }
+            shown = list(session.scalars(select(Suggestion).where(Suggestion.issue_id == issue_id)))
+            if not self.suggestions:
+                shown = []
+            suggestions = {s.dimension: (s.code, s.confidence, s.model) for s in shown}
+            evidence = {s.dimension: list(s.evidence or []) for s in shown}
         return IssueView(
             issue_id=issue_id,
             repo=repo,
@@ -487,6 +521,7 @@ class LabelSession:
             closed_at=issue.closed_at,
             comments=comments,
             suggestions=suggestions,
+            evidence=evidence,
         )
 
     # -- what to show -------------------------------------------------------------------------

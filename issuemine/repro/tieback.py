@@ -18,8 +18,7 @@ from sqlalchemy import func, select
 from issuemine.db import Database
 from issuemine.db.labels import final_labels
 from issuemine.db.models import Issue, Repository, ReproCandidate, ReproRun, SampleMember
-from issuemine.db.rows import sample_id, table_of
-from issuemine.domain.addresses import parse_issue_url
+from issuemine.db.rows import find_issue, sample_id, table_of
 from issuemine.domain.converters import default_catalog_paths, knowledge, load_catalog
 from issuemine.domain.stages import stage_from_pasted
 from issuemine.errors import IssuemineError
@@ -36,25 +35,6 @@ NO_CODE = ("no code in the issue", "not fetched")
 # torch 2.9 (released 2025-10-15) made dynamo torch.onnx.export's default exporter.
 DYNAMO_DEFAULT_TORCH = (2, 9)
 DYNAMO_DEFAULT_DATE = datetime(2025, 10, 15)
-
-
-def find_issue(session: Any, ref: str) -> Issue:
-    """An issue by ``owner/repo#N``, its URL, or issuemine's numeric id."""
-    if ref.isdigit():
-        issue = session.get(Issue, int(ref))
-    else:
-        try:
-            repo, number = parse_issue_url(ref)
-        except ValueError as exc:
-            raise IssuemineError(f"{ref!r} is not an issue: use owner/repo#N, its URL, or an issue id") from exc
-        issue = session.scalar(
-            select(Issue)
-            .join(Repository, Repository.id == Issue.repository_id)
-            .where(Repository.full_name == repo, Issue.number == number)
-        )
-    if issue is None:
-        raise IssuemineError(f"no issue {ref} in the database")
-    return issue
 
 
 def issue_runs(db: Database, ref: str, env: str | None = None) -> dict[str, Any]:

@@ -1,0 +1,214 @@
+"""Suggestion commands: train, evaluate, show, and the per-sample setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.markup import escape
+
+from issuemine.cli.common import DbOption, JsonOption, database, err, fmt, handle_errors, out, print_json, table
+from issuemine.domain.taxonomy import load_taxonomy
+from issuemine.errors import IssuemineError
+
+suggest_app = typer.Typer(
+    help="Label suggestions: a trained, measured model that proposes stage, symptom and cause.",
+    no_args_is_help=True,
+)
+TaxonomyOption = typer.Option(
+    None, "--taxonomy", help="Taxonomy directory (default: $ISSUEMINE_TAXONOMY, else the bundled taxonomy/)."
+)
+
+
+def _need_extra() -> None:
+    try:
+        import sklearn  # noqa: F401
+        import spacy  # noqa: F401
+    except ImportError:
+        raise IssuemineError(
+            "suggestions need scikit-learn and spaCy: pip install 'issuemine[suggest]' (scripts/setup.sh does)"
+        ) from None
+
+
+@suggest_app.command("train")
+@handle_errors
+def train_cmd(
+    sample: str | None = typer.Option(None, "--sample", help="Only this sample's final labels (default: all)."),
+    study: bool = typer.Option(
+        False, "--study", help="Retrain the study model on the bundled data/study-labels.csv instead."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the estimators (the same labels and seed: the same model)."),
+    db: str | None = DbOption,
+    taxonomy_dir: Path | None = TaxonomyOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Train on the final labels in the database; the new model becomes the current one.
+
+    Final labels are the adjudicated, else agreed, else single rater's codes of finished issues; the
+    model reads each issue's title, body, comments and latest re-run verdict.
+    """
+    _need_extra()
+    from issuemine.suggest.model import SuggestionModel
+    from issuemine.suggest.store import current_model, db_examples, save_model, train_study_model
+
+    tax, _ = load_taxonomy(taxonomy_dir)
+    database_ = database(db)
+    if study:
+        model_id = train_study_model(database_, tax, seed)
+    else:
+        examples = db_examples(database_, tax, sample)
+        if not examples:
+            where = f"sample {sample!r}" if sample else "the database"
+            raise IssuemineError(f"no issue in {where} has final labels and text: label some, or use --study")
+        with out.status(f"training on {len(examples)} labeled issues"):
+            model = SuggestionModel.train(examples, tax, seed)
+        model.trained_on["sample"] = sample
+        model_id = save_model(database_, model, f"labels-{sample}" if sample else "labels", "database")
+    stored = current_model(database_, tax, model_id)
+    if as_json:
+        print_json(stored.as_dict())
+        return
+    out.print(f"trained suggestion model {stored.label} on {stored.trained_on['issues']} issues ({stored.source})")
+    rows = [
+        (dim, sum(counts.values()), len(counts), ", ".join(stored.trained_on.get("too_rare", {}).get(dim, [])) or "-")
+        for dim, counts in stored.trained_on["per_dimension"].items()
+    ]
+    out.print(table("Trained on", ["dimension", "issues", "classes", "too rare to learn (< 2 issues)"], rows))
+
+
+@suggest_app.command("evaluate")
+@handle_errors
+def evaluate_cmd(
+    cv: int = typer.Option(5, "--cv", help="Folds of the stratified cross-validation."),
+    labels: Path | None = typer.Option(
+        None,
+        "--labels",
+        help="Evaluate the current model (not retrained) on this labels file: the columns `labels import` "
+        "reads (url or repo+number, title, optional body, labels as study names, codes or numbers).",
+    ),
+    sample: str | None = typer.Option(None, "--sample", help="Cross-validate on this sample's final labels only."),
+    study: bool = typer.Option(False, "--study", help="Cross-validate on the bundled study labels (titles only)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the folds and the estimators."),
+    db: str | None = DbOption,
+    taxonomy_dir: Path | None = TaxonomyOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """How good the suggestions are: accuracy, macro-F1, top-3, Cohen's κ and the majority baseline.
+
+    Without --labels: stratified k-fold cross-validation on the database's final labels (or the
+    study's with --study); every issue is scored by a model that never saw it.
+    """
+    _need_extra()
+    from issuemine.suggest.evaluate import cross_validate, evaluate_model
+    from issuemine.suggest.store import current_model, db_examples, file_examples, study_labels
+
+    tax, _ = load_taxonomy(taxonomy_dir)
+    database_ = database(db)
+    if labels is not None:
+        stored = current_model(database_, tax)
+        examples = file_examples(labels, tax, database_)
+        result = evaluate_model(stored.model, stored.label, examples)
+        result.how += f", on {labels}"
+    else:
+        examples = file_examples(study_labels(), tax) if study else db_examples(database_, tax, sample)
+        if not examples:
+            raise IssuemineError("no labeled issue with text to cross-validate on: label some, or use --study")
+        with out.status(f"{cv}-fold cross-validation on {len(examples)} issues"):
+            result = cross_validate(examples, tax, cv, seed)
+    if as_json:
+        print_json(result.as_dict())
+        return
+    out.print(f"{result.how}; {result.issues} issues")
+    rows = [
+        (
+            s.dimension,
+            s.n,
+            fmt(s.accuracy),
+            fmt(s.macro_f1),
+            fmt(s.top3),
+            fmt(s.kappa),
+            f"{fmt(s.baseline)} ({s.baseline_code or '-'})",
+        )
+        for s in result.scores
+    ]
+    out.print(
+        table(
+            "Suggestion quality",
+            ["dimension", "n", "accuracy", "macro-F1", "top-3", "Cohen's κ", "majority baseline"],
+            rows,
+        )
+    )
+    for s in result.scores:
+        codes = sorted({*s.confusion, *(p for row in s.confusion.values() for p in row)})
+        out.print(
+            table(
+                f"{s.dimension}: gold (rows) × suggested (columns)",
+                ["", *codes],
+                [(g, *(s.confusion.get(g, {}).get(p, 0) for p in codes)) for g in sorted(s.confusion)],
+            )
+        )
+
+
+@suggest_app.command("show")
+@handle_errors
+def show_cmd(
+    issue: str = typer.Argument(..., help="owner/repo#N, the issue's URL, or issuemine's issue id."),
+    db: str | None = DbOption,
+    taxonomy_dir: Path | None = TaxonomyOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """The current model's top 3 per dimension for one issue, with the evidence behind each first choice."""
+    _need_extra()
+    from issuemine.db.rows import find_issue
+    from issuemine.suggest.store import current_model, evidence, texts_for
+
+    tax, _ = load_taxonomy(taxonomy_dir)
+    database_ = database(db)
+    with database_.session() as session:
+        found = find_issue(session, issue)
+        issue_id, title = found.id, found.title
+    text = texts_for(database_, [issue_id])[issue_id]
+    if not (text.title or text.body):
+        raise IssuemineError(f"{issue} is a stub without text: fetch it first (`issuemine fetch`)")
+    stored = current_model(database_, tax)
+    ranked = stored.model.predict([text])[0]
+    result: dict[str, dict[str, Any]] = {
+        dim: {
+            "top3": [{"code": c, "confidence": round(p, 4)} for c, p in ranking[:3]],
+            "evidence": evidence(stored.model, text, dim, ranking[0][0]) if ranking else [],
+        }
+        for dim, ranking in ranked.items()
+    }
+    if as_json:
+        print_json({"issue": issue, "model": stored.label, "suggestions": result})
+        return
+    trained = f"model {stored.label}, trained on {stored.trained_on['issues']} issues"
+    out.print(f"[bold]{escape(issue)}[/] {escape(title or '')}  ({trained})")
+    for dim, shown in result.items():
+        top = ", ".join(f"{tax.display(dim, s['code'])} {s['confidence']:.0%}" for s in shown["top3"])
+        out.print(f"[bold]{dim}[/]: {top}", highlight=False)
+        for reason in shown["evidence"]:
+            out.print(f"    {reason}", highlight=False, soft_wrap=True)
+
+
+@suggest_app.command("mode")
+@handle_errors
+def mode_cmd(
+    sample: str = typer.Option(..., "--sample", help="The sample whose label sessions this applies to."),
+    show: bool | None = typer.Option(
+        None, "--show/--hide", help="Show suggestions in the label session, or keep the raters blind."
+    ),
+    db: str | None = DbOption,
+) -> None:
+    """Whether the label session shows suggestions for a sample (shown unless hidden).
+
+    A study can keep its first rater blind (--hide) and show suggestions to a later one (--show).
+    """
+    from issuemine.suggest.store import HIDE, SHOW, sample_mode, set_sample_mode
+
+    database_ = database(db)
+    if show is not None:
+        set_sample_mode(database_, sample, SHOW if show else HIDE)
+    mode = sample_mode(database_, sample)
+    err.print(f"sample {sample!r}: suggestions are {'shown' if mode == SHOW else 'hidden'} in the label session")

@@ -1,0 +1,1 @@
+"""Label suggestions: a trained, measured model that proposes stage, symptom and cause."""
