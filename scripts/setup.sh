@@ -3,7 +3,8 @@
 #   scripts/setup.sh          the package in .venv with the converters it re-runs snippets against
 #                             (torch CPU, onnxruntime, onnxscript, tensorflow-cpu, tf2onnx) and
 #                             bubblewrap, the sandbox for untrusted snippets, and what label
-#                             suggestions need (scikit-learn, spaCy with its lookup tables)
+#                             suggestions need (scikit-learn, spaCy with its lookup tables) and
+#                             model quality (Adversarial Robustness Toolbox, coremltools)
 #   scripts/setup.sh --dev    also the test tools and the services tests start (PostgreSQL)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +42,7 @@ fi
 # pip from choosing a multi-GB CUDA build for the open range in pyproject.toml.
 .venv/bin/python -m pip install -q "torch==2.13.0"
 if [ "$dev" = 1 ]; then
-  .venv/bin/python -m pip install -q -e ".[repro,suggest,dev]"
+  .venv/bin/python -m pip install -q -e ".[repro,suggest,quality,dev]"
 else
-  .venv/bin/python -m pip install -q -e ".[repro,suggest]"
+  .venv/bin/python -m pip install -q -e ".[repro,suggest,quality]"
 fi

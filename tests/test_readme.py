@@ -1,7 +1,8 @@
 """Every example command of the README runs as written after the demo (as sqlite-utils tests its docs).
 
 Left out, each for its reason: fetching (the network), the interactive screens (label, adjudicate;
-the pty tests drive them), commands on the user's own files or environments, and Jupyter."""
+the pty tests drive them), commands on the user's own files or environments, the minutes-long quality
+suite, and Jupyter."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ SKIP = {
     "issuemine filter --validate": "the user's hand labels",
     "issuemine repro env build": "downloads the environment's packages",
     "issuemine repro run --env old": "needs a built environment",
+    "issuemine quality suite": "trains and measures six models for minutes (tests/quality runs a quick suite)",
+    "issuemine quality model": "the user's own model file",
+    "issuemine quality report": "needs a quality suite run (tests/quality renders it)",
 }
 # `repro file` exits with the verdict's status (documented in its --help).
 EXIT_CODES = {"issuemine repro file": {0, 10, 11, 12, 13, 14, 15, 16}}

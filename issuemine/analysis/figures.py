@@ -140,6 +140,26 @@ def cumulative(quarters: pd.DataFrame, releases: list[tuple[str, Any, int]], tit
 
 
 @styled
+def ratio_bars(table: pd.DataFrame, title: str) -> Figure:
+    """Ratios (columns) per row label as grouped horizontal bars, with the line of no change at 1."""
+    columns = list(table.columns)
+    colors = category_color(columns)
+    fig, ax = _figure((WIDTH, 0.9 + 0.22 * len(table.index) * max(1, len(columns)) / 2))
+    height = 0.8 / max(len(columns), 1)
+    for k, column in enumerate(columns):
+        ys = [i + k * height for i in range(len(table.index))]
+        ax.barh(ys, table[column].fillna(0), height, label=column, color=colors[column])
+    ax.set_yticks([i + height * (len(columns) - 1) / 2 for i in range(len(table.index))], labels=list(table.index))
+    ax.axvline(1.0, color="black", linewidth=0.6)
+    ax.set_xscale("log")
+    ax.set_xlabel("converted / original (log scale; 1 = no change)")
+    ax.invert_yaxis()
+    _title(ax, title)
+    fig.legend(frameon=False, ncols=min(len(columns), 3), loc="outside lower center")
+    return fig
+
+
+@styled
 def agreement_chart(rows: list[dict[str, Any]], title: str) -> Figure:
     """Agreement (``value``) per ``dimension``, one bar per ``group`` (e.g. per sample)."""
     fig, ax = _figure((WIDTH, 2.3))

@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "agree": ("labeling", "agree_cmd", "Inter-rater agreement: Cohen's kappa, Krippendorff's alpha."),
     "adjudicate": ("labeling", "adjudicate_cmd", "Settle the disagreements of a sample."),
     "suggest": ("suggest", "suggest_app", "Label suggestions: train, evaluate and show a measured model."),
+    "quality": ("quality", "quality_app", "Converted-model quality: accuracy, speed, memory, size, robustness."),
     "analyze": ("analysis", "analyze_cmd", "The study's tables, figures and report from the final labels."),
     "repro": ("repro", "repro_app", "Re-run the conversions reported in issues, sandboxed, and classify them."),
     "demo": ("pipeline", "demo_cmd", "Run the end-to-end job on the bundled study data (no network)."),
@@ -68,6 +69,9 @@ EXAMPLES: dict[str, str] = {
     "repro env list": "issuemine repro env list --envs-file repro-envs.toml",
     "repro env build": "issuemine repro env build torch-1-13 --envs-file repro-envs.toml",
     "demo": "issuemine demo --out issuemine-demo",
+    "quality suite": "issuemine quality suite --frameworks torch,keras --seed 0",
+    "quality model": "issuemine quality model model.pt --input-shape 1,1,8,8 --data data.npz",
+    "quality report": "issuemine quality report --format csv > quality.csv",
 }
 
 

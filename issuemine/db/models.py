@@ -357,3 +357,31 @@ class ReproRun(Base):
     peak_mem_mb: Mapped[float | None] = mapped_column(Float)
     output_tail: Mapped[str] = mapped_column(Text, default="")
     finished_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+# -- converted-model quality -----------------------------------------------------------------------
+
+
+class QualityRun(Base):
+    """One measurement of a model or one of its conversions: a metric under a setting, in a suite run."""
+
+    __tablename__ = "quality_runs"
+    __table_args__ = (
+        UniqueConstraint("suite", "model", "target", "metric", "setting", name="uq_quality_runs_measurement"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    suite: Mapped[str] = mapped_column(String(80))  # one run of `quality suite` or `quality model`
+    model: Mapped[str] = mapped_column(String(120))
+    framework: Mapped[str] = mapped_column(String(20))
+    target: Mapped[str] = mapped_column(String(40))  # original, onnx-torchscript, onnx-dynamo, onnx-tf2onnx, coreml
+    route: Mapped[str] = mapped_column(String(200))  # how it was converted (API and path)
+    metric: Mapped[str] = mapped_column(String(40))
+    setting: Mapped[str] = mapped_column(String(80))  # e.g. batch=1,threads=1 or attack=fgsm,eps=0.1
+    value: Mapped[float | None] = mapped_column(Float)
+    low: Mapped[float | None] = mapped_column(Float)  # spread of repeated measurements
+    high: Mapped[float | None] = mapped_column(Float)
+    unit: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str | None] = mapped_column(Text)
+    params: Mapped[dict[str, Any]] = mapped_column()  # seed, epochs, settings of the run
+    versions: Mapped[dict[str, Any]] = mapped_column()
+    measured_at: Mapped[datetime] = mapped_column(DateTime)

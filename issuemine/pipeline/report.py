@@ -23,7 +23,9 @@ from issuemine.db import Database
 from issuemine.db.labels import assigned_samples, ratings_frame
 from issuemine.domain.converters import Converter
 from issuemine.domain.taxonomy import Taxonomy
+from issuemine.errors import IssuemineError
 from issuemine.labeling.agreement import agreement
+from issuemine.quality import store as quality_store
 from issuemine.repro.tieback import Crosstab, TiebackReport, busiest_env, repro_report
 
 
@@ -36,6 +38,7 @@ class Report:
     files: list[Path] = field(default_factory=list)
     rq3: trends.RQ3 | None = None
     repro: TiebackReport | None = None
+    quality: pd.DataFrame | None = None  # the latest quality suite, per model × target
     seconds_tables: float = 0.0
     seconds_total: float = 0.0
 
@@ -68,6 +71,36 @@ def _repro(db: Database, sample: str | None) -> TiebackReport | None:
         return None
     found = repro_report(db, env, sample)
     return found if found.coverage["run"] else None
+
+
+QUALITY_COLUMNS = [
+    "model",
+    "target",
+    "route",
+    "accuracy",
+    "changed",
+    "max |Δ|",
+    "p50 ms b1 t1",
+    "p50 ms b1 t1 ×",
+    "p50 ms b32 t1 ×",
+    "peak MB",
+    "peak MB ×",
+    "size KB",
+    "size KB ×",
+    "FGSM ε=0.1",
+    "PGD ε=0.1",
+    "note",
+]
+
+
+def _quality(db: Database) -> tuple[str, pd.DataFrame] | None:
+    """The latest quality suite's table, or None when the database has no quality measurements."""
+    try:
+        rows = quality_store.measurements(db)
+    except IssuemineError:
+        return None
+    table = pd.DataFrame(quality_store.report_rows(rows))
+    return str(rows[0]["suite"]), table.reindex(columns=QUALITY_COLUMNS)
 
 
 def stage_pairs(repro: TiebackReport, taxonomy: Taxonomy) -> pd.DataFrame:
@@ -110,6 +143,13 @@ def build(
             path.write_text(tables.render(table, fmt) + "\n", encoding="utf-8")
             report.files.append(path)
     report.repro = _repro(db, name)
+    quality = _quality(db)
+    if quality is not None:
+        report.quality = quality[1]
+        for fmt in tables.FORMATS:
+            path = out / "tables" / f"quality.{'tex' if fmt == 'latex' else fmt}"
+            path.write_text(tables.render(quality[1].set_index(["model", "target"]), fmt) + "\n", encoding="utf-8")
+            report.files.append(path)
     report.seconds_tables = time.perf_counter() - start
     repos = {c.repo: c.name for c in catalog.values()}
     agreement_rows = _agreement_rows(db, taxonomy, repos)
@@ -153,6 +193,15 @@ def build(
             made["repro-stages"] = figures.heatmap(
                 stage_pairs(report.repro, taxonomy), title("Re-run crashes: labeled stage (rows) vs inferred stage")
             )
+        if report.quality is not None:
+            converted = report.quality[report.quality["target"] != "original"].dropna(subset=["p50 ms b1 t1 ×"])
+            if not converted.empty:
+                ratios = converted.set_index(converted["model"] + " → " + converted["target"])[
+                    ["p50 ms b1 t1 ×", "peak MB ×", "size KB ×"]
+                ].rename(columns={"p50 ms b1 t1 ×": "latency p50", "peak MB ×": "peak memory", "size KB ×": "size"})
+                made["quality-ratios"] = figures.ratio_bars(
+                    ratios, title("Converted / original, measured in the same run")
+                )
         for key, fig in made.items():
             paths = figures.save(fig, fig_dir, key)
             report.files += paths
@@ -224,7 +273,11 @@ def _write_html(
         ]
     else:
         parts.append("<p>No fetch recorded: issues are known from imported labels (stubs).</p>")
-    parts += ["<h3>Samples</h3>", _table_html(pd.DataFrame([asdict(s) for s in corpus.samples]).set_index("name"))]
+    parts.append("<h3>Samples</h3>")
+    if corpus.samples:
+        parts.append(_table_html(pd.DataFrame([asdict(s) for s in corpus.samples]).set_index("name")))
+    else:  # labels imported without --sample: the report covers every labeled issue
+        parts.append("<p>No named sample: the report covers every issue with final labels.</p>")
     if agreement_rows:
         shown = pd.DataFrame(agreement_rows).drop(columns=["value"]).set_index(["sample", "dimension", "scope"])
         parts += ["<h2>Inter-rater agreement</h2>", _table_html(shown)]
@@ -264,6 +317,7 @@ def _write_html(
         _table_html(tables.time_to_close(final, taxonomy, "stage")),
         "<p>Issues known only as stubs have no closing date; fetch them for these figures.</p>",
         *_repro_html(report.repro, images),
+        *_quality_html(report.quality, images),
         "</body></html>",
     ]
     report.html.write_text("\n".join(_with_contents(parts)), encoding="utf-8")
@@ -298,6 +352,23 @@ def _repro_html(repro: TiebackReport | None, images: dict[str, Path]) -> list[st
     ]
     if "repro-stages" in images:
         parts.append(_img(images["repro-stages"], "labeled vs inferred stage"))
+    return parts
+
+
+def _quality_html(quality: pd.DataFrame | None, images: dict[str, Path]) -> list[str]:
+    if quality is None:
+        return []
+    parts = [
+        "<h2>Converted-model quality (ICSME 2022 metrics)</h2>",
+        "<p>Per model and conversion target: test accuracy, test inputs whose predicted class changed, max |Δ| "
+        "of the logits, latency (median of rounds; b = batch, t = threads), peak memory of a fresh process, "
+        "size on disk, and the success of FGSM and PGD examples crafted on the original. × columns are "
+        "converted / original from the same run. <code>issuemine quality report --format json</code> has every "
+        "measurement with its spread and the package versions.</p>",
+        _table_html(quality.set_index(["model", "target"])),
+    ]
+    if "quality-ratios" in images:
+        parts.append(_img(images["quality-ratios"], "converted / original ratios"))
     return parts
 
 

@@ -1,0 +1,182 @@
+"""Quality commands: the offline suite, a user's own model, and the report."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from issuemine.cli.common import DbOption, database, err, handle_errors, out, print_json, table
+from issuemine.errors import IssuemineError
+
+quality_app = typer.Typer(
+    help="Converted-model quality: accuracy, latency, memory, size and robustness before and after conversion.",
+    no_args_is_help=True,
+)
+WorkdirOption = typer.Option(
+    Path("issuemine-quality"),
+    "--workdir",
+    help="Where trained models and converted files go (kept out of the database; training reproduces them).",
+)
+QuickOption = typer.Option(
+    False, "--quick", help="Fewer timing rounds, one thread setting, one ε, 60 attacked inputs: a fast check."
+)
+
+
+def _need_extra() -> None:
+    missing = []
+    for module, package in (
+        ("torch", "torch"),
+        ("onnxruntime", "onnxruntime"),
+        ("art", "adversarial-robustness-toolbox"),
+        ("coremltools", "coremltools"),
+        ("sklearn", "scikit-learn"),
+    ):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(package)
+    if missing:
+        raise IssuemineError(
+            f"quality needs {', '.join(missing)}: pip install 'issuemine[repro,quality]' (scripts/setup.sh does)"
+        )
+
+
+def _settings(quick: bool) -> Any:
+    from issuemine.quality.measure import Settings
+
+    return Settings.quick() if quick else Settings()
+
+
+@quality_app.command("suite")
+@handle_errors
+def suite_cmd(
+    frameworks: str = typer.Option("torch,keras", "--frameworks", help="Comma-separated: torch, keras."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the data split, the weights and the training order."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Training epochs (default: torch 30, keras 15)."),
+    quick: bool = QuickOption,
+    workdir: Path = WorkdirOption,
+    db: str | None = DbOption,
+) -> None:
+    """Train the bundled small models (MLP, CNN, CNN with batch norm and dropout) on scikit-learn's
+    digits, convert them (torch.onnx TorchScript and dynamo, tf2onnx, Core ML), measure and store.
+
+    Latency and memory are measured in a fresh process per runtime; every result is stored as it is
+    taken. `issuemine quality report` prints the table.
+    """
+    _need_extra()
+    from issuemine.quality.suite import run_suite
+
+    chosen = [f.strip() for f in frameworks.split(",") if f.strip()]
+    extra = {f: epochs for f in chosen} if epochs else None
+    with err.status("quality suite") as status:
+        result = run_suite(
+            database(db),
+            chosen,
+            workdir,
+            seed,
+            _settings(quick),
+            extra,
+            progress=lambda message: status.update(message),
+        )
+    where = ", ".join(f"{k} {v:.0f} s" for k, v in result.timings.items())
+    err.print(f"suite {result.suite}: {len(result.models)} models, {result.rows} measurements ({where})")
+    _print_report(database(db), result.suite, "md")
+
+
+@quality_app.command("model")
+@handle_errors
+def model_cmd(
+    path: Path = typer.Argument(..., help="TorchScript (.pt), ExportedProgram (.pt2) or Keras (.keras, .h5) file."),
+    input_shape: str = typer.Option(..., "--input-shape", help="The model's input shape, e.g. 1,1,8,8."),
+    data: Path | None = typer.Option(
+        None, "--data", help=".npz with 'x' (inputs) and optionally 'y' (labels: accuracy and attacks)."
+    ),
+    quick: bool = QuickOption,
+    workdir: Path = WorkdirOption,
+    db: str | None = DbOption,
+) -> None:
+    """Convert and measure your own model: the same metrics as the suite, on your data.
+
+    Without --data the model runs on random inputs of --input-shape: agreement, latency, memory and
+    size are measured; accuracy and attack success need labels.
+    """
+    _need_extra()
+    from issuemine.quality.suite import run_user_model
+
+    try:
+        shape = tuple(int(part) for part in input_shape.split(","))
+    except ValueError:
+        raise IssuemineError(
+            f"--input-shape {input_shape!r}: give integers separated by commas, e.g. 1,1,8,8"
+        ) from None
+    if len(shape) < 2 or min(shape) < 1:
+        raise IssuemineError(f"--input-shape {input_shape!r}: a batch size and at least one dimension, all positive")
+    with err.status(f"measuring {path}") as status:
+        result = run_user_model(database(db), path, shape, workdir, data, _settings(quick), lambda m: status.update(m))
+    err.print(f"{result.suite}: {result.rows} measurements of {path}")
+    _print_report(database(db), result.suite, "md")
+
+
+@quality_app.command("report")
+@handle_errors
+def report_cmd(
+    suite: str | None = typer.Option(None, "--suite", help="A suite run (default: the latest)."),
+    fmt_: str = typer.Option("md", "--format", help="md, csv or json."),
+    db: str | None = DbOption,
+) -> None:
+    """The table: per model × target, accuracy, changed predictions, max |Δ|, latency, memory, size,
+    attack success; latency, memory and size also as target/original ratios from the same run."""
+    if fmt_ not in ("md", "csv", "json"):
+        raise IssuemineError(f"--format {fmt_!r}: choose md, csv or json")
+    _print_report(database(db), suite, fmt_)
+
+
+def _print_report(db: Any, suite: str | None, fmt_: str) -> None:
+    from issuemine.quality import store
+
+    rows = store.measurements(db, suite)
+    report = store.report_rows(rows)
+    if fmt_ == "json":
+        print_json({"suite": rows[0]["suite"], "versions": rows[0]["versions"], "rows": report, "measurements": rows})
+        return
+    flat = [{k: v for k, v in r.items() if not k.endswith("range")} for r in report]
+    if fmt_ == "csv":
+        buffer = io.StringIO()
+        columns = list(dict.fromkeys(k for r in flat for k in r))
+        writer = csv.DictWriter(buffer, columns)
+        writer.writeheader()
+        writer.writerows(flat)
+        typer.echo(buffer.getvalue(), nl=False)
+        return
+    columns = [
+        "model",
+        "target",
+        "accuracy",
+        "changed",
+        "max |Δ|",
+        "p50 ms b1 t1",
+        "p50 ms b1 t1 ×",
+        "p50 ms b32 t1",
+        "p50 ms b32 t1 ×",
+        "peak MB",
+        "size KB",
+        "size KB ×",
+        "FGSM ε=0.1",
+        "note",
+    ]
+    out.print(
+        table(f"Quality, suite {rows[0]['suite']}", columns, [[_cell(r.get(c)) for c in columns] for r in report])
+    )
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)

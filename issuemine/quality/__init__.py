@@ -1,0 +1,1 @@
+"""Converted-model quality: accuracy, latency, memory, size and robustness before and after conversion."""
