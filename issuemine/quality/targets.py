@@ -12,6 +12,7 @@ their prediction is reported as not measurable on this platform.
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 import traceback
@@ -24,6 +25,7 @@ import numpy as np
 TORCH_TARGETS = ("onnx-torchscript", "onnx-dynamo", "coreml")
 KERAS_TARGETS = ("onnx-tf2onnx", "coreml")
 OPSET = 17
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the dynamo exporter colours its error messages
 NOT_ON_THIS_PLATFORM = "prediction not measurable on this platform (Core ML predicts on macOS only)"
 
 
@@ -70,7 +72,7 @@ def convert(framework: str, model: Any, example: np.ndarray, target: str, out: P
         else:
             raise ValueError(f"unknown target {target!r}")
     except Exception as exc:  # the converter's failure is the result
-        last = " ".join("".join(traceback.format_exception_only(type(exc), exc)).split())
+        last = " ".join(ANSI.sub("", "".join(traceback.format_exception_only(type(exc), exc))).split())
         return Converted(target, route, None, time.perf_counter() - start, last[:500])
     return Converted(target, route, path, time.perf_counter() - start)
 
@@ -82,7 +84,9 @@ def _torch_onnx(model: Any, example: np.ndarray, path: Path, dynamo: bool) -> Pa
 
     import torch
 
-    x = torch.from_numpy(example[:1])
+    # Two examples, not one: torch.export specializes a dimension of size 1 to a constant, which
+    # contradicts the dynamic batch dimension and fails the export.
+    x = torch.from_numpy(example[:2])
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         if dynamo:

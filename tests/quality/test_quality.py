@@ -185,3 +185,17 @@ def test_report_renders_in_every_format_and_in_the_analysis_report(suite_db, tmp
     assert "Converted-model quality" in html and "keras-cnn-bn-dropout" in html
     assert (tmp_path / "report" / "figures" / "quality-ratios.pdf").exists()
     assert (tmp_path / "report" / "tables" / "quality.tex").exists()
+
+
+def test_every_torch_architecture_converts_with_a_dynamic_batch(tmp_path):
+    # Exported from one example, torch.export fixes a batch of 1 as a constant and rejects the
+    # dynamic batch dimension; the harness must not report that as the converter's failure.
+    from issuemine.quality.models import ARCHITECTURES, torch_model
+
+    x = digits(0).x_test
+    for architecture in ARCHITECTURES:
+        model = torch_model(architecture).eval()
+        for target in ("onnx-torchscript", "onnx-dynamo"):
+            result = convert("torch", model, x, target, tmp_path, architecture)
+            assert result.error is None, (architecture, target, result.error)
+            assert onnx_predict(onnx_session(result.path), x[:32]).shape == (32, 10)
