@@ -4,7 +4,8 @@
 #                             (torch CPU, onnxruntime, onnxscript, tensorflow-cpu, tf2onnx) and
 #                             bubblewrap, the sandbox for untrusted snippets, and what label
 #                             suggestions need (scikit-learn, spaCy with its lookup tables) and
-#                             model quality (Adversarial Robustness Toolbox, coremltools)
+#                             model quality (Adversarial Robustness Toolbox, coremltools) and
+#                             differential testing (NNSmith)
 #   scripts/setup.sh --dev    also the test tools and the services tests start (PostgreSQL)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,7 +43,7 @@ fi
 # pip from choosing a multi-GB CUDA build for the open range in pyproject.toml.
 .venv/bin/python -m pip install -q "torch==2.13.0"
 if [ "$dev" = 1 ]; then
-  .venv/bin/python -m pip install -q -e ".[repro,suggest,quality,dev]"
+  .venv/bin/python -m pip install -q -e ".[repro,suggest,quality,difftest,dev]"
 else
-  .venv/bin/python -m pip install -q -e ".[repro,suggest,quality]"
+  .venv/bin/python -m pip install -q -e ".[repro,suggest,quality,difftest]"
 fi

@@ -385,3 +385,47 @@ class QualityRun(Base):
     params: Mapped[dict[str, Any]] = mapped_column()  # seed, epochs, settings of the run
     versions: Mapped[dict[str, Any]] = mapped_column()
     measured_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+# -- differential testing --------------------------------------------------------------------------
+
+
+class DifftestCampaign(Base):
+    """What determines a campaign's models, and the versions they ran under."""
+
+    __tablename__ = "difftest_campaigns"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    converter: Mapped[str] = mapped_column(String(40))
+    exporter: Mapped[str] = mapped_column(String(20))  # torchscript, dynamo, or tf2onnx
+    opset: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(Integer)
+    sizes: Mapped[list[Any]] = mapped_column()
+    per_size: Mapped[int] = mapped_column(Integer)
+    inputs: Mapped[int] = mapped_column(Integer)
+    policy: Mapped[str] = mapped_column(String(40))  # the tolerance policy that decides a mismatch
+    generator: Mapped[str] = mapped_column(String(80))
+    versions: Mapped[dict[str, Any]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class DifftestModel(Base):
+    """One generated model: its outcome, error or differences, and where the time went."""
+
+    __tablename__ = "difftest_models"
+    __table_args__ = (UniqueConstraint("campaign_id", "nodes", "seed", name="uq_difftest_models_campaign_nodes_seed"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("difftest_campaigns.id", ondelete="CASCADE"))
+    nodes: Mapped[int] = mapped_column(Integer)  # requested size
+    seed: Mapped[int] = mapped_column(Integer)
+    node_count: Mapped[int | None] = mapped_column(Integer)  # operators actually generated
+    operators: Mapped[list[Any]] = mapped_column()
+    outcome: Mapped[str] = mapped_column(String(30))
+    stage: Mapped[str | None] = mapped_column(String(40))
+    error: Mapped[str | None] = mapped_column(Text)
+    max_abs_diff: Mapped[float | None] = mapped_column(Float)
+    differing: Mapped[list[Any]] = mapped_column()  # outputs beyond the campaign's policy
+    policies: Mapped[dict[str, Any]] = mapped_column()  # policy -> within (every policy, to switch later)
+    onnx_path: Mapped[str | None] = mapped_column(Text)
+    durations: Mapped[dict[str, Any]] = mapped_column()  # seconds: generate, framework, convert, load, run
+    finished_at: Mapped[datetime] = mapped_column(DateTime)

@@ -1,0 +1,58 @@
+"""Differential-testing benchmark.
+
+    python benchmarks/bench_difftest.py [--per-size 20] [--jobs 2]
+
+Models per minute through generate → framework run → convert → check → ORT load → 100 inputs →
+compare, per converter and exporter (torch.onnx TorchScript, torch.onnx dynamo, tf2onnx), at 15 and
+100 nodes, on the local worker pool, with where the time goes (summed over models, per step) and
+the outcomes (Table 11). The first TensorFlow run also pays NNSmith's operator probe (cached after).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from issuemine.db import open_db
+from issuemine.difftest.campaign import Plan, models, run
+
+SETUPS = (("torch.onnx", "torchscript"), ("torch.onnx", "dynamo"), ("tf2onnx", "tf2onnx"))
+STEPS = ("generate", "framework", "convert", "load", "run", "compare")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--per-size", type=int, default=20)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--sizes", default="15,100")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    with tempfile.TemporaryDirectory() as folder:
+        db = open_db(str(Path(folder) / "difftest.db"))
+        print(f"difftest benchmark: {args.per_size} models per size, --jobs {args.jobs}, 100 inputs per model")
+        for converter, exporter in SETUPS:
+            for nodes in sizes:
+                plan = Plan(converter, exporter, 17, 1, [nodes], args.per_size, 100, "study")
+                start = time.perf_counter()
+                report = run(db, plan, Path(folder) / "out", args.jobs, timeout=300)
+                wall = time.perf_counter() - start
+                found = models(db, report.campaign)
+                steps = Counter[str]()
+                for model in found:
+                    steps.update({k: float(v) for k, v in model.durations.items()})
+                spent = sum(steps.values()) or 1.0
+                where = ", ".join(f"{s} {steps[s] / spent:.0%}" for s in STEPS if steps[s])
+                outcomes = ", ".join(f"{k} {v}" for k, v in Counter(m.outcome for m in found).most_common())
+                print(
+                    f"{converter:<10} {exporter:<11} {nodes:>3} nodes: {len(found) / wall * 60:6.1f} models/min "
+                    f"({wall:.0f} s wall, workers included)  time in models: {where}\n"
+                    f"{'':<27}outcomes: {outcomes}"
+                )
+        db.close()
+
+
+if __name__ == "__main__":
+    main()

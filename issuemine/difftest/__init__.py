@@ -1,0 +1,1 @@
+"""Differential testing of converters: generate models, convert them, find and locate wrong conversions."""

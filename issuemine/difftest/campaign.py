@@ -1,0 +1,291 @@
+"""Campaigns: create or resume, deal the jobs to the workers, store each result as it arrives, and
+report the study's Table 11.
+
+A campaign's models are fixed by its parameters: model k of size n gets a seed derived from the
+campaign seed, n and k, so the same campaign seed gives the same models, and a campaign run again
+with the same parameters resumes: models already stored are not redone.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from issuemine.db import Database
+from issuemine.db.models import DifftestCampaign, DifftestModel
+from issuemine.db.rows import upsert, utcnow
+from issuemine.difftest.execute import OUTCOMES, TABLE_11
+from issuemine.difftest.generate import FRAMEWORKS, METHOD
+from issuemine.difftest.pool import DEFAULT_RUNNER, WorkerPool
+from issuemine.domain.tolerances import load_policies
+from issuemine.errors import IssuemineError
+
+EXPORTERS = {"torch.onnx": ("torchscript", "dynamo"), "tf2onnx": ("tf2onnx",)}
+PACKAGES = ("nnsmith", "torch", "onnxscript", "tensorflow-cpu", "tf2onnx", "onnx", "onnxruntime", "numpy", "z3-solver")
+
+
+def parse_sizes(text: str) -> list[int]:
+    """``15..100:5`` (from 15 to 100 in steps of 5), ``15,30,60``, or ``20``."""
+    value = text.strip()
+    found = re.fullmatch(r"(\d+)\.\.(\d+)(?::(\d+))?", value)
+    try:
+        if found:
+            low, high, step = int(found[1]), int(found[2]), int(found[3] or 1)
+            sizes = list(range(low, high + 1, step))
+        else:
+            sizes = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1 or (found and int(found[3] or 1) < 1):
+        raise IssuemineError(f"--nodes {text!r}: give a range (15..100:5), a list (15,30) or a number (20)")
+    return sizes
+
+
+def model_seed(campaign_seed: int, nodes: int, k: int) -> int:
+    return (campaign_seed * 1_000_003 + nodes * 1_009 + k) % 2**31
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for package in PACKAGES:
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "missing"
+    return found
+
+
+@dataclass
+class Plan:
+    converter: str
+    exporter: str
+    opset: int
+    seed: int
+    sizes: list[int]
+    per_size: int
+    inputs: int = 100
+    policy: str | None = None
+
+    def check(self) -> None:
+        if self.converter not in FRAMEWORKS:
+            raise IssuemineError(f"--converter {self.converter!r}: choose {' or '.join(FRAMEWORKS)}")
+        if self.exporter not in EXPORTERS[self.converter]:
+            raise IssuemineError(
+                f"--exporter {self.exporter!r} does not belong to {self.converter}: "
+                f"{', '.join(EXPORTERS[self.converter])}"
+            )
+        if self.per_size < 1 or self.inputs < 1:
+            raise IssuemineError("--per-size and --inputs must be at least 1")
+
+
+def open_campaign(db: Database, plan: Plan) -> int:
+    """The campaign with exactly these parameters (to resume), or a new one."""
+    plan.check()
+    policy = load_policies().get(plan.policy).name
+    with db.session() as session:
+        found = session.scalar(
+            select(DifftestCampaign.id).where(
+                DifftestCampaign.converter == plan.converter,
+                DifftestCampaign.exporter == plan.exporter,
+                DifftestCampaign.opset == plan.opset,
+                DifftestCampaign.seed == plan.seed,
+                DifftestCampaign.per_size == plan.per_size,
+                DifftestCampaign.inputs == plan.inputs,
+                DifftestCampaign.policy == policy,
+            )
+        )
+        if found is not None:
+            row = session.get(DifftestCampaign, found)
+            assert row is not None
+            if list(row.sizes) == plan.sizes:
+                return int(found)
+        now = utcnow()
+        row = DifftestCampaign(
+            converter=plan.converter,
+            exporter=plan.exporter,
+            opset=plan.opset,
+            seed=plan.seed,
+            sizes=plan.sizes,
+            per_size=plan.per_size,
+            inputs=plan.inputs,
+            policy=policy,
+            generator=f"nnsmith {versions().get('nnsmith')} {METHOD}",
+            versions=versions(),
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(row)
+        session.flush()
+        return int(row.id)
+
+
+def campaign(db: Database, campaign_id: int | None = None) -> DifftestCampaign:
+    with db.session() as session:
+        query = select(DifftestCampaign).order_by(DifftestCampaign.id.desc()).limit(1)
+        if campaign_id is not None:
+            query = select(DifftestCampaign).where(DifftestCampaign.id == campaign_id)
+        row = session.scalar(query)
+        if row is None:
+            raise IssuemineError(
+                f"no campaign {campaign_id}"
+                if campaign_id is not None
+                else "no campaign yet: run `issuemine difftest run`"
+            )
+        session.expunge(row)
+        return row
+
+
+def jobs(db: Database, campaign_id: int, out_dir: Path) -> list[dict[str, Any]]:
+    """The campaign's models not stored yet, smallest first."""
+    row = campaign(db, campaign_id)
+    with db.session() as session:
+        done = set(
+            session.execute(
+                select(DifftestModel.nodes, DifftestModel.seed).where(DifftestModel.campaign_id == campaign_id)
+            ).all()
+        )
+    policies = [p.as_dict() for p in load_policies().policies]
+    todo = []
+    for nodes in row.sizes:
+        for k in range(row.per_size):
+            seed = model_seed(row.seed, nodes, k)
+            if (nodes, seed) in done:
+                continue
+            todo.append(
+                {
+                    "campaign": campaign_id,
+                    "converter": row.converter,
+                    "exporter": row.exporter,
+                    "opset": row.opset,
+                    "seed": seed,
+                    "nodes": nodes,
+                    "inputs": row.inputs,
+                    "policies": policies,
+                    "policy": row.policy,
+                    "out_dir": str(out_dir),
+                }
+            )
+    return todo
+
+
+def store(db: Database, campaign_id: int, result: dict[str, Any]) -> None:
+    """One model's result, committed at once (a killed campaign keeps every finished model)."""
+    record = {
+        "campaign_id": campaign_id,
+        "nodes": int(result["nodes"]),
+        "seed": int(result["seed"]),
+        "node_count": result.get("node_count"),
+        "operators": result.get("operators") or [],
+        "outcome": result["outcome"],
+        "stage": result.get("stage"),
+        "error": result.get("error"),
+        "max_abs_diff": result.get("max_abs_diff"),
+        "differing": result.get("differing") or [],
+        "policies": result.get("policies") or {},
+        "onnx_path": result.get("onnx"),
+        "durations": result.get("durations") or {},
+        "finished_at": utcnow(),
+    }
+    with db.session() as session:
+        upsert(session, DifftestModel, [record], ["campaign_id", "nodes", "seed"])
+        row = session.get(DifftestCampaign, campaign_id)
+        if row is not None:
+            row.updated_at = utcnow()
+
+
+@dataclass
+class RunReport:
+    campaign: int
+    planned: int
+    skipped: int  # already stored: resumed
+    ran: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    replaced_workers: int = 0
+    seconds: float = 0.0
+
+
+def run(
+    db: Database,
+    plan: Plan,
+    out_dir: Path,
+    jobs_: int = 2,
+    timeout: float = 120.0,
+    runner: str = DEFAULT_RUNNER,
+    progress: Callable[[dict[str, Any], Counter[str]], None] = lambda result, counts: None,
+    limit: int | None = None,
+) -> RunReport:
+    """Run (or resume) a campaign on the local worker pool. ``limit`` stops after that many models
+    (a campaign run in parts: the next run resumes)."""
+    import time
+
+    campaign_id = open_campaign(db, plan)
+    todo = jobs(db, campaign_id, out_dir / f"campaign-{campaign_id}")
+    planned = len(plan.sizes) * plan.per_size
+    report = RunReport(campaign_id, planned, planned - len(todo))
+    if limit is not None:
+        todo = todo[:limit]
+    start = time.perf_counter()
+
+    def done(task: dict[str, Any], result: dict[str, Any]) -> None:
+        store(db, campaign_id, {**result, "seed": task["seed"], "nodes": task["nodes"]})
+        report.ran += 1
+        report.outcomes[result["outcome"]] += 1
+        progress(result, report.outcomes)
+
+    pool = WorkerPool(jobs_, timeout, out_dir / f"campaign-{campaign_id}" / "workers.log", runner)
+    pool.run(todo, done)
+    report.replaced_workers = pool.replaced
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+# -- Table 11 ------------------------------------------------------------------------------------
+
+
+def models(db: Database, campaign_id: int) -> list[DifftestModel]:
+    with db.session() as session:
+        rows = list(
+            session.scalars(
+                select(DifftestModel)
+                .where(DifftestModel.campaign_id == campaign_id)
+                .order_by(DifftestModel.nodes, DifftestModel.seed)
+            )
+        )
+        for row in rows:
+            session.expunge(row)
+        return rows
+
+
+def table_11(db: Database, campaign_ids: list[int] | None = None) -> list[dict[str, Any]]:
+    """Outcome counts per campaign (converter and exporter) and node count, and a total per campaign."""
+    with db.session() as session:
+        ids = campaign_ids or list(session.scalars(select(DifftestCampaign.id).order_by(DifftestCampaign.id)))
+    rows = []
+    for campaign_id in ids:
+        info = campaign(db, campaign_id)
+        found = models(db, campaign_id)
+        by_size: dict[int, Counter[str]] = {}
+        for model in found:
+            by_size.setdefault(model.nodes, Counter())[model.outcome] += 1
+        total: Counter[str] = Counter(m.outcome for m in found)
+        for nodes, counts in [*sorted(by_size.items()), ("all", total)]:
+            row: dict[str, Any] = {
+                "campaign": campaign_id,
+                "converter": info.converter,
+                "exporter": info.exporter,
+                "nodes": nodes,
+                "models": sum(counts.values()),
+            }
+            row.update(
+                {outcome: counts.get(outcome, 0) for outcome in OUTCOMES if outcome in TABLE_11 or counts.get(outcome)}
+            )
+            rows.append(row)
+    return rows

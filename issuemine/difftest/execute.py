@@ -1,0 +1,240 @@
+"""One differential test: generate a model, run it in its framework, convert it, check it, load it in
+onnxruntime, run the same inputs there, and compare under every tolerance policy.
+
+Outcomes, as the study's Table 11: ``conversion-failure`` (the converter raised, or wrote a model
+the ONNX checker rejects; with the stage the harness's rules read from the error),
+``ort-failure`` (onnxruntime could not load or run the model), ``mismatch`` (outputs differ beyond
+the campaign's policy), ``success``. Two more keep the record honest: ``framework-failure`` (the
+framework itself fails on the generated inputs: nothing to compare) and ``generation-failure``.
+A crash, abort or hang of a worker is recorded by the pool (``worker-crash``, ``timeout``).
+
+Runs inside a worker process: it imports the framework, and may die.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from issuemine.difftest.generate import Generated, generate, random_inputs
+from issuemine.domain.converters import knowledge
+from issuemine.domain.stages import infer_stage
+
+OUTCOMES = (
+    "success",
+    "mismatch",
+    "ort-failure",
+    "conversion-failure",
+    "framework-failure",
+    "generation-failure",
+    "worker-crash",
+    "timeout",
+)
+TABLE_11 = ("conversion-failure", "ort-failure", "mismatch", "success")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def error_text(exc: BaseException, limit: int = 2000) -> str:
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return ANSI.sub("", text)[:limit]
+
+
+def error_record(exc: BaseException) -> dict[str, Any]:
+    """The exception as the stage rules read it: type, message, frames, and its cause chain."""
+    frames = [{"file": f.filename, "line": f.lineno, "func": f.name} for f in traceback.extract_tb(exc.__traceback__)]
+    record: dict[str, Any] = {
+        "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+        "message": ANSI.sub("", str(exc))[:4000],
+        "frames": frames,
+    }
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and cause is not exc:
+        record["cause"] = error_record(cause)
+    return record
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Run one model of a campaign; every failure becomes the result, never an exception."""
+    timings: dict[str, float] = {}
+    result: dict[str, Any] = {"seed": job["seed"], "nodes": job["nodes"], "durations": timings}
+    framework = "torch" if job["converter"] == "torch.onnx" else "tensorflow"
+    start = time.perf_counter()
+    try:
+        generated = generate(framework, job["seed"], job["nodes"])
+    except Exception as exc:
+        timings["generate"] = time.perf_counter() - start
+        return {**result, "outcome": "generation-failure", "error": error_text(exc)}
+    timings["generate"] = generated.seconds
+    result.update(node_count=len(generated.operators), operators=generated.operators)
+    inputs = random_inputs(generated, int(job.get("inputs", 100)), job["seed"])
+
+    start = time.perf_counter()
+    try:
+        expected = [framework_outputs(generated, one) for one in inputs]
+    except Exception as exc:
+        timings["framework"] = time.perf_counter() - start
+        return {**result, "outcome": "framework-failure", "error": error_text(exc)}
+    timings["framework"] = time.perf_counter() - start
+
+    path = Path(job["out_dir"]) / f"c{job['campaign']}-n{job['nodes']}-s{job['seed']}.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    try:
+        convert(generated, inputs[0], path, job)
+        import onnx
+
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as exc:
+        timings["convert"] = time.perf_counter() - start
+        stage, how = infer_stage(error_record(exc), "", knowledge().stages)
+        if type(exc).__module__.startswith("onnx"):
+            stage, how = "validation", "the ONNX checker rejected the converted model"
+        path.unlink(missing_ok=True)
+        return {**result, "outcome": "conversion-failure", "stage": stage, "stage_how": how, "error": error_text(exc)}
+    timings["convert"] = time.perf_counter() - start
+
+    import onnxruntime as ort
+
+    start = time.perf_counter()
+    try:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = 1
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        timings["load"] = time.perf_counter() - start
+        return {**result, "outcome": "ort-failure", "stage": "load", "error": error_text(exc), "onnx": str(path)}
+    timings["load"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    try:
+        names = [i.name for i in session.get_inputs()]
+        actual = [session.run(None, {n: one[n] for n in names if n in one}) for one in inputs]
+    except Exception as exc:
+        timings["run"] = time.perf_counter() - start
+        return {**result, "outcome": "ort-failure", "stage": "run", "error": error_text(exc), "onnx": str(path)}
+    timings["run"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    verdicts, worst, differing = compare(expected, actual, generated.outputs, job["policies"], job["policy"])
+    timings["compare"] = time.perf_counter() - start
+    outcome = "success" if verdicts[job["policy"]] else "mismatch"
+    if outcome == "success" and not job.get("keep_all"):
+        path.unlink(missing_ok=True)
+    return {
+        **result,
+        "outcome": outcome,
+        "policies": verdicts,
+        "max_abs_diff": worst,
+        "differing": differing,
+        "onnx": str(path) if path.exists() else None,
+    }
+
+
+def framework_outputs(generated: Generated, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """The framework's outputs for one input set, in the model's output order."""
+    if generated.framework == "torch":
+        import torch
+
+        net = generated.model.torch_model
+        net.eval()
+        with torch.no_grad():
+            out = net(*(torch.from_numpy(_contiguous(inputs[n])) for n in generated.inputs))
+        out = out if isinstance(out, tuple | list) else (out,)
+        return [o.detach().numpy() for o in out]
+    import tensorflow as tf
+
+    out = generated.model.run_eagerly({n: tf.convert_to_tensor(v) for n, v in inputs.items()})
+    return [np.asarray(out[name]) for name in generated.outputs]
+
+
+def convert(generated: Generated, example: dict[str, np.ndarray], path: Path, job: dict[str, Any]) -> None:
+    import contextlib
+    import io
+    import warnings
+
+    opset = int(job.get("opset") or 17)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        if generated.framework == "torch":
+            import torch
+
+            args = tuple(torch.from_numpy(_contiguous(example[n])) for n in generated.inputs)
+            extra: dict[str, Any] = {"external_data": False} if job.get("exporter") == "dynamo" else {}
+            torch.onnx.export(
+                generated.model.torch_model,
+                args,
+                str(path),
+                dynamo=job.get("exporter") == "dynamo",
+                opset_version=opset,
+                input_names=list(generated.inputs),
+                output_names=generated.outputs,
+                **extra,
+            )
+        else:
+            import tensorflow as tf
+            import tf2onnx
+
+            specs = [
+                tf.TensorSpec(shape, tf.as_dtype(dtype), name) for name, (shape, dtype) in generated.inputs.items()
+            ]
+            net = generated.model.net
+
+            @tf.function(input_signature=specs)
+            def forward(*xs: Any) -> Any:
+                out = net(**dict(zip(generated.inputs, xs, strict=True)))
+                return [out[name] for name in generated.outputs]
+
+            tf2onnx.convert.from_function(forward, input_signature=specs, opset=opset, output_path=str(path))
+
+
+def compare(
+    expected: list[list[np.ndarray]],
+    actual: list[list[np.ndarray]],
+    names: list[str],
+    policies: list[dict[str, Any]],
+    decide: str,
+) -> tuple[dict[str, bool], float | None, list[str]]:
+    """Per policy, whether every output of every input set is within it (NaN equals NaN, Inf equals
+    the same Inf; integers and booleans must be equal); the max |Δ| over finite values; and the
+    outputs that differ under the deciding policy."""
+    verdicts = {p["name"]: True for p in policies}
+    worst: float | None = None
+    differing: set[str] = set()
+    for want_set, got_set in zip(expected, actual, strict=True):
+        for name, want, got in zip(names, want_set, got_set, strict=False):
+            want, got = np.asarray(want), np.asarray(got)
+            if want.shape != got.shape:
+                differing.add(name)
+                verdicts = dict.fromkeys(verdicts, False)
+                continue
+            if not np.issubdtype(want.dtype, np.inexact):
+                if not np.array_equal(want, got):
+                    differing.add(name)
+                    verdicts = dict.fromkeys(verdicts, False)
+                continue
+            a, b = (
+                want.astype(np.complex128 if np.iscomplexobj(want) else np.float64),
+                got.astype(np.complex128 if np.iscomplexobj(got) else np.float64),
+            )
+            finite = np.isfinite(a) & np.isfinite(b)
+            if finite.any():
+                delta = float(np.max(np.abs(a[finite] - b[finite])))
+                worst = delta if worst is None else max(worst, delta)
+            for policy in policies:
+                if not np.allclose(b, a, atol=policy["atol"], rtol=policy["rtol"], equal_nan=True):
+                    verdicts[policy["name"]] = False
+                    if policy["name"] == decide:
+                        differing.add(name)
+    return verdicts, worst, sorted(differing)
+
+
+def _contiguous(value: np.ndarray) -> np.ndarray:
+    """A C-contiguous copy of the same shape (``np.ascontiguousarray`` turns a 0-d array into 1-d,
+    which exports a rank-1 input for a scalar one)."""
+    return np.array(value, order="C", copy=True)

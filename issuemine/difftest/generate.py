@@ -1,0 +1,138 @@
+"""Random models from NNSmith, the generator the ISSTA 2024 study used (``symbolic-cinit``).
+
+A thin, tested adapter around ``nnsmith`` 0.1.0 from PyPI:
+
+- the operator set is probed once per framework (NNSmith caches the probe on disk);
+- a model is fully determined by (framework, seed, node count): the graph comes from
+  ``model_gen(seed=...)``, the weights from the framework's RNG seeded with the same seed, and the
+  test inputs from a NumPy generator seeded with it too. NNSmith's ``refine_weights`` is skipped: it
+  searches for inputs under a wall-clock budget, so its result depends on the machine's speed, and
+  reproducibility matters more here than avoiding NaN (NaN and Inf compare equal, as in NNSmith);
+- z3's global context is renewed for every model, so that a model depends on its seed alone and
+  not on what the worker generated before (see ``_fresh_solver``);
+- NNSmith prints every failed operator probe; that chatter is silenced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+FRAMEWORKS = {"torch.onnx": "torch", "tf2onnx": "tensorflow"}
+METHOD = "symbolic-cinit"
+
+
+@dataclass
+class Generated:
+    framework: str
+    seed: int
+    nodes: int  # requested
+    model: Any  # nnsmith Model (TorchModelCPU or TFModelCPU)
+    operators: list[str]  # in graph order
+    inputs: dict[str, tuple[tuple[int, ...], str]]  # name -> (shape, numpy dtype)
+    outputs: list[str]
+    seconds: float
+
+
+@contextlib.contextmanager
+def quiet() -> Any:
+    """NNSmith logs each failed operator probe and prints progress; none of it is ours to show."""
+    for name in ("nnsmith", "mgen", "exec", "fuzz", "core"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
+@lru_cache(maxsize=2)
+def model_type(framework: str) -> Any:
+    from nnsmith.materialize import Model
+
+    kind = Model.init(framework)
+    kind.add_seed_setter()
+    return kind
+
+
+@lru_cache(maxsize=2)
+def operator_set(framework: str) -> list[Any]:
+    """The operators NNSmith can generate for ``framework`` on this machine (probed once, cached)."""
+    from nnsmith.narrow_spec import auto_opset
+
+    with quiet():
+        return list(auto_opset(model_type(framework)))
+
+
+def op_name(inst: Any) -> str:
+    return type(inst.iexpr.op).__name__
+
+
+def generate(framework: str, seed: int, nodes: int, timeout_ms: int = 10_000) -> Generated:
+    """One model of about ``nodes`` operators, fully determined by ``seed``."""
+    from nnsmith.graph_gen import model_gen
+
+    start = time.perf_counter()
+    kind = model_type(framework)
+    _fresh_solver()
+    with quiet():
+        gen = model_gen(opset=operator_set(framework), method=METHOD, seed=seed, max_nodes=nodes, timeout_ms=timeout_ms)
+        ir = gen.make_concrete()
+        _seed_framework(framework, seed)
+        model = kind.from_gir(ir)
+    operators = [op_name(inst) for inst in ir.insts if op_name(inst) not in ("Input", "Constant", "Placeholder")]
+    inputs = {
+        name: (tuple(int(d) for d in tensor.shape), np.dtype(tensor.dtype.numpy()).name)
+        for name, tensor in model.input_like.items()
+    }
+    return Generated(
+        framework, seed, nodes, model, operators, inputs, list(model.output_like), time.perf_counter() - start
+    )
+
+
+def _fresh_solver() -> None:
+    """A new z3 context for every model. NNSmith solves shapes in z3's one global context, whose
+    state carries over from model to model: the same seed then gives other shapes depending on
+    what the process generated before (a worker's job order). A fresh context makes a model depend
+    on its seed alone."""
+    import z3
+
+    z3.reset_params()
+    z3.z3._main_ctx = None  # z3.main_ctx() creates a new one on next use
+
+
+def _seed_framework(framework: str, seed: int) -> None:
+    if framework == "torch":
+        import torch
+
+        torch.manual_seed(seed)
+    else:
+        import tensorflow as tf
+
+        tf.random.set_seed(seed)
+
+
+def random_inputs(generated: Generated, count: int, seed: int) -> list[dict[str, np.ndarray]]:
+    """``count`` seeded input sets: floats from a standard normal, integers in [-8, 8), booleans fair."""
+    rng = np.random.default_rng(seed)
+    found = []
+    for _ in range(count):
+        one = {}
+        for name, (shape, dtype) in generated.inputs.items():
+            kind = np.dtype(dtype)
+            if kind == np.bool_:
+                value: Any = rng.random(shape) < 0.5
+            elif np.issubdtype(kind, np.integer):
+                value = rng.integers(-8, 8, size=shape)
+            elif np.issubdtype(kind, np.complexfloating):
+                value = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+            else:
+                value = rng.standard_normal(shape)
+            # Always an array of the declared shape: a rank-0 draw comes back as a NumPy scalar.
+            one[name] = np.asarray(value, dtype=kind).reshape(shape)
+        found.append(one)
+    return found

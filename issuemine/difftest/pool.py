@@ -1,0 +1,133 @@
+"""Worker processes that survive what they run: a converter or runtime that segfaults, aborts or
+hangs on one model becomes that model's outcome, and the worker is replaced.
+
+``concurrent.futures.ProcessPoolExecutor`` cannot do this: a worker killed by a signal breaks the
+whole pool (``BrokenProcessPool``) and a task cannot be timed out without killing the pool. So each
+worker here has its own pipe, the parent waits on the pipes and the process sentinels with the
+nearest deadline, and a dead or late worker is killed and replaced. Workers are long-lived (torch
+and onnxruntime are imported once per worker, not per model) and their stdout/stderr go to a log
+file, since converters print whole graphs when they fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import multiprocessing
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+DEFAULT_RUNNER = "issuemine.difftest.execute:run_job"
+
+
+def _load(runner: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    module, _, name = runner.partition(":")
+    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+
+
+def _worker(conn: Connection, runner: str, log: str) -> None:
+    # Converters write graph dumps straight to file descriptors 1 and 2: send them to the log.
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    run = _load(runner)
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        conn.send(run(task))
+
+
+@dataclass
+class _Worker:
+    process: Any
+    conn: Connection
+    task: dict[str, Any] | None = None
+    deadline: float = 0.0
+
+
+class WorkerPool:
+    def __init__(self, jobs: int, timeout: float, log: Path, runner: str = DEFAULT_RUNNER) -> None:
+        self.jobs, self.timeout, self.log, self.runner = max(1, jobs), timeout, log, runner
+        self.context = multiprocessing.get_context("spawn")  # no inherited torch/TF state
+        self.replaced = 0
+
+    def _start(self) -> _Worker:
+        parent, child = self.context.Pipe()
+        process = self.context.Process(target=_worker, args=(child, self.runner, str(self.log)), daemon=True)
+        process.start()
+        child.close()
+        return _Worker(process, parent)
+
+    def _stop(self, worker: _Worker) -> None:
+        if worker.process.is_alive():
+            worker.process.kill()
+        worker.process.join(5)
+        worker.conn.close()
+
+    def run(self, tasks: Iterable[dict[str, Any]], done: Callable[[dict[str, Any], dict[str, Any]], None]) -> None:
+        """Run every task; ``done(task, result)`` is called in this process as each one finishes."""
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        pending = deque(tasks)
+        workers = [self._start() for _ in range(min(self.jobs, len(pending)) or 1)]
+        try:
+            while pending or any(w.task is not None for w in workers):
+                for worker in workers:
+                    if worker.task is None and pending:
+                        worker.task = pending.popleft()
+                        worker.deadline = time.monotonic() + self.timeout
+                        worker.conn.send(worker.task)
+                busy = [w for w in workers if w.task is not None]
+                nearest = min(w.deadline for w in busy) - time.monotonic()
+                wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=max(0.0, nearest))
+                for i, worker in enumerate(workers):
+                    if worker.task is not None:
+                        result = self._collect(worker)
+                        if result is not None:
+                            task, worker.task = worker.task, None
+                            done(task, result)
+                            if not worker.process.is_alive() or result.get("outcome") in ("worker-crash", "timeout"):
+                                self._stop(worker)
+                                workers[i] = self._start()
+                                self.replaced += 1
+        finally:
+            for worker in workers:
+                with contextlib.suppress(BrokenPipeError, OSError):
+                    worker.conn.send(None)
+                self._stop(worker)
+
+    def _collect(self, worker: _Worker) -> dict[str, Any] | None:
+        """The worker's result, a recorded crash or timeout, or None while it is still working."""
+        assert worker.task is not None
+        if worker.conn.poll():
+            try:
+                return dict(worker.conn.recv())
+            except (EOFError, OSError):
+                pass  # died while sending: a crash
+        if not worker.process.is_alive():
+            worker.process.join(1)
+            code = worker.process.exitcode
+            how = f"killed by signal {-code} ({signal.Signals(-code).name})" if code and code < 0 else f"exit {code}"
+            return {**_base(worker.task), "outcome": "worker-crash", "error": f"the worker process died: {how}"}
+        if time.monotonic() >= worker.deadline:
+            return {
+                **_base(worker.task),
+                "outcome": "timeout",
+                "error": f"no result within {self.timeout:g} s: the worker was killed (a hang)",
+            }
+        return None
+
+
+def _base(task: dict[str, Any]) -> dict[str, Any]:
+    return {"seed": task.get("seed"), "nodes": task.get("nodes"), "durations": {}}

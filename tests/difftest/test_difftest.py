@@ -1,0 +1,150 @@
+"""Differential testing with real parts: NNSmith models, torch.onnx, onnxruntime, worker processes."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from issuemine.cli.app import app
+from issuemine.difftest.campaign import model_seed, parse_sizes
+from issuemine.difftest.execute import compare, framework_outputs, run_job
+from issuemine.difftest.generate import generate, random_inputs
+from issuemine.difftest.pool import WorkerPool
+from issuemine.domain.tolerances import load_policies
+from issuemine.errors import IssuemineError
+from tests.cli.test_cli import assert_clean_error
+
+POLICIES = [p.as_dict() for p in load_policies().policies]
+
+
+def job(seed: int, nodes: int, tmp_path: Path, **extra: object) -> dict:  # type: ignore[type-arg]
+    return {
+        "campaign": 0,
+        "converter": "torch.onnx",
+        "exporter": "torchscript",
+        "opset": 17,
+        "seed": seed,
+        "nodes": nodes,
+        "inputs": 10,
+        "policies": POLICIES,
+        "policy": "study",
+        "out_dir": str(tmp_path),
+        **extra,
+    }
+
+
+def test_the_generator_is_seeded_and_reproducible():
+    for nodes in (5, 15, 30):
+        first, again = generate("torch", 11, nodes), generate("torch", 11, nodes)
+        assert first.operators == again.operators and first.inputs == again.inputs
+        assert 1 <= len(first.operators) <= nodes
+        x = random_inputs(first, 1, 11)[0]
+        for a, b in zip(framework_outputs(first, x), framework_outputs(again, x), strict=True):
+            assert np.array_equal(a, b, equal_nan=True)  # same weights too
+    assert generate("torch", 12, 15).operators != generate("torch", 11, 15).operators
+
+
+def test_compare_reads_policies_nan_integers_and_shapes():
+    f = np.array([1.0, np.nan, np.inf], dtype=np.float32)
+    close = np.array([1.0 + 1e-6, np.nan, np.inf], dtype=np.float32)
+    verdicts, worst, differing = compare([[f]], [[close]], ["y"], POLICIES, "study")
+    assert verdicts["study"] is False and verdicts["torch-testing"] is True and verdicts["nnsmith"] is True
+    assert worst == pytest.approx(1e-6, rel=0.1) and differing == ["y"]
+    verdicts, _, _ = compare([[np.array([1, 2])]], [[np.array([1, 3])]], ["i"], POLICIES, "nnsmith")
+    assert not any(verdicts.values())  # integers must be equal under every policy
+    verdicts, _, differing = compare([[np.zeros((2, 2))]], [[np.zeros(4)]], ["s"], POLICIES, "nnsmith")
+    assert not any(verdicts.values()) and differing == ["s"]
+
+
+@lru_cache(maxsize=1)
+def relu_seed() -> int:
+    """A seed whose 15-node model has a ReLU and converts correctly as it is."""
+    for seed in range(300):
+        generated = generate("torch", seed, 15)
+        if "ReLU" in generated.operators:
+            result = run_job(job(seed, 15, Path("/tmp")))
+            if result["outcome"] == "success":
+                return seed
+    raise AssertionError("no seed under 300 gives a correct model with a ReLU")
+
+
+def test_a_broken_conversion_is_a_mismatch_and_a_crashing_one_a_conversion_failure(tmp_path):
+    seed = relu_seed()
+    results: dict[str, dict] = {}  # type: ignore[type-arg]
+    for runner in ("relu_as_abs", "relu_raises"):
+        pool = WorkerPool(1, 120, tmp_path / "w.log", f"tests.difftest.runners:{runner}")
+        pool.run([job(seed, 15, tmp_path / runner)], lambda task, result, r=runner: results.__setitem__(r, result))
+    broken = results["relu_as_abs"]
+    assert broken["outcome"] == "mismatch" and broken["max_abs_diff"] > 0 and broken["differing"]
+    assert Path(broken["onnx"]).exists()  # kept for the bug report
+    crashed = results["relu_raises"]
+    assert crashed["outcome"] == "conversion-failure" and "exploded on purpose" in crashed["error"]
+    assert crashed["stage"]
+
+
+def test_aborts_segfaults_hangs_and_exits_are_outcomes_and_the_pool_goes_on(tmp_path):
+    faults = ["abort", "segfault", "hang", "exit", None, None]
+    tasks = [{"seed": i, "nodes": 1, "fault": f} for i, f in enumerate(faults)]
+    results: dict[int, dict] = {}  # type: ignore[type-arg]
+    pool = WorkerPool(2, 3.0, tmp_path / "w.log", "tests.difftest.runners:faulty")
+    pool.run(tasks, lambda task, result: results.__setitem__(task["seed"], result))
+    assert results[0]["outcome"] == "worker-crash" and "SIGABRT" in results[0]["error"]
+    assert results[1]["outcome"] == "worker-crash" and "SIGSEGV" in results[1]["error"]
+    assert results[2]["outcome"] == "timeout" and "hang" in results[2]["error"]
+    assert results[3]["outcome"] == "worker-crash" and "exit 3" in results[3]["error"]
+    assert results[4]["outcome"] == results[5]["outcome"] == "success"
+    assert pool.replaced == 4
+
+
+def test_campaign_resumes_and_reports(tmp_path):
+    cli = CliRunner()
+    db = str(tmp_path / "d.db")
+    args = ["difftest", "run", "--nodes", "8,12", "--per-size", "3", "--seed", "5", "--inputs", "5", "--jobs", "2"]
+    args += ["--db", db, "--out", str(tmp_path / "out"), "--json"]
+    first = cli.invoke(app, [*args, "--limit", "4"])
+    assert first.exit_code == 0, first.output
+    report = json.loads(first.stdout)
+    assert report["ran"] == 4 and report["skipped"] == 0 and report["planned"] == 6
+    table = json.loads(cli.invoke(app, ["difftest", "report", "--format", "json", "--db", db]).stdout)
+    before = {(r["nodes"]): r["models"] for r in table}
+    assert before["all"] == 4
+    second = json.loads(cli.invoke(app, args).stdout)
+    assert second["ran"] == 2 and second["skipped"] == 4 and second["campaign"] == report["campaign"]
+    table = json.loads(cli.invoke(app, ["difftest", "report", "--format", "json", "--db", db]).stdout)
+    total = next(r for r in table if r["nodes"] == "all")
+    assert total["models"] == 6
+    assert sum(total.get(k, 0) for k in ("success", "mismatch", "ort-failure", "conversion-failure")) <= 6
+
+    # The same seed in a fresh database gives the same models and outcomes.
+    fresh = [*args[:-5], "--db", str(tmp_path / "e.db"), "--out", str(tmp_path / "out2"), "--json"]
+    assert cli.invoke(app, fresh).exit_code == 0
+    again = json.loads(
+        cli.invoke(app, ["difftest", "report", "--format", "json", "--db", str(tmp_path / "e.db")]).stdout
+    )
+    assert [{k: v for k, v in r.items() if k != "campaign"} for r in again] == [
+        {k: v for k, v in r.items() if k != "campaign"} for r in table
+    ]
+    shown = cli.invoke(app, ["difftest", "show", "1", "--db", db])
+    assert shown.exit_code == 0 and "seed" in shown.stdout and "seconds:" in shown.stdout
+    csv_out = cli.invoke(app, ["difftest", "report", "--format", "csv", "--db", db]).stdout
+    assert csv_out.splitlines()[0].startswith("campaign,converter,exporter,nodes,models")
+
+
+def test_bad_options_are_one_line_errors(tmp_path):
+    cli = CliRunner()
+    db = ["--db", str(tmp_path / "d.db")]
+    assert_clean_error(cli.invoke(app, ["difftest", "run", "--nodes", "ten", *db]), "--nodes")
+    assert_clean_error(cli.invoke(app, ["difftest", "run", "--converter", "x2onnx", *db]), "--converter")
+    assert_clean_error(cli.invoke(app, ["difftest", "run", "--exporter", "tf2onnx", *db]), "does not belong")
+    assert_clean_error(cli.invoke(app, ["difftest", "run", "--policy", "loose", *db]), "unknown tolerance policy")
+    assert_clean_error(cli.invoke(app, ["difftest", "report", *db]), "no campaign")
+    assert_clean_error(cli.invoke(app, ["difftest", "show", "5", *db]), "no difftest model 5")
+    assert parse_sizes("15..30:5") == [15, 20, 25, 30] and parse_sizes("7") == [7]
+    with pytest.raises(IssuemineError):
+        parse_sizes("30..15:0")
+    assert model_seed(1, 15, 0) != model_seed(1, 15, 1) != model_seed(2, 15, 0)
