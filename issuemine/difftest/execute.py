@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from issuemine.difftest.generate import Generated, generate, random_inputs
+from issuemine.difftest.generate import Generated, exportable, generate, random_inputs
 from issuemine.domain.converters import knowledge
 from issuemine.domain.stages import infer_stage
 
@@ -141,8 +141,7 @@ def framework_outputs(generated: Generated, inputs: dict[str, np.ndarray]) -> li
     if generated.framework == "torch":
         import torch
 
-        net = generated.model.torch_model
-        net.eval()
+        net = exportable(generated)
         with torch.no_grad():
             out = net(*(torch.from_numpy(_contiguous(inputs[n])) for n in generated.inputs))
         out = out if isinstance(out, tuple | list) else (out,)
@@ -167,7 +166,7 @@ def convert(generated: Generated, example: dict[str, np.ndarray], path: Path, jo
             args = tuple(torch.from_numpy(_contiguous(example[n])) for n in generated.inputs)
             extra: dict[str, Any] = {"external_data": False} if job.get("exporter") == "dynamo" else {}
             torch.onnx.export(
-                generated.model.torch_model,
+                exportable(generated),
                 args,
                 str(path),
                 dynamo=job.get("exporter") == "dynamo",

@@ -39,6 +39,7 @@ class Generated:
     inputs: dict[str, tuple[tuple[int, ...], str]]  # name -> (shape, numpy dtype)
     outputs: list[str]
     seconds: float
+    exportable: Any = None  # built once by exportable()
 
 
 @contextlib.contextmanager
@@ -92,6 +93,40 @@ def generate(framework: str, seed: int, nodes: int, timeout_ms: int = 10_000) ->
     return Generated(
         framework, seed, nodes, model, operators, inputs, list(model.output_like), time.perf_counter() - start
     )
+
+
+def exportable(generated: Generated) -> Any:
+    """The torch model as a plain module that only computes.
+
+    NNSmith's ``SymbolNet.forward`` also checks every tensor for NaN and Inf with Python ``if``s on
+    tensor values, and can log per-statement statistics; torch.export (the dynamo exporter) cannot
+    trace a branch on data and fails every model with ``GuardOnDataDependentSymNode``. This module
+    runs the same instructions with the same weights (the SymbolNet's module list is shared) and
+    nothing else, so the framework reference and both exporters see one and the same computation.
+    """
+    import torch
+
+    if generated.exportable is not None:
+        return generated.exportable
+    net = generated.model.torch_model
+    instructions = [(fn, list(inputs), list(outputs)) for fn, inputs, outputs, _ in net.instructions]
+    order, leaves = list(net.input_map), list(net.output_map)
+
+    class Exportable(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.mlist = net.mlist  # the weights
+
+        def forward(self, *args: Any) -> Any:
+            values = dict(zip(order, args, strict=True))
+            for fn, inputs, outputs in instructions:
+                result = fn(*(values[name] for name in inputs))
+                for name, tensor in zip(outputs, result if isinstance(result, list) else [result], strict=True):
+                    values[name] = tensor
+            return tuple(values[name] for name in leaves)
+
+    generated.exportable = Exportable().eval()
+    return generated.exportable
 
 
 def _fresh_solver() -> None:

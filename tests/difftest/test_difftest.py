@@ -148,3 +148,19 @@ def test_bad_options_are_one_line_errors(tmp_path):
     with pytest.raises(IssuemineError):
         parse_sizes("30..15:0")
     assert model_seed(1, 15, 0) != model_seed(1, 15, 1) != model_seed(2, 15, 0)
+
+
+def test_the_dynamo_exporter_gets_a_model_it_can_trace(tmp_path):
+    # NNSmith's own forward branches on tensor values (its NaN/Inf checks), which torch.export
+    # cannot trace: without the adapter every model is a "conversion failure" of the harness's making.
+    outcomes = [run_job(job(seed, 10, tmp_path, exporter="dynamo", inputs=3))["outcome"] for seed in range(3)]
+    assert "success" in outcomes, outcomes
+    generated = generate("torch", 0, 10)
+    x = random_inputs(generated, 1, 0)[0]
+    plain = generated.model.torch_model.eval()
+    import torch
+
+    with torch.no_grad():
+        reference = plain(*(torch.from_numpy(np.array(x[n])) for n in generated.inputs))
+    for a, b in zip(reference, framework_outputs(generated, x), strict=True):
+        assert np.array_equal(a.numpy(), b, equal_nan=True)  # the adapter computes what NNSmith's net does
