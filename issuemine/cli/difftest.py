@@ -43,6 +43,9 @@ def run_cmd(
     ),
     opset: int = typer.Option(17, "--opset", help="ONNX opset to export to."),
     inputs: int = typer.Option(100, "--inputs", help="Random input sets per model, run in both framework and runtime."),
+    dtypes: str = typer.Option(
+        "float32", "--dtypes", help="Tensor types to generate, comma-separated (the study: float32), or all."
+    ),
     policy: str | None = typer.Option(
         None, "--policy", help="Tolerance policy that decides a mismatch (default: the study's, max |Δ| < 1e-7)."
     ),
@@ -74,6 +77,7 @@ def run_cmd(
         per_size,
         inputs,
         policy or "study",
+        [] if dtypes.strip() == "all" else [d.strip() for d in dtypes.split(",") if d.strip()],
     )
     plan.check()
     database_ = database(db)

@@ -402,6 +402,7 @@ class DifftestCampaign(Base):
     sizes: Mapped[list[Any]] = mapped_column()
     per_size: Mapped[int] = mapped_column(Integer)
     inputs: Mapped[int] = mapped_column(Integer)
+    dtypes: Mapped[list[Any]] = mapped_column()  # data types NNSmith may generate ([] = all it knows)
     policy: Mapped[str] = mapped_column(String(40))  # the tolerance policy that decides a mismatch
     generator: Mapped[str] = mapped_column(String(80))
     versions: Mapped[dict[str, Any]] = mapped_column()

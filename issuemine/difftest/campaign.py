@@ -73,6 +73,7 @@ class Plan:
     per_size: int
     inputs: int = 100
     policy: str | None = None
+    dtypes: list[str] = field(default_factory=lambda: ["float32"])  # the study's; [] = all NNSmith knows
 
     def check(self) -> None:
         if self.converter not in FRAMEWORKS:
@@ -84,6 +85,22 @@ class Plan:
             )
         if self.per_size < 1 or self.inputs < 1:
             raise IssuemineError("--per-size and --inputs must be at least 1")
+        known = {
+            "float16",
+            "float32",
+            "float64",
+            "int8",
+            "int16",
+            "int32",
+            "int64",
+            "uint8",
+            "bool",
+            "complex64",
+            "complex128",
+        }
+        unknown = sorted(set(self.dtypes) - known)
+        if unknown:
+            raise IssuemineError(f"--dtypes: unknown {', '.join(unknown)} (known: {', '.join(sorted(known))}, all)")
 
 
 def open_campaign(db: Database, plan: Plan) -> int:
@@ -105,7 +122,7 @@ def open_campaign(db: Database, plan: Plan) -> int:
         if found is not None:
             row = session.get(DifftestCampaign, found)
             assert row is not None
-            if list(row.sizes) == plan.sizes:
+            if list(row.sizes) == plan.sizes and sorted(row.dtypes) == sorted(plan.dtypes):
                 return int(found)
         now = utcnow()
         row = DifftestCampaign(
@@ -116,6 +133,7 @@ def open_campaign(db: Database, plan: Plan) -> int:
             sizes=plan.sizes,
             per_size=plan.per_size,
             inputs=plan.inputs,
+            dtypes=sorted(plan.dtypes),
             policy=policy,
             generator=f"nnsmith {versions().get('nnsmith')} {METHOD}",
             versions=versions(),
@@ -168,6 +186,7 @@ def jobs(db: Database, campaign_id: int, out_dir: Path) -> list[dict[str, Any]]:
                     "seed": seed,
                     "nodes": nodes,
                     "inputs": row.inputs,
+                    "dtypes": list(row.dtypes),
                     "policies": policies,
                     "policy": row.policy,
                     "out_dir": str(out_dir),

@@ -65,7 +65,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     framework = "torch" if job["converter"] == "torch.onnx" else "tensorflow"
     start = time.perf_counter()
     try:
-        generated = generate(framework, job["seed"], job["nodes"])
+        generated = generate(framework, job["seed"], job["nodes"], job.get("dtypes"))
     except Exception as exc:
         timings["generate"] = time.perf_counter() - start
         return {**result, "outcome": "generation-failure", "error": error_text(exc)}

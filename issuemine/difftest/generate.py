@@ -60,28 +60,62 @@ def model_type(framework: str) -> Any:
     return kind
 
 
-@lru_cache(maxsize=2)
-def operator_set(framework: str) -> list[Any]:
-    """The operators NNSmith can generate for ``framework`` on this machine (probed once, cached)."""
+_APPLIED: dict[str, tuple[tuple[str, ...], list[Any]]] = {}
+
+
+def operator_set(framework: str, dtypes: list[str] | None = None) -> list[Any]:
+    """The operators NNSmith can generate for ``framework`` on this machine (probed once; NNSmith
+    caches the probe on disk), narrowed to ``dtypes``.
+
+    NNSmith's ``dtype_choices`` only types new placeholders: an operator whose probed type
+    combinations include float16 still asks for a float16 input. Restricting the study's way
+    (float32 tensors only) means keeping, per operator, the input and output type combinations made
+    of those types alone, and dropping operators left with none. NNSmith keeps these combinations
+    on the operator classes (``auto_opset`` sets them), so they are re-applied whenever a process
+    asks for other types than last time."""
     from nnsmith.narrow_spec import auto_opset
 
+    key = tuple(sorted(dtypes or ()))
+    if framework in _APPLIED and _APPLIED[framework][0] == key:
+        return _APPLIED[framework][1]
     with quiet():
-        return list(auto_opset(model_type(framework)))
+        ops = list(auto_opset(model_type(framework)))
+    if key:
+        kept = []
+        for op in ops:
+            ins = [c for c in op.in_dtypes if all(str(d) in key for d in c)]
+            outs = [c for c in op.out_dtypes if all(str(d) in key for d in c)]
+            if ins and outs:
+                op.in_dtypes, op.out_dtypes = ins, outs
+                kept.append(op)
+        ops = kept
+    _APPLIED[framework] = (key, ops)
+    return ops
 
 
 def op_name(inst: Any) -> str:
     return type(inst.iexpr.op).__name__
 
 
-def generate(framework: str, seed: int, nodes: int, timeout_ms: int = 10_000) -> Generated:
-    """One model of about ``nodes`` operators, fully determined by ``seed``."""
+def generate(
+    framework: str, seed: int, nodes: int, dtypes: list[str] | None = None, timeout_ms: int = 10_000
+) -> Generated:
+    """One model of about ``nodes`` operators, fully determined by ``seed``; its tensors are of
+    ``dtypes`` (the study: float32 only; None or empty: every type NNSmith generates)."""
     from nnsmith.graph_gen import model_gen
 
     start = time.perf_counter()
     kind = model_type(framework)
     _fresh_solver()
     with quiet():
-        gen = model_gen(opset=operator_set(framework), method=METHOD, seed=seed, max_nodes=nodes, timeout_ms=timeout_ms)
+        gen = model_gen(
+            opset=operator_set(framework, dtypes),
+            method=METHOD,
+            seed=seed,
+            max_nodes=nodes,
+            timeout_ms=timeout_ms,
+            dtype_choices=list(dtypes) if dtypes else None,
+        )
         ir = gen.make_concrete()
         _seed_framework(framework, seed)
         model = kind.from_gir(ir)

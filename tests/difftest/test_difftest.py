@@ -47,6 +47,8 @@ def test_the_generator_is_seeded_and_reproducible():
         for a, b in zip(framework_outputs(first, x), framework_outputs(again, x), strict=True):
             assert np.array_equal(a, b, equal_nan=True)  # same weights too
     assert generate("torch", 12, 15).operators != generate("torch", 11, 15).operators
+    for seed in range(5):  # the study's setting: float32 tensors only
+        assert {dtype for _, dtype in generate("torch", seed, 15, ["float32"]).inputs.values()} == {"float32"}
 
 
 def test_compare_reads_policies_nan_integers_and_shapes():
@@ -142,6 +144,7 @@ def test_bad_options_are_one_line_errors(tmp_path):
     assert_clean_error(cli.invoke(app, ["difftest", "run", "--converter", "x2onnx", *db]), "--converter")
     assert_clean_error(cli.invoke(app, ["difftest", "run", "--exporter", "tf2onnx", *db]), "does not belong")
     assert_clean_error(cli.invoke(app, ["difftest", "run", "--policy", "loose", *db]), "unknown tolerance policy")
+    assert_clean_error(cli.invoke(app, ["difftest", "run", "--dtypes", "float33", *db]), "--dtypes: unknown float33")
     assert_clean_error(cli.invoke(app, ["difftest", "report", *db]), "no campaign")
     assert_clean_error(cli.invoke(app, ["difftest", "show", "5", *db]), "no difftest model 5")
     assert parse_sizes("15..30:5") == [15, 20, 25, 30] and parse_sizes("7") == [7]

@@ -1,7 +1,7 @@
 """Differential testing: campaigns and the models they generated, converted and compared.
 
 A campaign is everything that determines its models (converter, exporter, opset, seed, sizes,
-models per size, inputs per model, the deciding tolerance policy) plus the versions of every
+models per size, inputs per model, the data types generated, the deciding tolerance policy) plus the versions of every
 package; a model row is keyed on (campaign, node count, seed), so an interrupted campaign resumes
 without redoing finished models. The ONNX file of a mismatching or failing model is kept; any
 model can be regenerated exactly from its seed and node count.
@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("sizes", sa.JSON(), nullable=False),
         sa.Column("per_size", sa.Integer(), nullable=False),
         sa.Column("inputs", sa.Integer(), nullable=False),
+        sa.Column("dtypes", sa.JSON(), nullable=False),
         sa.Column("policy", sa.String(length=40), nullable=False),
         sa.Column("generator", sa.String(length=80), nullable=False),
         sa.Column("versions", sa.JSON(), nullable=False),
