@@ -75,6 +75,18 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def print_csv(rows: list[dict[str, Any]], missing: Any = "") -> None:
+    """Rows of dicts as CSV on standard output, with the union of their keys as columns."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, list(dict.fromkeys(k for r in rows for k in r)), restval=missing)
+    writer.writeheader()
+    writer.writerows(rows)
+    sys.stdout.write(buffer.getvalue())
+
+
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
     """A table that never truncates: identifiers and numbers keep their full width; prose columns
     (values with spaces) take the rest of the line and wrap at words instead of ending in "…"."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from collections import Counter
 from pathlib import Path
@@ -12,7 +10,7 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from issuemine.cli.common import DbOption, JsonOption, database, err, handle_errors, out, print_json, table
+from issuemine.cli.common import DbOption, JsonOption, database, err, handle_errors, out, print_csv, print_json, table
 from issuemine.errors import IssuemineError
 
 difftest_app = typer.Typer(
@@ -141,14 +139,10 @@ def _print_table(db: Any, ids: list[int] | None, fmt_: str) -> None:
     if fmt_ == "json":
         print_json(rows)
         return
-    columns = list(dict.fromkeys(k for r in rows for k in r))
     if fmt_ == "csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, columns, restval=0)
-        writer.writeheader()
-        writer.writerows(rows)
-        typer.echo(buffer.getvalue(), nl=False)
+        print_csv(rows, missing=0)
         return
+    columns = list(dict.fromkeys(k for r in rows for k in r))
     out.print(table("Table 11: differential-testing outcomes", columns, [[r.get(c, 0) for c in columns] for r in rows]))
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from issuemine.cli.common import DbOption, database, err, handle_errors, out, print_json, table
+from issuemine.cli.common import DbOption, database, err, handle_errors, out, print_csv, print_json, table
 from issuemine.errors import IssuemineError
 
 quality_app = typer.Typer(
@@ -146,12 +144,7 @@ def _print_report(db: Any, suite: str | None, fmt_: str) -> None:
         return
     flat = [{k: v for k, v in r.items() if not k.endswith("range")} for r in report]
     if fmt_ == "csv":
-        buffer = io.StringIO()
-        columns = list(dict.fromkeys(k for r in flat for k in r))
-        writer = csv.DictWriter(buffer, columns)
-        writer.writeheader()
-        writer.writerows(flat)
-        typer.echo(buffer.getvalue(), nl=False)
+        print_csv(flat)
         return
     columns = [
         "model",

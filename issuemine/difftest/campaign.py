@@ -8,12 +8,10 @@ with the same parameters resumes: models already stored are not redone.
 
 from __future__ import annotations
 
-import platform
 import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from issuemine.difftest.generate import FRAMEWORKS, METHOD
 from issuemine.difftest.pool import DEFAULT_RUNNER, WorkerPool
 from issuemine.domain.tolerances import load_policies
 from issuemine.errors import IssuemineError
+from issuemine.installed import versions as installed_versions
 
 EXPORTERS = {"torch.onnx": ("torchscript", "dynamo"), "tf2onnx": ("tf2onnx",)}
 PACKAGES = ("nnsmith", "torch", "onnxscript", "tensorflow-cpu", "tf2onnx", "onnx", "onnxruntime", "numpy", "z3-solver")
@@ -54,13 +53,7 @@ def model_seed(campaign_seed: int, nodes: int, k: int) -> int:
 
 
 def versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for package in PACKAGES:
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            found[package] = "missing"
-    return found
+    return installed_versions(PACKAGES)
 
 
 @dataclass

@@ -13,6 +13,7 @@ Values from files are resolved through codes, numbers, names and aliases, case-i
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -300,3 +301,34 @@ def parse_label_row(taxonomy: Taxonomy, row: dict[str, Any], where: str) -> dict
             raise IssuemineError(f"{where}: unknown subcause {str(value)!r} for cause {cause!r}")
         codes[SUBCAUSE] = sub.code
     return codes
+
+
+@dataclass
+class LabelRow:
+    """One row of a labels file: where it is (for messages), its columns, its issue and its codes."""
+
+    where: str
+    row: dict[str, Any]
+    repo: str
+    number: int
+    codes: dict[str, str]
+
+
+def read_label_file(path: Path, taxonomy: Taxonomy) -> Iterator[LabelRow]:
+    """The rows of a labels file (CSV, JSON or JSONL: url or repo+number, labels as study names,
+    codes or codebook numbers); a bad row raises with its line, so a caller can refuse the file."""
+    from issuemine.domain.addresses import issue_address
+    from issuemine.record_files import read_records
+
+    for where_no, row in read_records(path):
+        where = f"{path}, line {where_no}"
+        if not isinstance(row, dict):
+            raise IssuemineError(f"{where}: expected a record with columns")
+        try:
+            repo, number = issue_address(row)
+        except ValueError as exc:
+            raise IssuemineError(f"{where}: {exc}") from None
+        codes = parse_label_row(taxonomy, row, where)
+        if not codes:
+            raise IssuemineError(f"{where}: no label in any of the columns {', '.join(taxonomy.label_dimensions())}")
+        yield LabelRow(where, row, repo, number, codes)

@@ -31,11 +31,9 @@ from issuemine.db.models import (
     SampleMember,
 )
 from issuemine.db.rows import ensure_repository, parse_time, sample_id, save_stub, upsert, utcnow
-from issuemine.domain.addresses import issue_address
 from issuemine.domain.converters import Converter
-from issuemine.domain.taxonomy import Taxonomy, parse_label_row
+from issuemine.domain.taxonomy import Taxonomy, read_label_file
 from issuemine.errors import IssuemineError
-from issuemine.record_files import read_records
 
 # -- raters --------------------------------------------------------------------------------------
 
@@ -112,22 +110,11 @@ def import_labels(
     members: dict[int, str] = {}
     assigned: set[tuple[int, int]] = set()
     with db.session() as session:
-        for where_no, row in read_records(path):
-            where = f"{path}, line {where_no}"
-            if not isinstance(row, dict):
-                raise IssuemineError(f"{where}: expected a record with columns")
+        for found in read_label_file(path, taxonomy):
+            where, row, repo, number, codes = found.where, found.row, found.repo, found.number, found.codes
             who = str(row.get("rater") or rater or "").strip()
             if not who:
                 raise IssuemineError(f"{where}: no rater (the file has no 'rater' column: pass --rater NAME)")
-            try:
-                repo, number = issue_address(row)
-            except ValueError as exc:
-                raise IssuemineError(f"{where}: {exc}") from None
-            codes = parse_label_row(taxonomy, row, where)
-            if not codes:
-                raise IssuemineError(
-                    f"{where}: no label in any of the columns {', '.join(taxonomy.label_dimensions())}"
-                )
             repo_id = ensure_repository(session, repo)
             known = session.scalar(select(Issue.id).where(Issue.repository_id == repo_id, Issue.number == number))
             if known is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import platform
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from sqlalchemy import select
@@ -12,6 +11,7 @@ from issuemine.db import Database
 from issuemine.db.models import QualityRun
 from issuemine.db.rows import upsert, utcnow
 from issuemine.errors import IssuemineError
+from issuemine.installed import versions as installed_versions
 from issuemine.quality.measure import ORIGINAL, Metric
 
 PACKAGES = (
@@ -30,13 +30,7 @@ PACKAGES = (
 
 
 def versions() -> dict[str, str]:
-    found = {"python": platform.python_version(), "platform": platform.platform()}
-    for package in PACKAGES:
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            found[package] = "missing"
-    return found
+    return {**installed_versions(PACKAGES), "platform": platform.platform()}
 
 
 def save(db: Database, suite: str, metrics: list[Metric], params: dict[str, Any]) -> int:

@@ -87,32 +87,24 @@ def _torch_onnx(model: Any, example: np.ndarray, path: Path, dynamo: bool) -> Pa
     # Two examples, not one: torch.export specializes a dimension of size 1 to a constant, which
     # contradicts the dynamic batch dimension and fails the export.
     x = torch.from_numpy(example[:2])
+    # One batch dimension, declared the way each exporter takes it.
+    shape = (
+        {"dynamic_shapes": ({0: torch.export.Dim("batch")},), "external_data": False}  # one file, for the size
+        if dynamo
+        else {"dynamic_axes": {"x": {0: "batch"}, "logits": {0: "batch"}}}
+    )
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        if dynamo:
-            torch.onnx.export(
-                model,
-                (x,),
-                str(path),
-                dynamo=True,
-                opset_version=OPSET,
-                input_names=["x"],
-                output_names=["logits"],
-                dynamic_shapes=({0: torch.export.Dim("batch")},),
-                external_data=False,  # one file, like the other exporters, for the size comparison
-                verbose=False,
-            )
-        else:
-            torch.onnx.export(
-                model,
-                (x,),
-                str(path),
-                dynamo=False,
-                opset_version=OPSET,
-                input_names=["x"],
-                output_names=["logits"],
-                dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
-            )
+        torch.onnx.export(
+            model,
+            (x,),
+            str(path),
+            dynamo=dynamo,
+            opset_version=OPSET,
+            input_names=["x"],
+            output_names=["logits"],
+            **shape,  # type: ignore[arg-type]
+        )
     return path
 
 

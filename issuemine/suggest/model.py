@@ -61,28 +61,20 @@ class Featurizer:
         self.domain = DictVectorizer()
 
     def fit_transform(self, texts: list[IssueText]) -> Any:
-        from scipy.sparse import hstack
-
-        docs = tokens(t.full() for t in texts)
-        return hstack(
-            [
-                self.words.fit_transform(docs),
-                self.chars.fit_transform([t.head() for t in texts]),
-                self.domain.fit_transform([domain_features(t) for t in texts]),
-            ]
-        ).tocsr()
+        return self._matrix(texts, fit=True)
 
     def transform(self, texts: list[IssueText]) -> Any:
+        return self._matrix(texts, fit=False)
+
+    def _matrix(self, texts: list[IssueText], fit: bool) -> Any:
         from scipy.sparse import hstack
 
-        docs = tokens(t.full() for t in texts)
-        return hstack(
-            [
-                self.words.transform(docs),
-                self.chars.transform([t.head() for t in texts]),
-                self.domain.transform([domain_features(t) for t in texts]),
-            ]
-        ).tocsr()
+        parts = (
+            (self.words, tokens(t.full() for t in texts)),
+            (self.chars, [t.head() for t in texts]),
+            (self.domain, [domain_features(t) for t in texts]),
+        )
+        return hstack([v.fit_transform(x) if fit else v.transform(x) for v, x in parts]).tocsr()
 
     def names(self) -> list[str]:
         """Readable feature names: `word "export"`, `chars "resiz"`, and the domain signal names."""

@@ -12,10 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 from dataclasses import dataclass
 from datetime import datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +24,9 @@ from issuemine.db.labels import final_labels
 from issuemine.db.models import Comment, Issue, Repository, ReproRun, Sample, SampleMember, Suggestion
 from issuemine.db.models import SuggestModel as ModelRow
 from issuemine.db.rows import upsert, utcnow
-from issuemine.domain.addresses import issue_address
-from issuemine.domain.taxonomy import Taxonomy, parse_label_row
+from issuemine.domain.taxonomy import Taxonomy, read_label_file
 from issuemine.errors import IssuemineError
-from issuemine.record_files import read_records
+from issuemine.installed import versions
 from issuemine.resources import data_dir
 from issuemine.suggest.features import IssueText, harness_reading
 from issuemine.suggest.model import Example, SuggestionModel
@@ -94,31 +91,21 @@ def file_examples(path: Path, taxonomy: Taxonomy, db: Database | None = None) ->
     numbers). An issue stored in ``db`` is read from there, with its comments; any other is scored
     on the text the file gives."""
     rows = []
-    for where_no, row in read_records(path):
-        where = f"{path}, line {where_no}"
-        if not isinstance(row, dict):
-            raise IssuemineError(f"{where}: expected a record with columns")
-        try:
-            repo, number = issue_address(row)
-        except ValueError as exc:
-            raise IssuemineError(f"{where}: {exc}") from None
-        labels = parse_label_row(taxonomy, row, where)
-        if not labels:
-            raise IssuemineError(f"{where}: no label in any of the columns {', '.join(taxonomy.label_dimensions())}")
+    for found in read_label_file(path, taxonomy):
         text = IssueText(
-            str(row.get("title") or "").strip(),
-            str(row.get("body") or ""),
-            converter=str(row.get("converter") or _converter(repo)),
+            str(found.row.get("title") or "").strip(),
+            str(found.row.get("body") or ""),
+            converter=str(found.row.get("converter") or _converter(found.repo)),
         )
-        rows.append((repo, number, text, labels))
+        rows.append((found.repo, found.number, text, found.codes))
     if not rows:
         raise IssuemineError(f"{path} has no labeled rows")
     stored = _stored_texts(db, [(r, n) for r, n, _, _ in rows]) if db is not None else {}
     examples = []
     for repo, number, text, labels in rows:
-        found = stored.get((repo.lower(), number))
-        if found is not None and (found.title or found.body):
-            text = found
+        in_db = stored.get((repo.lower(), number))
+        if in_db is not None and (in_db.title or in_db.body):
+            text = in_db
         examples.append(Example(f"{repo}#{number}", text, labels))
     return examples
 
@@ -141,13 +128,7 @@ def _stored_texts(db: Database, addresses: list[tuple[str, int]]) -> dict[tuple[
 
 
 def _versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for package in ("scikit-learn", "spacy", "spacy-lookups-data", "numpy", "scipy"):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            found[package] = "missing"
-    return found
+    return versions(("scikit-learn", "spacy", "spacy-lookups-data", "numpy", "scipy"))
 
 
 def save_model(db: Database, model: SuggestionModel, name: str, source: str) -> int:
