@@ -75,6 +75,15 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+ReportFormatOption = typer.Option("md", "--format", help="md, csv or json.")
+
+
+def check_report_format(value: str) -> str:
+    if value not in ("md", "csv", "json"):
+        raise IssuemineError(f"--format {value!r}: choose md, csv or json")
+    return value
+
+
 def print_csv(rows: list[dict[str, Any]], missing: Any = "") -> None:
     """Rows of dicts as CSV on standard output, with the union of their keys as columns."""
     import csv

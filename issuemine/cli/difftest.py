@@ -10,7 +10,19 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from issuemine.cli.common import DbOption, JsonOption, database, err, handle_errors, out, print_csv, print_json, table
+from issuemine.cli.common import (
+    DbOption,
+    JsonOption,
+    ReportFormatOption,
+    check_report_format,
+    database,
+    err,
+    handle_errors,
+    out,
+    print_csv,
+    print_json,
+    table,
+)
 from issuemine.errors import IssuemineError
 
 difftest_app = typer.Typer(
@@ -120,13 +132,12 @@ def run_cmd(
 @handle_errors
 def report_cmd(
     campaign_id: int | None = typer.Option(None, "--campaign", help="One campaign (default: every campaign)."),
-    fmt_: str = typer.Option("md", "--format", help="md, csv or json."),
+    fmt_: str = ReportFormatOption,
     db: str | None = DbOption,
 ) -> None:
     """Table 11: outcomes (conversion failure, ONNX Runtime failure, mismatch, success) per converter,
     exporter and model size, with the total per campaign."""
-    if fmt_ not in ("md", "csv", "json"):
-        raise IssuemineError(f"--format {fmt_!r}: choose md, csv or json")
+    check_report_format(fmt_)
     _print_table(database(db), [campaign_id] if campaign_id else None, fmt_)
 
 

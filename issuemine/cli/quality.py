@@ -8,7 +8,18 @@ from typing import Any
 
 import typer
 
-from issuemine.cli.common import DbOption, database, err, handle_errors, out, print_csv, print_json, table
+from issuemine.cli.common import (
+    DbOption,
+    ReportFormatOption,
+    check_report_format,
+    database,
+    err,
+    handle_errors,
+    out,
+    print_csv,
+    print_json,
+    table,
+)
 from issuemine.errors import IssuemineError
 
 quality_app = typer.Typer(
@@ -124,13 +135,12 @@ def model_cmd(
 @handle_errors
 def report_cmd(
     suite: str | None = typer.Option(None, "--suite", help="A suite run (default: the latest)."),
-    fmt_: str = typer.Option("md", "--format", help="md, csv or json."),
+    fmt_: str = ReportFormatOption,
     db: str | None = DbOption,
 ) -> None:
     """The table: per model × target, accuracy, changed predictions, max |Δ|, latency, memory, size,
     attack success; latency, memory and size also as target/original ratios from the same run."""
-    if fmt_ not in ("md", "csv", "json"):
-        raise IssuemineError(f"--format {fmt_!r}: choose md, csv or json")
+    check_report_format(fmt_)
     _print_report(database(db), suite, fmt_)
 
 

@@ -174,7 +174,8 @@ class LabelSession:
             confidences.setdefault(issue_id, []).append(confidence)
         if not confidences:
             raise IssuemineError(
-                "--order uncertain needs suggestions for this sample: `issuemine suggest mode --show` and rerun"
+                "--order uncertain needs suggestions, and no issue of this sample has one: suggestions need "
+                "the suggest extra (pip install 'issuemine[suggest]') and issue text (stubs have none: fetch them)"
             )
         certainty = {i: sum(c) / len(c) for i, c in confidences.items()}
         return sorted(queue, key=lambda i: certainty.get(i, 2.0))  # stable: ties keep the sample order
