@@ -1,0 +1,149 @@
+"""Operator sequences of converted models (the study's Table 12) and their coverage by a test suite.
+
+A model is a DAG of operators. Its *sequences* are the operator types along each simple path from
+a node without predecessors (it reads only graph inputs and constants) to a node without
+successors (it produces a graph output). Over a campaign:
+
+- operators seen in mismatched vs in correct models;
+- sequences shared by mismatched models (in two or more of them), shared by mismatched and correct
+  models, and present only in mismatched models;
+- each mismatch-only sequence reduced to its shortest contiguous part that no correct model has;
+- how many mismatched models carry at least one mismatch-only sequence (the study: 312 of 320).
+
+The coverage of a set of models (say, a converter's own test models) is the share of the reduced
+mismatch-only sequences that occur, contiguously, along one of their paths: the study's proposed
+metric for how well a test suite exercises the operator combinations that break conversion.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+Sequence_ = tuple[str, ...]
+MAX_PATHS = 20_000  # per model: a 100-node DAG can have very many paths; past this, the rest are not read
+
+
+@dataclass
+class OpGraph:
+    """Operators by node id, and which node feeds which."""
+
+    ops: dict[str, str]
+    edges: list[tuple[str, str]] = field(default_factory=list)
+
+    def sequences(self, limit: int = MAX_PATHS) -> set[Sequence_]:
+        successors: dict[str, list[str]] = {node: [] for node in self.ops}
+        has_predecessor: set[str] = set()
+        for src, dst in self.edges:
+            successors[src].append(dst)
+            has_predecessor.add(dst)
+        found: set[Sequence_] = set()
+        budget = [limit]
+
+        def walk(node: str, path: list[str]) -> None:
+            if budget[0] <= 0:
+                return
+            path.append(self.ops[node])
+            if not successors[node]:
+                found.add(tuple(path))
+                budget[0] -= 1
+            for nxt in successors[node]:
+                walk(nxt, path)
+            path.pop()
+
+        for source in self.ops:
+            if source not in has_predecessor:
+                walk(source, [])
+        return found
+
+
+def onnx_graph(model: Any) -> OpGraph:
+    """The operator DAG of an ONNX model (``onnx.ModelProto``): node i feeds node j when one of i's
+    outputs is one of j's inputs."""
+    producer: dict[str, str] = {}
+    ops: dict[str, str] = {}
+    for i, node in enumerate(model.graph.node):
+        key = f"{i}:{node.name}"
+        ops[key] = node.op_type
+        for out in node.output:
+            producer[out] = key
+    edges = []
+    for i, node in enumerate(model.graph.node):
+        key = f"{i}:{node.name}"
+        edges += [(producer[name], key) for name in node.input if name in producer]
+    return OpGraph(ops, edges)
+
+
+def load_onnx_graph(path: Path) -> OpGraph:
+    import onnx
+
+    return onnx_graph(onnx.load(str(path), load_external_data=False))
+
+
+def _parts(sequence: Sequence_) -> Iterable[Sequence_]:
+    """Contiguous parts of a sequence, shortest first."""
+    for length in range(1, len(sequence) + 1):
+        for start in range(len(sequence) - length + 1):
+            yield sequence[start : start + length]
+
+
+def reduce(sequence: Sequence_, seen: set[Sequence_]) -> Sequence_:
+    """The shortest contiguous part of ``sequence`` not in ``seen`` (the parts of correct models'
+    sequences); the whole sequence when every shorter part occurs there too."""
+    for part in _parts(sequence):
+        if part not in seen:
+            return part
+    return sequence
+
+
+@dataclass
+class Table12:
+    mismatched_models: int
+    correct_models: int
+    ops_mismatched: list[str]
+    ops_correct: list[str]
+    ops_only_mismatched: list[str]
+    shared_by_mismatched: int  # sequences in two or more mismatched models
+    shared_with_correct: int  # sequences in mismatched and correct models
+    only_mismatched: int  # sequences in mismatched models and no correct one
+    reduced_only_mismatched: list[Sequence_]  # each reduced to its shortest mismatch-only part
+    models_with_only_mismatched: int  # mismatched models with at least one mismatch-only sequence
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["reduced_only_mismatched"] = [" → ".join(s) for s in self.reduced_only_mismatched]
+        return data
+
+
+def table_12(mismatched: list[OpGraph], correct: list[OpGraph]) -> Table12:
+    mismatched_seqs = [g.sequences() for g in mismatched]
+    correct_seqs = [g.sequences() for g in correct]
+    in_correct = set().union(*correct_seqs) if correct_seqs else set()
+    counts = Counter(s for seqs in mismatched_seqs for s in seqs)
+    only = {s for s in counts if s not in in_correct}
+    correct_parts = {part for s in in_correct for part in _parts(s)}
+    ops_m = sorted({op for g in mismatched for op in g.ops.values()})
+    ops_c = sorted({op for g in correct for op in g.ops.values()})
+    return Table12(
+        mismatched_models=len(mismatched),
+        correct_models=len(correct),
+        ops_mismatched=ops_m,
+        ops_correct=ops_c,
+        ops_only_mismatched=sorted(set(ops_m) - set(ops_c)),
+        shared_by_mismatched=sum(1 for n in counts.values() if n >= 2),
+        shared_with_correct=sum(1 for s in counts if s in in_correct),
+        only_mismatched=len(only),
+        reduced_only_mismatched=sorted({reduce(s, correct_parts) for s in only}),
+        models_with_only_mismatched=sum(1 for seqs in mismatched_seqs if seqs & only),
+    )
+
+
+def coverage(graphs: list[OpGraph], targets: list[Sequence_]) -> tuple[int, int]:
+    """How many of ``targets`` (reduced mismatch-only sequences) occur contiguously along a path of
+    ``graphs``; returns (covered, total)."""
+    parts = {part for g in graphs for s in g.sequences() for part in _parts(s)}
+    wanted = set(targets)
+    return sum(1 for t in wanted if t in parts), len(wanted)

@@ -1,0 +1,71 @@
+"""Table 12's sequence analysis on tiny graphs whose counts are worked out by hand."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+from onnx import TensorProto, helper
+
+from issuemine.difftest.sequences import OpGraph, coverage, onnx_graph, reduce, table_12
+
+
+def chain(*ops: str) -> OpGraph:
+    ids = [f"n{i}" for i in range(len(ops))]
+    return OpGraph(dict(zip(ids, ops, strict=True)), list(pairwise(ids)))
+
+
+# correct:    Conv→Relu→Add;  MatMul→Add
+# mismatched: Conv→Relu→Add plus Conv→Sigmoid→Add (a branch);  MatMul→Sigmoid;  Conv→Relu→Add;
+#             Transpose→Add and Conv→Add (two sources)
+CORRECT = [chain("Conv", "Relu", "Add"), chain("MatMul", "Add")]
+MISMATCHED = [
+    OpGraph({"a": "Conv", "b": "Relu", "c": "Sigmoid", "d": "Add"}, [("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")]),
+    chain("MatMul", "Sigmoid"),
+    chain("Conv", "Relu", "Add"),
+    OpGraph({"x": "Transpose", "y": "Conv", "z": "Add"}, [("x", "z"), ("y", "z")]),
+]
+
+
+def test_sequences_are_the_simple_paths_from_sources_to_sinks():
+    assert MISMATCHED[0].sequences() == {("Conv", "Relu", "Add"), ("Conv", "Sigmoid", "Add")}
+    assert MISMATCHED[3].sequences() == {("Transpose", "Add"), ("Conv", "Add")}
+    assert MISMATCHED[0].sequences(limit=1) in ({("Conv", "Relu", "Add")}, {("Conv", "Sigmoid", "Add")})
+
+
+def test_table_12_counts_computed_by_hand():
+    table = table_12(MISMATCHED, CORRECT)
+    assert table.mismatched_models == 4 and table.correct_models == 2
+    assert table.ops_only_mismatched == ["Sigmoid", "Transpose"]
+    assert table.shared_by_mismatched == 1  # Conv→Relu→Add, in two mismatched models
+    assert table.shared_with_correct == 1  # the same one is in a correct model
+    assert table.only_mismatched == 4  # Conv→Sigmoid→Add, MatMul→Sigmoid, Transpose→Add, Conv→Add
+    # Reduced to the shortest part no correct model has: Sigmoid (twice), Transpose, and Conv→Add
+    # (Conv and Add each occur in correct models, the pair does not).
+    assert table.reduced_only_mismatched == [("Conv", "Add"), ("Sigmoid",), ("Transpose",)]
+    assert table.models_with_only_mismatched == 3  # all but the third
+    assert table.as_dict()["reduced_only_mismatched"] == ["Conv → Add", "Sigmoid", "Transpose"]
+
+
+def test_reduce_and_coverage():
+    seen = {("A",), ("B",), ("A", "B")}
+    assert reduce(("A", "B", "C"), seen) == ("C",)
+    assert reduce(("A", "B"), seen) == ("A", "B")  # nothing shorter is new: the whole sequence
+    targets = table_12(MISMATCHED, CORRECT).reduced_only_mismatched
+    suite = [chain("Sigmoid", "Relu"), chain("Conv", "Add", "Relu")]
+    assert coverage(suite, targets) == (2, 3)  # Sigmoid and Conv→Add, not Transpose
+
+
+def test_the_operator_graph_of_an_onnx_model():
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("Sigmoid", ["r"], ["y"], name="sig"),
+        helper.make_node("Abs", ["x"], ["z"], name="abs"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2]) for n in ("y", "z")],
+    )
+    found = onnx_graph(helper.make_model(graph))
+    assert found.sequences() == {("Relu", "Sigmoid"), ("Abs",)}
