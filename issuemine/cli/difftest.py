@@ -132,19 +132,23 @@ def run_cmd(
 @handle_errors
 def report_cmd(
     campaign_id: int | None = typer.Option(None, "--campaign", help="One campaign (default: every campaign)."),
+    policy: str | None = typer.Option(
+        None, "--policy", help="Decide mismatches by this tolerance policy (default: each campaign's own)."
+    ),
     fmt_: str = ReportFormatOption,
     db: str | None = DbOption,
 ) -> None:
     """Table 11: outcomes (conversion failure, ONNX Runtime failure, mismatch, success) per converter,
-    exporter and model size, with the total per campaign."""
+    exporter and model size, with the total per campaign. Every policy's verdict is stored with each
+    model, so --policy recounts without re-running."""
     check_report_format(fmt_)
-    _print_table(database(db), [campaign_id] if campaign_id else None, fmt_)
+    _print_table(database(db), [campaign_id] if campaign_id else None, fmt_, policy)
 
 
-def _print_table(db: Any, ids: list[int] | None, fmt_: str) -> None:
+def _print_table(db: Any, ids: list[int] | None, fmt_: str, policy: str | None = None) -> None:
     from issuemine.difftest.campaign import table_11
 
-    rows = table_11(db, ids)
+    rows = table_11(db, ids, policy)
     if not rows:
         raise IssuemineError("no campaign yet: run `issuemine difftest run`")
     if fmt_ == "json":

@@ -276,8 +276,19 @@ def models(db: Database, campaign_id: int) -> list[DifftestModel]:
         return rows
 
 
-def table_11(db: Database, campaign_ids: list[int] | None = None) -> list[dict[str, Any]]:
-    """Outcome counts per campaign (converter and exporter) and node count, and a total per campaign."""
+def outcome_under(model: DifftestModel, policy: str | None) -> str:
+    """The model's outcome, with a compared model's mismatch or success decided by ``policy``
+    (every policy's verdict is stored, so switching needs no re-run)."""
+    if policy is None or model.outcome not in ("mismatch", "success") or policy not in model.policies:
+        return model.outcome
+    return "success" if model.policies[policy] else "mismatch"
+
+
+def table_11(db: Database, campaign_ids: list[int] | None = None, policy: str | None = None) -> list[dict[str, Any]]:
+    """Outcome counts per campaign (converter and exporter) and node count, and a total per campaign;
+    with ``policy``, mismatches are decided by that tolerance policy instead of the campaign's."""
+    if policy is not None:
+        policy = load_policies().get(policy).name
     with db.session() as session:
         ids = campaign_ids or list(session.scalars(select(DifftestCampaign.id).order_by(DifftestCampaign.id)))
     rows = []
@@ -286,13 +297,14 @@ def table_11(db: Database, campaign_ids: list[int] | None = None) -> list[dict[s
         found = models(db, campaign_id)
         by_size: dict[int, Counter[str]] = {}
         for model in found:
-            by_size.setdefault(model.nodes, Counter())[model.outcome] += 1
-        total: Counter[str] = Counter(m.outcome for m in found)
+            by_size.setdefault(model.nodes, Counter())[outcome_under(model, policy)] += 1
+        total: Counter[str] = Counter(outcome_under(m, policy) for m in found)
         for nodes, counts in [*sorted(by_size.items()), ("all", total)]:
             row: dict[str, Any] = {
                 "campaign": campaign_id,
                 "converter": info.converter,
                 "exporter": info.exporter,
+                "policy": policy or info.policy,
                 "nodes": nodes,
                 "models": sum(counts.values()),
             }

@@ -131,10 +131,18 @@ def test_campaign_resumes_and_reports(tmp_path):
     assert [{k: v for k, v in r.items() if k != "campaign"} for r in again] == [
         {k: v for k, v in r.items() if k != "campaign"} for r in table
     ]
+    # Every policy's verdict is stored: a looser policy recounts without re-running, never more mismatches.
+    loose = json.loads(
+        cli.invoke(app, ["difftest", "report", "--policy", "nnsmith", "--format", "json", "--db", db]).stdout
+    )
+    loose_total = next(r for r in loose if r["nodes"] == "all")
+    assert loose_total["policy"] == "nnsmith" and loose_total["models"] == 6
+    assert loose_total["mismatch"] <= total["mismatch"]
+    assert loose_total["mismatch"] + loose_total["success"] == total["mismatch"] + total["success"]
     shown = cli.invoke(app, ["difftest", "show", "1", "--db", db])
     assert shown.exit_code == 0 and "seed" in shown.stdout and "seconds:" in shown.stdout
     csv_out = cli.invoke(app, ["difftest", "report", "--format", "csv", "--db", db]).stdout
-    assert csv_out.splitlines()[0].startswith("campaign,converter,exporter,nodes,models")
+    assert csv_out.splitlines()[0].startswith("campaign,converter,exporter,policy,nodes,models")
 
 
 def test_bad_options_are_one_line_errors(tmp_path):
