@@ -231,7 +231,7 @@ def current_model(db: Database, taxonomy: Taxonomy, model_id: int | None = None)
     if row.taxonomy_version != taxonomy.version:
         raise IssuemineError(
             f"suggestion model {row.name}#{row.id} was trained under taxonomy {row.taxonomy_version}, "
-            f"not {taxonomy.version}: run `issuemine suggest train`"
+            f"not {taxonomy.version}: run `issuemine suggest train` (or `--study` for the study model)"
         )
     return StoredModel(
         row.id,
