@@ -13,7 +13,6 @@ Runs inside a worker process: it imports the framework, and may die.
 
 from __future__ import annotations
 
-import re
 import time
 import traceback
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 from issuemine.difftest.generate import Generated, exportable, generate, random_inputs
 from issuemine.domain.converters import knowledge
 from issuemine.domain.stages import infer_stage
+from issuemine.domain.tracebacks import exception_text, strip_ansi
 
 OUTCOMES = (
     "success",
@@ -36,12 +36,10 @@ OUTCOMES = (
     "timeout",
 )
 TABLE_11 = ("conversion-failure", "ort-failure", "mismatch", "success")
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def error_text(exc: BaseException, limit: int = 2000) -> str:
-    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    return ANSI.sub("", text)[:limit]
+    return exception_text(exc)[:limit]
 
 
 def error_record(exc: BaseException) -> dict[str, Any]:
@@ -49,7 +47,7 @@ def error_record(exc: BaseException) -> dict[str, Any]:
     frames = [{"file": f.filename, "line": f.lineno, "func": f.name} for f in traceback.extract_tb(exc.__traceback__)]
     record: dict[str, Any] = {
         "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
-        "message": ANSI.sub("", str(exc))[:4000],
+        "message": strip_ansi(str(exc))[:4000],
         "frames": frames,
     }
     cause = exc.__cause__ or exc.__context__

@@ -15,6 +15,7 @@ traceback). A parsed traceback has the shape the sandbox shim records: ``type``,
 from __future__ import annotations
 
 import re
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,18 @@ PYTEST_E = re.compile(r"^E {2,}")
 EMPHASIS = re.compile(r"\*\*(.+?)\*\*|(?<![`\w])`([^`\n]+)`(?![`\w])")
 PYTEST_LOCATION = re.compile(r"^(?P<file>\S+\.py):(?P<line>\d+): (?P<type>[A-Za-z_][\w.]*)$")
 CHAIN = re.compile(r"^(?:During handling of the above exception|The above exception was the direct cause)")
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes (the dynamo exporter colours its messages)
+
+
+def strip_ansi(text: str) -> str:
+    return ANSI.sub("", text)
+
+
+def exception_text(exc: BaseException) -> str:
+    """The exception's type and message as Python prints them, without colour codes."""
+    return strip_ansi("".join(traceback.format_exception_only(type(exc), exc))).strip()
 
 
 def clean_lines(text: str) -> list[str]:

@@ -12,20 +12,19 @@ their prediction is reported as not measurable on this platform.
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from issuemine.domain.tracebacks import exception_text
+
 TORCH_TARGETS = ("onnx-torchscript", "onnx-dynamo", "coreml")
 KERAS_TARGETS = ("onnx-tf2onnx", "coreml")
 OPSET = 17
-ANSI = re.compile(r"\x1b\[[0-9;]*m")  # the dynamo exporter colours its error messages
 NOT_ON_THIS_PLATFORM = "prediction not measurable on this platform (Core ML predicts on macOS only)"
 
 
@@ -72,7 +71,7 @@ def convert(framework: str, model: Any, example: np.ndarray, target: str, out: P
         else:
             raise ValueError(f"unknown target {target!r}")
     except Exception as exc:  # the converter's failure is the result
-        last = " ".join(ANSI.sub("", "".join(traceback.format_exception_only(type(exc), exc))).split())
+        last = " ".join(exception_text(exc).split())
         return Converted(target, route, None, time.perf_counter() - start, last[:500])
     return Converted(target, route, path, time.perf_counter() - start)
 

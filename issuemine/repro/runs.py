@@ -26,9 +26,10 @@ from issuemine.db.rows import sample_id, upsert, utcnow
 from issuemine.domain.converters import knowledge
 from issuemine.domain.stages import StageRules
 from issuemine.domain.tolerances import Policies, load_policies
+from issuemine.domain.tracebacks import strip_ansi
 from issuemine.repro.environments import Environment
 from issuemine.repro.sandbox import Limits, Zygote, choose, layout_of
-from issuemine.repro.verdicts import ANSI, Verdict, decide
+from issuemine.repro.verdicts import Verdict, decide
 
 OUTPUT_TAIL_LINES = 200
 
@@ -213,7 +214,7 @@ def stored_run(outcome: Outcome, runner: Runner) -> dict[str, Any]:
         "duration_s": result.get("duration"),
         "peak_mem_mb": peak / 1024 if isinstance(peak, int | float) else None,
         # Without terminal colours: the exporters print them, a database reader wants text.
-        "output_tail": "\n".join(ANSI.sub("", str(result.get("tail", ""))).splitlines()[-OUTPUT_TAIL_LINES:]),
+        "output_tail": "\n".join(strip_ansi(str(result.get("tail", ""))).splitlines()[-OUTPUT_TAIL_LINES:]),
         "finished_at": utcnow(),
     }
 

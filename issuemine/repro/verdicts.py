@@ -19,7 +19,7 @@ from typing import Any
 
 from issuemine.domain.converters import Knowledge, knowledge
 from issuemine.domain.stages import NOT_DISTINGUISHABLE, StageRules, chain, frames, infer_stage
-from issuemine.domain.tracebacks import stack_at_timeout
+from issuemine.domain.tracebacks import stack_at_timeout, strip_ansi
 
 VERDICTS = (
     "crash",
@@ -34,7 +34,6 @@ VERDICTS = (
 __all__ = ["NOT_DISTINGUISHABLE", "RULES", "VERDICTS", "RunResult", "Verdict", "decide"]
 MEMORY = re.compile(r"MemoryError|can't allocate memory|Cannot allocate memory|std::bad_alloc|out of memory", re.I)
 GPU = re.compile(r"CUDA|NVIDIA driver|cudnn|no GPU", re.I)
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # Exporters that wrap the real error in a banner (torch.onnx's dynamo path: "... This is step 3/3 ...
 # Next steps: ..."): the innermost cause says what failed.
 BANNER = re.compile(r"This is step \d/\d|Next steps:")
@@ -142,7 +141,7 @@ def root_summary(error: dict[str, Any]) -> str:
 
 
 def _summary(error: dict[str, Any]) -> str:
-    message = ANSI.sub("", _text(error.get("message"), 2000)).strip().splitlines()
+    message = strip_ansi(_text(error.get("message"), 2000)).strip().splitlines()
     return f"{_text(error.get('type'), 200).rsplit('.', 1)[-1]}: {message[0] if message else ''}"[:400]
 
 
