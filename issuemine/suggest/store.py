@@ -14,6 +14,7 @@ import json
 import os
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ from issuemine.db import Database
 from issuemine.db.labels import final_labels
 from issuemine.db.models import Comment, Issue, Repository, ReproRun, Sample, SampleMember, Suggestion
 from issuemine.db.models import SuggestModel as ModelRow
-from issuemine.db.rows import upsert, utcnow
+from issuemine.db.rows import sample_id, upsert, utcnow
+from issuemine.domain.converters import load_catalog
 from issuemine.domain.taxonomy import Taxonomy, read_label_file
 from issuemine.errors import IssuemineError
 from issuemine.installed import versions
@@ -67,7 +69,13 @@ def texts_for(db: Database, issue_ids: list[int]) -> dict[int, IssueText]:
 
 
 def _converter(repo: str) -> str:
-    return {"pytorch/pytorch": "torch.onnx", "onnx/tensorflow-onnx": "tf2onnx"}.get(repo.lower(), repo)
+    """The catalog's converter for a tracker (as `labels import` names sample members), else the repo."""
+    return _converters_by_repo().get(repo.lower(), repo)
+
+
+@lru_cache(maxsize=1)
+def _converters_by_repo() -> dict[str, str]:
+    return {c.repo.lower(): c.name for c in load_catalog().values()}
 
 
 def db_examples(db: Database, taxonomy: Taxonomy, sample: str | None = None) -> list[Example]:
@@ -315,9 +323,8 @@ def sample_mode(db: Database, sample: str) -> str:
     """Whether the label session shows suggestions for ``sample`` (``show``, the default) or keeps
     its raters blind (``hide``)."""
     with db.session() as session:
-        row = session.scalar(select(Sample).where(Sample.name == sample))
-        if row is None:
-            raise IssuemineError(f"no sample named {sample!r}")
+        row = session.get(Sample, sample_id(session, sample))
+        assert row is not None
         return str((row.params or {}).get("suggestions", SHOW))
 
 
@@ -325,7 +332,6 @@ def set_sample_mode(db: Database, sample: str, mode: str) -> None:
     if mode not in (SHOW, HIDE):
         raise IssuemineError(f"suggestions are {SHOW!r} or {HIDE!r}, not {mode!r}")
     with db.session() as session:
-        row = session.scalar(select(Sample).where(Sample.name == sample))
-        if row is None:
-            raise IssuemineError(f"no sample named {sample!r}")
+        row = session.get(Sample, sample_id(session, sample))
+        assert row is not None
         row.params = {**(row.params or {}), "suggestions": mode}
