@@ -203,20 +203,29 @@ def _answers(screen: Screen, session: LabelSession) -> RenderableType:
     return text
 
 
+def _columns(labels: list[str], rows: int) -> Table:
+    """Numbered choices down as many columns as it takes to fit ``rows`` lines."""
+    columns = max(1, -(-len(labels) // rows))
+    per_column = max(1, -(-len(labels) // columns))
+    cells: list[list[str]] = [[] for _ in range(per_column)]
+    for i, label in enumerate(labels):
+        cells[i % per_column].append(label)
+    grid = Table.grid(padding=(0, 2))
+    for row in cells:
+        grid.add_row(*row, *[""] * (columns - len(row)))
+    return grid
+
+
 def _question(screen: Screen, rows: int) -> RenderableType:
     """The choices, in as many columns as it takes to fit ``rows`` lines (14 causes at 80×24)."""
     suggested = screen.suggestion[0] if screen.suggestion else None
     current = screen.answers.get(screen.dimension or "")
-    columns = -(-len(screen.choices) // rows)
-    per_column = -(-len(screen.choices) // columns)
-    table = Table.grid(padding=(0, 2))
-    cells: list[list[str]] = [[] for _ in range(per_column)]
+    labels = []
     for i, code in enumerate(screen.choices, start=1):
         mark = "→" if code.code == (current or suggested) else " "
         extra = f" ← {screen.suggestion[1]:.0%}" if code.code == suggested and screen.suggestion else ""
-        cells[(i - 1) % per_column].append(f"{mark}{i:>2} {code.name}{extra}")
-    for row in cells:
-        table.add_row(*row, *[""] * (columns - len(row)))
+        labels.append(f"{mark}{i:>2} {code.name}{extra}")
+    table = _columns(labels, rows)
     how = "type its number, then Enter" if len(screen.choices) > 9 else "press its number"
     hint = f" ({how}" + ("; Enter alone accepts →)" if current or suggested else ")")
     if screen.suggestion:
@@ -362,16 +371,8 @@ def render_adjudication(session: AdjudicationSession, console: Console) -> Rende
         sides.add_row(rater, tax.display(item.dimension, code), item.notes.get(rater, "-"))
     chosen = set(item.codes.values())
     choices = session.choices()
-    rows = max(4, height // 4)
-    columns = -(-len(choices) // rows)
-    per_column = -(-len(choices) // columns) if choices else 1
-    grid = Table.grid(padding=(0, 2))
-    cells: list[list[str]] = [[] for _ in range(per_column)]
-    for i, choice in enumerate(choices, start=1):
-        mark = "←" if choice.code in chosen else " "
-        cells[(i - 1) % per_column].append(f"{i:>2} {choice.name} {mark}")
-    for row in cells:
-        grid.add_row(*row, *[""] * (columns - len(row)))
+    labels = [f"{i:>2} {c.name} {'←' if c.code in chosen else ' '}" for i, c in enumerate(choices, start=1)]
+    grid = _columns(labels, max(4, height // 4))
     how = "type its number, then Enter" if len(choices) > 9 else "press its number"
     title = Text(f"final {item.dimension} ({how}; ← a rater's choice)", style="bold green")
     if session.typed:
