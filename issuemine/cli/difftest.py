@@ -112,12 +112,16 @@ def run_cmd(
             counts_text = ", ".join(f"{k} {v}" for k, v in counts.most_common())
             bar.update(task, advance=1, rate=f"{ran / minutes:.0f} models/min" if minutes else "", counts=counts_text)
 
-        from issuemine.difftest.campaign import jobs as pending_jobs
-        from issuemine.difftest.campaign import open_campaign
-
-        already = total - len(pending_jobs(database_, open_campaign(database_, plan), out_dir))
-        bar.update(task, completed=already)
-        report = run(database_, plan, out_dir, jobs, timeout, progress=progress, limit=limit)
+        report = run(
+            database_,
+            plan,
+            out_dir,
+            jobs,
+            timeout,
+            progress=progress,
+            limit=limit,
+            started=lambda planned: bar.update(task, completed=planned.skipped),
+        )
     if as_json:
         print_json({**report.__dict__, "outcomes": dict(report.outcomes)})
         return

@@ -233,9 +233,11 @@ def run(
     runner: str = DEFAULT_RUNNER,
     progress: Callable[[dict[str, Any], Counter[str]], None] = lambda result, counts: None,
     limit: int | None = None,
+    started: Callable[[RunReport], None] = lambda report: None,
 ) -> RunReport:
     """Run (or resume) a campaign on the local worker pool. ``limit`` stops after that many models
-    (a campaign run in parts: the next run resumes)."""
+    (a campaign run in parts: the next run resumes). ``started`` learns, before any model runs,
+    how many are planned and how many a resumed campaign already has."""
     import time
 
     campaign_id = open_campaign(db, plan)
@@ -244,6 +246,7 @@ def run(
     report = RunReport(campaign_id, planned, planned - len(todo))
     if limit is not None:
         todo = todo[:limit]
+    started(report)
     start = time.perf_counter()
 
     def done(task: dict[str, Any], result: dict[str, Any]) -> None:
