@@ -430,3 +430,5 @@ class DifftestModel(Base):
     onnx_path: Mapped[str | None] = mapped_column(Text)
     durations: Mapped[dict[str, Any]] = mapped_column()  # seconds: generate, framework, convert, load, run
     finished_at: Mapped[datetime] = mapped_column(DateTime)
+    graph: Mapped[dict[str, Any] | None] = mapped_column()  # the converted model's operators and edges
+    localized: Mapped[dict[str, Any] | None] = mapped_column()  # difftest localize: first diverging node

@@ -204,6 +204,7 @@ def store(db: Database, campaign_id: int, result: dict[str, Any]) -> None:
         "policies": result.get("policies") or {},
         "onnx_path": result.get("onnx"),
         "durations": result.get("durations") or {},
+        "graph": result.get("graph"),
         "finished_at": utcnow(),
     }
     with db.session() as session:

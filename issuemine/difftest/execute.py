@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from issuemine.difftest.generate import Generated, exportable, generate, random_inputs
+from issuemine.difftest.sequences import load_onnx_graph
 from issuemine.domain.converters import knowledge
 from issuemine.domain.stages import infer_stage
 from issuemine.domain.tracebacks import exception_text, strip_ansi
@@ -95,6 +96,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         path.unlink(missing_ok=True)
         return {**result, "outcome": "conversion-failure", "stage": stage, "stage_how": how, "error": error_text(exc)}
     timings["convert"] = time.perf_counter() - start
+    result["graph"] = load_onnx_graph(path).record()
 
     import onnxruntime as ort
 

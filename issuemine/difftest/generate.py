@@ -106,7 +106,7 @@ def generate(
 
     start = time.perf_counter()
     kind = model_type(framework)
-    _fresh_solver()
+    _fresh_solver(timeout_ms // 3)
     with quiet():
         gen = model_gen(
             opset=operator_set(framework, dtypes),
@@ -163,14 +163,19 @@ def exportable(generated: Generated) -> Any:
     return generated.exportable
 
 
-def _fresh_solver() -> None:
+def _fresh_solver(check_ms: int) -> None:
     """A new z3 context for every model. NNSmith solves shapes in z3's one global context, whose
     state carries over from model to model: the same seed then gives other shapes depending on
     what the process generated before (a worker's job order). A fresh context makes a model depend
-    on its seed alone."""
+    on its seed alone.
+
+    The per-check time limit must be set before the context exists: NNSmith sets it (a third of
+    the generation budget) only once its solver is made, which a context created afresh does not
+    see, and one unbounded check can then run for minutes."""
     import z3
 
     z3.reset_params()
+    z3.set_param("timeout", check_ms)
     z3.z3._main_ctx = None  # z3.main_ctx() creates a new one on next use
 
 

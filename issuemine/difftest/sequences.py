@@ -34,6 +34,15 @@ class OpGraph:
     ops: dict[str, str]
     edges: list[tuple[str, str]] = field(default_factory=list)
 
+    def record(self) -> dict[str, Any]:
+        """A compact JSON form (operator types in node order, edges as index pairs), as stored."""
+        index = {node: i for i, node in enumerate(self.ops)}
+        return {"ops": list(self.ops.values()), "edges": [[index[a], index[b]] for a, b in self.edges]}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> OpGraph:
+        return cls({str(i): op for i, op in enumerate(record["ops"])}, [(str(a), str(b)) for a, b in record["edges"]])
+
     def sequences(self, limit: int = MAX_PATHS) -> set[Sequence_]:
         successors: dict[str, list[str]] = {node: [] for node in self.ops}
         has_predecessor: set[str] = set()

@@ -47,6 +47,14 @@ def test_the_generator_is_seeded_and_reproducible():
         for a, b in zip(framework_outputs(first, x), framework_outputs(again, x), strict=True):
             assert np.array_equal(a, b, equal_nan=True)  # same weights too
     assert generate("torch", 12, 15).operators != generate("torch", 11, 15).operators
+    # Every model gets a fresh z3 context that still has NNSmith's per-check limit: without it, one
+    # shape query of a 100-node model (campaign seed 1, model 9) ran for minutes.
+    import z3
+
+    from issuemine.difftest.generate import _fresh_solver
+
+    _fresh_solver(1234)  # the limit is in place before NNSmith creates its solver in the new context
+    assert z3.get_param("timeout") == "1234"
     for seed in range(5):  # the study's setting: float32 tensors only
         assert {dtype for _, dtype in generate("torch", seed, 15, ["float32"]).inputs.values()} == {"float32"}
 
@@ -84,6 +92,10 @@ def test_a_broken_conversion_is_a_mismatch_and_a_crashing_one_a_conversion_failu
     broken = results["relu_as_abs"]
     assert broken["outcome"] == "mismatch" and broken["max_abs_diff"] > 0 and broken["differing"]
     assert Path(broken["onnx"]).exists()  # kept for the bug report
+    import onnx
+
+    kept = onnx.load(broken["onnx"])  # the stored operator graph is the converted model's
+    assert broken["graph"]["ops"] == [n.op_type for n in kept.graph.node] and "Abs" in broken["graph"]["ops"]
     crashed = results["relu_raises"]
     assert crashed["outcome"] == "conversion-failure" and "exploded on purpose" in crashed["error"]
     assert crashed["stage"]
