@@ -143,26 +143,76 @@ def report_cmd(
     db: str | None = DbOption,
 ) -> None:
     """Table 11: outcomes (conversion failure, ONNX Runtime failure, mismatch, success) per converter,
-    exporter and model size, with the total per campaign. Every policy's verdict is stored with each
-    model, so --policy recounts without re-running."""
+    exporter and model size; Table 12: operators and operator sequences of mismatched vs correct
+    models; the most frequent failure messages, grouped; and the localized diverging operators.
+    Every policy's verdict is stored with each model, so --policy recounts without re-running.
+    --format json gives every part; csv gives Table 11."""
     check_report_format(fmt_)
-    _print_table(database(db), [campaign_id] if campaign_id else None, fmt_, policy)
+    database_ = database(db)
+    _print_table(database_, [campaign_id] if campaign_id else None, fmt_, policy)
+    if fmt_ == "md":
+        _print_findings(database_, campaign_id, policy)
 
 
 def _print_table(db: Any, ids: list[int] | None, fmt_: str, policy: str | None = None) -> None:
     from issuemine.difftest.campaign import table_11
+    from issuemine.difftest.report import summary
 
     rows = table_11(db, ids, policy)
     if not rows:
         raise IssuemineError("no campaign yet: run `issuemine difftest run`")
     if fmt_ == "json":
-        print_json(rows)
+        print_json(summary(db, ids[0] if ids else None, policy))
         return
     if fmt_ == "csv":
         print_csv(rows, missing=0)
         return
     columns = list(dict.fromkeys(k for r in rows for k in r))
     out.print(table("Table 11: differential-testing outcomes", columns, [[r.get(c, 0) for c in columns] for r in rows]))
+
+
+def _print_findings(db: Any, campaign_id: int | None, policy: str | None) -> None:
+    from issuemine.difftest.report import campaign_ids, error_groups, localized, sequences
+
+    ids = campaign_ids(db, campaign_id)
+    rows = []
+    for found in (sequences(db, i, policy) for i in ids):
+        top = "; ".join(f"{t['sequence']} ({t['models']})" for t in found["top_reduced"][:5])
+        rows.append(
+            [
+                found["campaign"],
+                f"{found['converter']} {found['exporter']}",
+                f"{found['mismatched_models']} / {found['correct_models']}",
+                ", ".join(found["ops_only_mismatched"]) or "-",
+                found["shared_by_mismatched"],
+                found["shared_with_correct"],
+                found["only_mismatched"],
+                found["reduced_only_mismatched"],
+                f"{found['models_with_only_mismatched']} of {found['mismatched_models']}",
+                top or "-",
+            ]
+        )
+    columns = [
+        "campaign",
+        "setup",
+        "mismatched / correct",
+        "ops only in mismatched",
+        "seqs shared by mismatched",
+        "shared with correct",
+        "mismatch-only",
+        "reduced",
+        "models with one",
+        "most carried reduced (models)",
+    ]
+    out.print(table("Table 12: operator sequences of mismatched vs correct models", columns, rows))
+    errors = error_groups(db, ids)
+    if errors:
+        columns = ["campaign", "outcome", "stage", "models", "message", "example"]
+        out.print(table("Most frequent failures", columns, [[e[c] for c in columns] for e in errors]))
+    found_ops = localized(db, ids)
+    if found_ops:
+        columns = ["campaign", "model", "operator", "node", "max_abs_diff", "reduced_nodes", "reduced"]
+        out.print(table("Localized: first diverging operator", columns, [[r[c] for c in columns] for r in found_ops]))
 
 
 @difftest_app.command("show")
@@ -200,6 +250,51 @@ def show_cmd(
         out.print("policies: " + ", ".join(f"{k} {'ok' if v else 'mismatch'}" for k, v in data["policies"].items()))
     out.print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in data["durations"].items()), highlight=False)
     out.print(f"ONNX file: {data['onnx_path'] or 'not kept (regenerate from the seed and size)'}", highlight=False)
+
+
+@difftest_app.command("localize")
+@handle_errors
+def localize_cmd(
+    model_id: int = typer.Argument(..., help="A mismatching model's id (`difftest report --format json`)."),
+    policy: str | None = typer.Option(None, "--policy", help="Tolerance policy (default: the campaign's)."),
+    out_dir: Path = typer.Option(
+        Path("issuemine-difftest"), "--out", help="Where the reduced model, its inputs and expected outputs go."
+    ),
+    db: str | None = DbOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Find the first operator whose output diverges, then shrink the model by delta debugging to
+    the smallest part that still mismatches: reduced.onnx, inputs.npz and expected.npz, ready to
+    attach to a bug report. The finding is stored with the model and shows in `difftest report`."""
+    _need_extra()
+    from issuemine.difftest.localize import localize_stored
+
+    database_ = database(db)
+    found = localize_stored(database_, model_id, out_dir / "localized", policy)
+    if found is None:
+        raise IssuemineError(
+            f"model {model_id}: no intermediate value diverges when the model is converted again with its "
+            "intermediates exposed (the exporter emits another graph then); nothing to localize"
+        )
+    if as_json:
+        print_json(found.record())
+        return
+    out.print(
+        f"[bold]model {model_id}[/]: first diverging operator [bold]{found.op}[/] (tensor {found.var}; ONNX "
+        f"{', '.join(found.onnx_nodes) or 'node not found'}), max |Δ| {found.max_abs_diff:.3g} on input set "
+        f"{found.input_set}",
+        highlight=False,
+    )
+    if not found.reproduced:
+        out.print(
+            "note: in the re-export with intermediates exposed, the model's outputs agree with the framework: this "
+            "divergence is masked downstream and may not be what made the campaign's model mismatch"
+        )
+    out.print(
+        f"reduced to {found.reduced_nodes} ONNX node(s) ({' → '.join(found.reduced_ops)}): "
+        f"{found.reduced}/reduced.onnx with inputs.npz and expected.npz",
+        highlight=False,
+    )
 
 
 def _sizes(text: str) -> list[int]:

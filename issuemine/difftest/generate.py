@@ -39,6 +39,7 @@ class Generated:
     inputs: dict[str, tuple[tuple[int, ...], str]]  # name -> (shape, numpy dtype)
     outputs: list[str]
     seconds: float
+    ir: Any = None  # NNSmith's graph (its instructions name every tensor)
     exportable: Any = None  # built once by exportable()
 
 
@@ -125,7 +126,7 @@ def generate(
         for name, tensor in model.input_like.items()
     }
     return Generated(
-        framework, seed, nodes, model, operators, inputs, list(model.output_like), time.perf_counter() - start
+        framework, seed, nodes, model, operators, inputs, list(model.output_like), time.perf_counter() - start, ir
     )
 
 

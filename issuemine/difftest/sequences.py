@@ -41,7 +41,9 @@ class OpGraph:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> OpGraph:
-        return cls({str(i): op for i, op in enumerate(record["ops"])}, [(str(a), str(b)) for a, b in record["edges"]])
+        ops = {str(i): op for i, op in enumerate(record["ops"]) if op not in SKIPPED}
+        edges = [(str(a), str(b)) for a, b in record["edges"] if str(a) in ops and str(b) in ops]
+        return cls(ops, edges)
 
     def sequences(self, limit: int = MAX_PATHS) -> set[Sequence_]:
         successors: dict[str, list[str]] = {node: [] for node in self.ops}
@@ -69,12 +71,18 @@ class OpGraph:
         return found
 
 
+SKIPPED = frozenset({"Constant"})  # data, not computation: TorchScript emits them, dynamo and tf2onnx use initializers
+
+
 def onnx_graph(model: Any) -> OpGraph:
     """The operator DAG of an ONNX model (``onnx.ModelProto``): node i feeds node j when one of i's
-    outputs is one of j's inputs."""
+    outputs is one of j's inputs. ``Constant`` nodes are left out, so that the same computation has
+    the same sequences whichever exporter wrote it."""
     producer: dict[str, str] = {}
     ops: dict[str, str] = {}
     for i, node in enumerate(model.graph.node):
+        if node.op_type in SKIPPED:
+            continue
         key = f"{i}:{node.name}"
         ops[key] = node.op_type
         for out in node.output:
@@ -82,7 +90,8 @@ def onnx_graph(model: Any) -> OpGraph:
     edges = []
     for i, node in enumerate(model.graph.node):
         key = f"{i}:{node.name}"
-        edges += [(producer[name], key) for name in node.input if name in producer]
+        if key in ops:
+            edges += [(producer[name], key) for name in node.input if name in producer]
     return OpGraph(ops, edges)
 
 
@@ -92,6 +101,33 @@ def load_onnx_graph(path: Path) -> OpGraph:
     return onnx_graph(onnx.load(str(path), load_external_data=False))
 
 
+def walks(graph: OpGraph, length: int) -> set[Sequence_]:
+    """The operator types along every path of ``length`` nodes. In a DAG every path extends to one
+    from a source to a sink, so these are exactly the contiguous parts of that length of the
+    graph's sequences, found without listing the (possibly very many) whole sequences."""
+    successors: dict[str, list[str]] = {node: [] for node in graph.ops}
+    for src, dst in graph.edges:
+        successors[src].append(dst)
+    frontier: set[tuple[str, Sequence_]] = {(node, (op,)) for node, op in graph.ops.items()}
+    for _ in range(length - 1):
+        frontier = {(nxt, (*seq, graph.ops[nxt])) for node, seq in frontier for nxt in successors[node]}
+    return {seq for _, seq in frontier}
+
+
+class PartIndex:
+    """The contiguous parts of a set of graphs' sequences, by length, built as lengths are asked."""
+
+    def __init__(self, graphs: list[OpGraph]) -> None:
+        self.graphs = graphs
+        self.by_length: dict[int, set[Sequence_]] = {}
+
+    def __contains__(self, part: Sequence_) -> bool:
+        n = len(part)
+        if n not in self.by_length:
+            self.by_length[n] = set().union(*(walks(g, n) for g in self.graphs)) if self.graphs else set()
+        return part in self.by_length[n]
+
+
 def _parts(sequence: Sequence_) -> Iterable[Sequence_]:
     """Contiguous parts of a sequence, shortest first."""
     for length in range(1, len(sequence) + 1):
@@ -99,7 +135,7 @@ def _parts(sequence: Sequence_) -> Iterable[Sequence_]:
             yield sequence[start : start + length]
 
 
-def reduce(sequence: Sequence_, seen: set[Sequence_]) -> Sequence_:
+def reduce(sequence: Sequence_, seen: set[Sequence_] | PartIndex) -> Sequence_:
     """The shortest contiguous part of ``sequence`` not in ``seen`` (the parts of correct models'
     sequences); the whole sequence when every shorter part occurs there too."""
     for part in _parts(sequence):
@@ -120,10 +156,12 @@ class Table12:
     only_mismatched: int  # sequences in mismatched models and no correct one
     reduced_only_mismatched: list[Sequence_]  # each reduced to its shortest mismatch-only part
     models_with_only_mismatched: int  # mismatched models with at least one mismatch-only sequence
+    carried: dict[Sequence_, int] = field(default_factory=dict)  # reduced sequence -> mismatched models with it
 
     def as_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
         data["reduced_only_mismatched"] = [" → ".join(s) for s in self.reduced_only_mismatched]
+        data["carried"] = {" → ".join(s): n for s, n in self.carried.items()}
         return data
 
 
@@ -133,7 +171,11 @@ def table_12(mismatched: list[OpGraph], correct: list[OpGraph]) -> Table12:
     in_correct = set().union(*correct_seqs) if correct_seqs else set()
     counts = Counter(s for seqs in mismatched_seqs for s in seqs)
     only = {s for s in counts if s not in in_correct}
-    correct_parts = {part for s in in_correct for part in _parts(s)}
+    correct_parts = PartIndex(correct)
+    reduced = {s: reduce(s, correct_parts) for s in only}
+    # A mismatched model carries a reduced sequence when one of its own mismatch-only sequences
+    # reduces to it (so a one-operator part counts where it makes a path new, not wherever it occurs).
+    carried = Counter(r for seqs in mismatched_seqs for r in {reduced[s] for s in seqs & only})
     ops_m = sorted({op for g in mismatched for op in g.ops.values()})
     ops_c = sorted({op for g in correct for op in g.ops.values()})
     return Table12(
@@ -145,14 +187,15 @@ def table_12(mismatched: list[OpGraph], correct: list[OpGraph]) -> Table12:
         shared_by_mismatched=sum(1 for n in counts.values() if n >= 2),
         shared_with_correct=sum(1 for s in counts if s in in_correct),
         only_mismatched=len(only),
-        reduced_only_mismatched=sorted({reduce(s, correct_parts) for s in only}),
+        reduced_only_mismatched=sorted(set(reduced.values())),
         models_with_only_mismatched=sum(1 for seqs in mismatched_seqs if seqs & only),
+        carried=dict(carried.most_common()),
     )
 
 
 def coverage(graphs: list[OpGraph], targets: list[Sequence_]) -> tuple[int, int]:
     """How many of ``targets`` (reduced mismatch-only sequences) occur contiguously along a path of
     ``graphs``; returns (covered, total)."""
-    parts = {part for g in graphs for s in g.sequences() for part in _parts(s)}
+    parts = PartIndex(graphs)
     wanted = set(targets)
     return sum(1 for t in wanted if t in parts), len(wanted)

@@ -6,7 +6,7 @@ from itertools import pairwise
 
 from onnx import TensorProto, helper
 
-from issuemine.difftest.sequences import OpGraph, coverage, onnx_graph, reduce, table_12
+from issuemine.difftest.sequences import OpGraph, coverage, onnx_graph, reduce, table_12, walks
 
 
 def chain(*ops: str) -> OpGraph:
@@ -30,6 +30,9 @@ def test_sequences_are_the_simple_paths_from_sources_to_sinks():
     assert MISMATCHED[0].sequences() == {("Conv", "Relu", "Add"), ("Conv", "Sigmoid", "Add")}
     assert MISMATCHED[3].sequences() == {("Transpose", "Add"), ("Conv", "Add")}
     assert MISMATCHED[0].sequences(limit=1) in ({("Conv", "Relu", "Add")}, {("Conv", "Sigmoid", "Add")})
+    # Parts of a given length come from the graph's paths directly, without listing whole sequences.
+    assert walks(MISMATCHED[0], 2) == {("Conv", "Relu"), ("Conv", "Sigmoid"), ("Relu", "Add"), ("Sigmoid", "Add")}
+    assert walks(MISMATCHED[3], 3) == set()
 
 
 def test_table_12_counts_computed_by_hand():
@@ -43,6 +46,8 @@ def test_table_12_counts_computed_by_hand():
     # (Conv and Add each occur in correct models, the pair does not).
     assert table.reduced_only_mismatched == [("Conv", "Add"), ("Sigmoid",), ("Transpose",)]
     assert table.models_with_only_mismatched == 3  # all but the third
+    # Sigmoid makes the paths of two models new; Transpose and Conv→Add one each (the fourth model).
+    assert table.carried == {("Sigmoid",): 2, ("Conv", "Add"): 1, ("Transpose",): 1}
     assert table.as_dict()["reduced_only_mismatched"] == ["Conv → Add", "Sigmoid", "Transpose"]
 
 
@@ -59,7 +64,9 @@ def test_the_operator_graph_of_an_onnx_model():
     nodes = [
         helper.make_node("Relu", ["x"], ["r"], name="relu"),
         helper.make_node("Sigmoid", ["r"], ["y"], name="sig"),
-        helper.make_node("Abs", ["x"], ["z"], name="abs"),
+        helper.make_node("Constant", [], ["k"], name="k", value_float=2.0),
+        helper.make_node("Mul", ["x", "k"], ["z0"], name="mul"),
+        helper.make_node("Abs", ["z0"], ["z"], name="abs"),
     ]
     graph = helper.make_graph(
         nodes,
@@ -68,4 +75,8 @@ def test_the_operator_graph_of_an_onnx_model():
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2]) for n in ("y", "z")],
     )
     found = onnx_graph(helper.make_model(graph))
-    assert found.sequences() == {("Relu", "Sigmoid"), ("Abs",)}
+    # Constants are data: the same computation has the same sequences whichever exporter wrote it.
+    assert found.sequences() == {("Relu", "Sigmoid"), ("Mul", "Abs")}
+    assert OpGraph.from_record(found.record()).sequences() == found.sequences()
+    stored_with_constant = {"ops": ["Constant", "Mul", "Abs"], "edges": [[0, 1], [1, 2]]}
+    assert OpGraph.from_record(stored_with_constant).sequences() == {("Mul", "Abs")}

@@ -1,0 +1,347 @@
+"""Where a mismatching model goes wrong, and the smallest model that still shows it.
+
+**Localize.** The model is regenerated from its seed (the same graph, weights and inputs) and
+converted once more with every intermediate value of the framework model as a named output:
+the exporter itself then names each framework tensor in the ONNX graph (``output_names`` for
+torch.onnx, the function's outputs in order for tf2onnx), so the match between the two sides
+comes from the exporter, not from guessing by value. The framework's intermediates and
+onnxruntime's are compared in the graph's order under the tolerance policy; the first operator
+whose output diverges, while everything it reads still agrees, is where the conversion is wrong.
+Exposing intermediates can change what an exporter emits; whether the re-export still shows the
+model's mismatch is recorded (``reproduced``).
+
+**Reduce.** Delta debugging (Zeller's ddmin) over the operators upstream of the diverging one: a
+candidate keeps some of them and feeds the values the rest would have produced as graph inputs,
+taken from the framework, so the candidate is cut from the converted model with
+``onnx.utils.Extractor`` and judged by the same oracle (its output still differs from the
+framework's beyond the policy). The result is written as ``reduced.onnx`` with ``inputs.npz`` and
+``expected.npz``: the attachment a maintainer wants in a bug report. Polygraphy's ``debug reduce``
+is the model for this, but it drives an external check command per step and bisects ONNX nodes,
+whose intermediate tensors have no framework reference; cutting at the framework's own tensors
+gives every candidate an exact reference, which the oracle needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from issuemine.difftest.generate import Generated, generate, random_inputs
+
+
+@dataclass
+class Step:
+    op: str  # the framework operator (NNSmith's name)
+    inputs: list[str]  # framework tensor names it reads
+    outputs: list[str]  # and writes
+
+
+def steps(generated: Generated) -> list[Step]:
+    from issuemine.difftest.generate import op_name
+
+    found = []
+    for inst in generated.ir.insts:
+        op = op_name(inst)
+        if op in ("Input", "Placeholder"):
+            continue
+        found.append(Step(op, list(inst.iexpr.args), list(inst.retvals())))
+    return found
+
+
+def _run_all(generated: Generated, names: list[str], args: list[Any]) -> list[Any]:
+    """Every named tensor of one forward pass (torch: eager; TensorFlow: inside the traced function)."""
+    values = dict(zip(generated.inputs, args, strict=True))
+    if generated.framework == "torch":
+        net = generated.model.torch_model
+        for fn, inputs, outputs, _ in net.instructions:
+            result = fn(*(values[n] for n in inputs))
+            values.update(zip(outputs, result if isinstance(result, list) else [result], strict=True))
+    else:
+        for instr in generated.model.net.instructions:
+            result = instr.fwd_fn(*(values[n] for n in instr.inp_keys))
+            values.update(zip(instr.out_keys, result if isinstance(result, list) else [result], strict=True))
+    return [values[n] for n in names]
+
+
+def framework_values(generated: Generated, names: list[str], inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    if generated.framework == "torch":
+        import torch
+
+        with torch.no_grad():
+            args = [torch.from_numpy(np.array(inputs[n], order="C", copy=True)) for n in generated.inputs]
+            return {n: v.detach().numpy() for n, v in zip(names, _run_all(generated, names, args), strict=True)}
+    import tensorflow as tf
+
+    args = [tf.convert_to_tensor(inputs[n]) for n in generated.inputs]
+    return {n: np.asarray(v) for n, v in zip(names, _run_all(generated, names, args), strict=True)}
+
+
+def export_all(generated: Generated, names: list[str], example: dict[str, np.ndarray], path: Path, job: dict) -> None:  # type: ignore[type-arg]
+    """Convert the model with every tensor in ``names`` as a graph output, in that order."""
+    opset = int(job.get("opset") or 17)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        if generated.framework == "torch":
+            import torch
+
+            class Everything(torch.nn.Module):
+                def __init__(self) -> None:
+                    super().__init__()
+                    self.mlist = generated.model.torch_model.mlist  # the weights
+
+                def forward(self, *args: Any) -> Any:
+                    return tuple(_run_all(generated, names, list(args)))
+
+            args = tuple(torch.from_numpy(np.array(example[n], order="C", copy=True)) for n in generated.inputs)
+            dynamo = job.get("exporter") == "dynamo"
+            extra: dict[str, Any] = {"external_data": False} if dynamo else {}
+            torch.onnx.export(
+                Everything().eval(),
+                args,
+                str(path),
+                dynamo=dynamo,
+                opset_version=opset,
+                input_names=list(generated.inputs),
+                output_names=names,
+                **extra,
+            )
+        else:
+            import tensorflow as tf
+            import tf2onnx
+
+            specs = [tf.TensorSpec(shape, tf.as_dtype(dtype), n) for n, (shape, dtype) in generated.inputs.items()]
+
+            @tf.function(input_signature=specs)
+            def forward(*xs: Any) -> Any:
+                return _run_all(generated, names, list(xs))
+
+            tf2onnx.convert.from_function(forward, input_signature=specs, opset=opset, output_path=str(path))
+
+
+def _session(model: Any) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def _within(want: np.ndarray, got: np.ndarray, policy: dict[str, Any]) -> bool:
+    want, got = np.asarray(want), np.asarray(got)
+    if want.shape != got.shape:
+        return False
+    if not np.issubdtype(want.dtype, np.inexact):
+        return bool(np.array_equal(want, got))
+    return bool(np.allclose(got, want, atol=policy["atol"], rtol=policy["rtol"], equal_nan=True))
+
+
+def _delta(want: np.ndarray, got: np.ndarray) -> float | None:
+    a, b = np.asarray(want, dtype=np.float64), np.asarray(got, dtype=np.float64)
+    if a.shape != b.shape:
+        return None
+    finite = np.isfinite(a) & np.isfinite(b)
+    return float(np.max(np.abs(a[finite] - b[finite]))) if finite.any() else 0.0
+
+
+def ddmin(items: list[Any], fails: Callable[[list[Any]], bool]) -> list[Any]:
+    """Zeller's ddmin: a 1-minimal sublist of ``items`` for which ``fails`` holds (it must hold for
+    the whole list)."""
+    n = 2
+    while len(items) >= 2:
+        size = len(items) // n
+        chunks = [items[i : i + size] for i in range(0, len(items), size)] if size else [[x] for x in items]
+        for chunk in chunks:
+            if fails(chunk):
+                items, n = chunk, 2
+                break
+        else:
+            for chunk in chunks:
+                rest = [x for x in items if x not in chunk]
+                if rest and fails(rest):
+                    items, n = rest, max(n - 1, 2)
+                    break
+            else:
+                if n >= len(items):
+                    break
+                n = min(len(items), n * 2)
+    return items
+
+
+@dataclass
+class Localization:
+    op: str
+    var: str
+    onnx_nodes: list[str]  # "OpType name" of the ONNX node(s) producing the diverging tensor
+    max_abs_diff: float | None
+    input_set: int
+    reproduced: bool
+    reduced_ops: list[str]
+    reduced_nodes: int
+    reduced: str  # folder with reduced.onnx, inputs.npz, expected.npz
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "op_type": self.op,
+            "var": self.var,
+            "node": "; ".join(self.onnx_nodes),
+            "max_abs_diff": self.max_abs_diff,
+            "input_set": self.input_set,
+            "reproduced": self.reproduced,
+            "reduced_ops": self.reduced_ops,
+            "reduced_nodes": self.reduced_nodes,
+            "reduced": self.reduced,
+        }
+
+
+def localize(job: dict[str, Any], out_dir: Path, policy: dict[str, Any]) -> Localization | None:
+    """The first diverging operator of the model ``job`` describes (as the campaign ran it), and a
+    reduced model; None when no intermediate diverges under ``policy``."""
+    import onnx
+    from onnx.utils import Extractor
+
+    framework = "torch" if job["converter"] == "torch.onnx" else "tensorflow"
+    generated = generate(framework, job["seed"], job["nodes"], job.get("dtypes"))
+    inputs = random_inputs(generated, int(job.get("inputs", 100)), job["seed"])
+    plan = steps(generated)
+    names = list(dict.fromkeys(n for s in plan for n in s.outputs))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    full_path = out_dir / "all-intermediates.onnx"
+    export_all(generated, names, inputs[0], full_path, job)
+    full = onnx.load(str(full_path))
+    tensor = {name: out.name for name, out in zip(names, full.graph.output, strict=True)}  # ours -> ONNX
+    session = _session(full)
+    feeds = [i.name for i in session.get_inputs()]
+    leaves = set(generated.outputs)
+
+    # The first input set whose model outputs differ (the campaign's verdict came from all of them).
+    chosen = 0
+    for k, one in enumerate(inputs):
+        got = dict(zip(names, session.run(None, {n: one[n] for n in feeds}), strict=True))
+        want = framework_values(generated, names, one)
+        if any(not _within(want[n], got[n], policy) for n in leaves if n in got):
+            chosen = k
+            break
+    else:
+        one = inputs[0]
+        got = dict(zip(names, session.run(None, {n: one[n] for n in feeds}), strict=True))
+        want = framework_values(generated, names, one)
+    reproduced = any(not _within(want[n], got[n], policy) for n in leaves)
+
+    first = next((s for s in plan if any(not _within(want[n], got[n], policy) for n in s.outputs)), None)
+    if first is None:
+        return None
+    var = next(n for n in first.outputs if not _within(want[n], got[n], policy))
+    producers = {o: node for node in full.graph.node for o in node.output}
+    node = producers.get(tensor[var])
+    onnx_nodes = [f"{node.op_type} {node.name}".strip()] if node is not None else []
+
+    # ddmin over the operators upstream of the diverging one.
+    upstream = _ancestors(plan, first)
+    framework_inputs = {n: inputs[chosen][n] for n in generated.inputs}
+    values = {**framework_inputs, **want}
+
+    def cut(kept: list[Step]) -> tuple[Any, list[str]]:
+        made = {n for s in kept for n in s.outputs}
+        boundary = list(dict.fromkeys(n for s in kept for n in s.inputs if n not in made))
+        onnx_names = [n if n in generated.inputs else tensor[n] for n in boundary]
+        return Extractor(full).extract_model(onnx_names, [tensor[var]]), boundary
+
+    def fails(subset: list[Step]) -> bool:
+        kept = [*subset, first]
+        try:
+            model, boundary = cut(kept)
+            outs = _session(model).run(None, {_feed(n, generated, tensor): values[n] for n in boundary})
+        except Exception:
+            return False  # not a valid cut (an input the extractor cannot reach): not failing
+        return not _within(want[var], outs[0], policy)
+
+    kept = ddmin(upstream, fails) if upstream and not fails([]) else []
+    reduced_model, boundary = cut([*kept, first])
+    onnx.save(reduced_model, str(out_dir / "reduced.onnx"))
+    arrays: dict[str, Any] = {_feed(n, generated, tensor): values[n] for n in boundary}
+    expected: dict[str, Any] = {tensor[var]: want[var]}
+    np.savez(out_dir / "inputs.npz", **arrays)
+    np.savez(out_dir / "expected.npz", **expected)
+    return Localization(
+        op=first.op,
+        var=var,
+        onnx_nodes=onnx_nodes,
+        max_abs_diff=_delta(want[var], got[var]),
+        input_set=chosen,
+        reproduced=reproduced,
+        reduced_ops=[s.op for s in [*kept, first]],
+        reduced_nodes=len(reduced_model.graph.node),
+        reduced=str(out_dir),
+    )
+
+
+def _feed(name: str, generated: Generated, tensor: dict[str, str]) -> str:
+    return name if name in generated.inputs else tensor[name]
+
+
+def _ancestors(plan: list[Step], target: Step) -> list[Step]:
+    """The steps ``target`` depends on, in graph order."""
+    producer = {n: s for s in plan for n in s.outputs}
+    needed: set[int] = set()
+    todo = [n for n in target.inputs if n in producer]
+    while todo:
+        step = producer[todo.pop()]
+        if id(step) not in needed:
+            needed.add(id(step))
+            todo += [n for n in step.inputs if n in producer]
+    return [s for s in plan if id(s) in needed]
+
+
+def still_fails(folder: Path, policy: dict[str, Any]) -> tuple[bool, float | None]:
+    """Run a reduced model on its saved inputs: does it still differ from the saved expectation?"""
+    import onnx
+
+    model = onnx.load(str(folder / "reduced.onnx"))
+    feeds = dict(np.load(folder / "inputs.npz"))
+    expected = dict(np.load(folder / "expected.npz"))
+    got = dict(zip([o.name for o in model.graph.output], _session(model).run(None, feeds), strict=True))
+    name, want = next(iter(expected.items()))
+    return not _within(want, got[name], policy), _delta(want, got[name])
+
+
+def localize_stored(db: Any, model_id: int, out_root: Path, policy: str | None = None) -> Localization | None:
+    """Localize a stored model of a campaign and keep the finding with it (``difftest_models.localized``)."""
+    from issuemine.db.models import DifftestModel
+    from issuemine.difftest.campaign import campaign, outcome_under
+    from issuemine.domain.tolerances import load_policies
+    from issuemine.errors import IssuemineError
+
+    with db.session() as session:
+        row = session.get(DifftestModel, model_id)
+        if row is None:
+            raise IssuemineError(f"no difftest model {model_id}")
+        session.expunge(row)
+    info = campaign(db, row.campaign_id)
+    chosen = load_policies().get(policy or info.policy)
+    verdict = outcome_under(row, chosen.name)
+    if verdict != "mismatch":
+        raise IssuemineError(
+            f"model {model_id} is a {verdict} under policy {chosen.name}: only a mismatch can be localized"
+        )
+    job = {
+        "converter": info.converter,
+        "exporter": info.exporter,
+        "opset": info.opset,
+        "seed": row.seed,
+        "nodes": row.nodes,
+        "inputs": info.inputs,
+        "dtypes": list(info.dtypes),
+    }
+    found = localize(job, out_root / f"model-{model_id}", chosen.as_dict())
+    with db.session() as session:
+        stored = session.get(DifftestModel, model_id)
+        assert stored is not None
+        stored.localized = {**(found.record() if found else {"op_type": None}), "policy": chosen.name}
+    return found
