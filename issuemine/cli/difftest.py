@@ -297,6 +297,44 @@ def localize_cmd(
     )
 
 
+@difftest_app.command("coverage")
+@handle_errors
+def coverage_cmd(
+    models_dir: Path = typer.Argument(..., help="A folder of ONNX models (say, a converter's own test models)."),
+    campaign_id: int | None = typer.Option(None, "--campaign", help="Sequences of one campaign (default: each)."),
+    policy: str | None = typer.Option(None, "--policy", help="Tolerance policy deciding mismatches."),
+    db: str | None = DbOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """What share of the operator sequences found only in mismatched models (reduced to their
+    shortest new part) the given ONNX models contain: the study's proposed coverage metric for a
+    converter's test suite, with the uncovered sequences that most mismatched models carry."""
+    from issuemine.difftest.report import coverage_of
+
+    if not models_dir.is_dir():
+        raise IssuemineError(f"{models_dir}: not a folder")
+    found = coverage_of(database(db), models_dir, campaign_id, policy)
+    if as_json:
+        print_json(found)
+        return
+    out.print(f"{found['models']} ONNX model(s) under {found['folder']}", highlight=False)
+    for line in found["unreadable"]:
+        err.print(f"skipped {line}", highlight=False, markup=False)
+    rows = [
+        [
+            c["campaign"],
+            f"{c['converter']} {c['exporter']}",
+            c["sequences"],
+            c["covered"],
+            "-" if c["share"] is None else f"{c['share']:.1%}",
+            "; ".join(f"{u['sequence']} ({u['models']})" for u in c["uncovered_most_carried"][:5]) or "-",
+        ]
+        for c in found["campaigns"]
+    ]
+    columns = ["campaign", "setup", "mismatch-only sequences", "covered", "share", "uncovered, most carried"]
+    out.print(table("Coverage of mismatch-only operator sequences", columns, rows))
+
+
 def _sizes(text: str) -> list[int]:
     from issuemine.difftest.campaign import parse_sizes
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -14,8 +15,9 @@ from issuemine.db import Database
 from issuemine.db.models import DifftestCampaign, DifftestModel
 from issuemine.difftest.campaign import campaign, models, outcome_under, table_11
 from issuemine.difftest.execute import TABLE_11
-from issuemine.difftest.sequences import OpGraph, table_12
+from issuemine.difftest.sequences import OpGraph, PartIndex, load_onnx_graph, table_12
 from issuemine.domain.tolerances import load_policies
+from issuemine.errors import IssuemineError
 
 FAILURES = ("conversion-failure", "ort-failure", "framework-failure", "generation-failure", "worker-crash", "timeout")
 
@@ -143,3 +145,44 @@ def summary(db: Database, only: int | None = None, policy: str | None = None) ->
         "localized": localized(db, ids),
         "shares": shares(db, ids, policy),
     }
+
+
+def coverage_of(
+    db: Database, folder: Path, campaign_id: int | None = None, policy: str | None = None
+) -> dict[str, Any]:
+    """The share of the campaigns' reduced mismatch-only sequences that the ONNX models under
+    ``folder`` contain (along one of their paths): the study's proposed test-suite coverage metric."""
+    files = sorted(folder.rglob("*.onnx"))
+    if not files:
+        raise IssuemineError(f"{folder}: no .onnx files (searched its subfolders too)")
+    graphs, unreadable = [], []
+    for path in files:
+        try:
+            graphs.append(load_onnx_graph(path))
+        except Exception as exc:  # a corrupt or non-ONNX file: say which, count the rest
+            unreadable.append(f"{path}: {str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}")
+    ids = campaign_ids(db, campaign_id)
+    if not ids:
+        raise IssuemineError("no campaign yet: run `issuemine difftest run` (the sequences to cover come from it)")
+    per_campaign = []
+    index = PartIndex(graphs)
+    for i in ids:
+        found = sequences(db, i, policy, top=10**9)
+        targets = [tuple(t) for t in found["targets"]]
+        carried = {t["sequence"]: t["models"] for t in found["top_reduced"]}
+        covered = [t for t in targets if t in index]
+        missing = sorted((t for t in targets if t not in index), key=lambda t: -carried.get(" → ".join(t), 0))
+        per_campaign.append(
+            {
+                "campaign": i,
+                "converter": found["converter"],
+                "exporter": found["exporter"],
+                "sequences": len(targets),
+                "covered": len(covered),
+                "share": len(covered) / len(targets) if targets else None,
+                "uncovered_most_carried": [
+                    {"sequence": " → ".join(t), "models": carried.get(" → ".join(t), 0)} for t in missing[:10]
+                ],
+            }
+        )
+    return {"folder": str(folder), "models": len(graphs), "unreadable": unreadable, "campaigns": per_campaign}

@@ -80,3 +80,63 @@ def test_the_operator_graph_of_an_onnx_model():
     assert OpGraph.from_record(found.record()).sequences() == found.sequences()
     stored_with_constant = {"ops": ["Constant", "Mul", "Abs"], "edges": [[0, 1], [1, 2]]}
     assert OpGraph.from_record(stored_with_constant).sequences() == {("Mul", "Abs")}
+
+
+def chain_onnx(path, *ops: str) -> None:  # type: ignore[no-untyped-def]
+    """A chain of operators as an ONNX file (structure only: the coverage metric never runs it)."""
+    import onnx
+
+    names = ["x", *[f"t{i}" for i in range(len(ops))]]
+    nodes = [
+        helper.make_node(op, [a], [b], name=f"n{i}")
+        for i, (op, a, b) in enumerate(zip(ops, names, names[1:], strict=False))
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info(names[-1], TensorProto.FLOAT, [2])],
+    )
+    onnx.save(helper.make_model(graph), str(path))
+
+
+def test_coverage_command_on_a_stored_campaign_and_a_folder_of_models(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from issuemine.cli.app import app
+    from issuemine.db import open_db
+    from issuemine.difftest.campaign import Plan, open_campaign, store
+
+    db_path = str(tmp_path / "d.db")
+    db = open_db(db_path)
+    campaign_id = open_campaign(db, Plan("torch.onnx", "torchscript", 17, 0, [5], 6, 1, "study"))
+    for seed, (graph, outcome) in enumerate([(g, "mismatch") for g in MISMATCHED] + [(g, "success") for g in CORRECT]):
+        verdict = {"study": outcome == "success"}
+        store(
+            db,
+            campaign_id,
+            {"seed": seed, "nodes": 5, "outcome": outcome, "policies": verdict, "graph": graph.record()},
+        )
+    db.close()
+    suite = tmp_path / "suite"
+    (suite / "more").mkdir(parents=True)
+    chain_onnx(suite / "a.onnx", "Sigmoid", "Relu")
+    chain_onnx(suite / "more" / "b.onnx", "Conv", "Add", "Relu")
+    (suite / "broken.onnx").write_bytes(b"not a model")
+
+    cli = CliRunner()
+    result = cli.invoke(app, ["difftest", "coverage", str(suite), "--db", db_path, "--json"])
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    assert found["models"] == 2 and len(found["unreadable"]) == 1 and "broken.onnx" in found["unreadable"][0]
+    [one] = found["campaigns"]
+    assert (one["sequences"], one["covered"]) == (3, 2)  # Sigmoid and Conv→Add; not Transpose
+    assert one["uncovered_most_carried"] == [{"sequence": "Transpose", "models": 1}]
+    md = cli.invoke(app, ["difftest", "coverage", str(suite), "--db", db_path])
+    assert "66.7%" in md.stdout
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad = cli.invoke(app, ["difftest", "coverage", str(empty), "--db", db_path])
+    assert bad.exit_code != 0 and "no .onnx files" in bad.output
