@@ -186,6 +186,34 @@ def agreement_chart(rows: list[dict[str, Any]], title: str) -> Figure:
     return fig
 
 
+@styled
+def share_by_size(rows: list[dict[str, Any]], outcomes: list[str], title: str) -> Figure:
+    """Per setup (one panel each), the share of models in each outcome (stacked) against model size;
+    ``rows`` carry ``setup``, ``nodes`` and one share per outcome."""
+    frame = pd.DataFrame(rows)
+    setups = list(dict.fromkeys(frame["setup"]))
+    colors = category_color(outcomes)
+    fig = Figure(figsize=(WIDTH, 0.6 + 1.1 * len(setups)), layout="constrained")
+    axes = fig.subplots(len(setups), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, setup in zip(axes, setups, strict=True):
+        part = frame[frame["setup"] == setup].sort_values("nodes")
+        ax.stackplot(
+            part["nodes"],
+            *[100 * part[o] for o in outcomes],
+            labels=outcomes,
+            colors=[colors[o] for o in outcomes],
+            linewidth=0,
+        )
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("% of models")
+        ax.set_title(setup, fontsize=6, loc="left")
+    axes[-1].set_xlabel("operators per generated model")
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.legend(*axes[0].get_legend_handles_labels(), frameon=False, ncols=3, loc="outside lower center")
+    return fig
+
+
 def save(fig: Figure, folder: Path, name: str) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{name}.png", folder / f"{name}.pdf"]

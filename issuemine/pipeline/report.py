@@ -21,6 +21,8 @@ from issuemine.analysis.stats import converters_differ
 from issuemine.corpus import flow, status
 from issuemine.db import Database
 from issuemine.db.labels import assigned_samples, ratings_frame
+from issuemine.difftest import report as difftest_report
+from issuemine.difftest.execute import TABLE_11
 from issuemine.domain.converters import Converter
 from issuemine.domain.taxonomy import Taxonomy
 from issuemine.errors import IssuemineError
@@ -39,6 +41,7 @@ class Report:
     rq3: trends.RQ3 | None = None
     repro: TiebackReport | None = None
     quality: pd.DataFrame | None = None  # the latest quality suite, per model × target
+    difftest: dict[str, Any] | None = None  # differential-testing campaigns: difftest.report.summary
     seconds_tables: float = 0.0
     seconds_total: float = 0.0
 
@@ -103,6 +106,43 @@ def _quality(db: Database) -> tuple[str, pd.DataFrame] | None:
     return str(rows[0]["suite"]), table.reindex(columns=QUALITY_COLUMNS)
 
 
+def _difftest(db: Database) -> dict[str, Any] | None:
+    """Every differential-testing campaign's findings, or None when the database has none."""
+    found = difftest_report.summary(db)
+    return found if found["table_11"] else None
+
+
+def difftest_tables(found: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    """Table 11, Table 12 and the grouped failure messages as tables (lists shortened to text)."""
+    table_12 = pd.DataFrame(
+        [
+            {
+                "campaign": t["campaign"],
+                "setup": f"{t['converter']} {t['exporter']}",
+                "mismatched": t["mismatched_models"],
+                "correct": t["correct_models"],
+                "ops only in mismatched": ", ".join(t["ops_only_mismatched"]),
+                "shared by mismatched": t["shared_by_mismatched"],
+                "shared with correct": t["shared_with_correct"],
+                "mismatch-only": t["only_mismatched"],
+                "reduced": t["reduced_only_mismatched"],
+                "models with one": t["models_with_only_mismatched"],
+                "most carried": "; ".join(f"{r['sequence']} ({r['models']})" for r in t["top_reduced"][:5]),
+            }
+            for t in found["table_12"]
+        ]
+    )
+    made = {
+        "difftest-table-11": pd.DataFrame(found["table_11"]).fillna(0).set_index(["campaign", "nodes"]),
+        "difftest-table-12": table_12.set_index("campaign"),
+    }
+    if found["errors"]:
+        made["difftest-failures"] = pd.DataFrame(found["errors"]).set_index(["campaign", "outcome"])
+    if found["localized"]:
+        made["difftest-localized"] = pd.DataFrame(found["localized"]).set_index(["campaign", "model"])
+    return made
+
+
 def stage_pairs(repro: TiebackReport, taxonomy: Taxonomy) -> pd.DataFrame:
     """Labeled stage (rows) × stage inferred from the re-run crash (columns), in codebook order."""
     order = [c.code for c in taxonomy.dimensions["stage"].codes]
@@ -150,6 +190,13 @@ def build(
             path = out / "tables" / f"quality.{'tex' if fmt == 'latex' else fmt}"
             path.write_text(tables.render(quality[1].set_index(["model", "target"]), fmt) + "\n", encoding="utf-8")
             report.files.append(path)
+    report.difftest = _difftest(db)
+    if report.difftest is not None:
+        for key, table in difftest_tables(report.difftest).items():
+            for fmt in tables.FORMATS:
+                path = out / "tables" / f"{key}.{'tex' if fmt == 'latex' else fmt}"
+                path.write_text(tables.render(table, fmt) + "\n", encoding="utf-8")
+                report.files.append(path)
     report.seconds_tables = time.perf_counter() - start
     repos = {c.repo: c.name for c in catalog.values()}
     agreement_rows = _agreement_rows(db, taxonomy, repos)
@@ -202,6 +249,12 @@ def build(
                 made["quality-ratios"] = figures.ratio_bars(
                     ratios, title("Converted / original, measured in the same run")
                 )
+        if report.difftest is not None and report.difftest["shares"]:
+            made["difftest-outcomes"] = figures.share_by_size(
+                report.difftest["shares"],
+                [*TABLE_11[::-1], "other"],
+                title("Differential testing: outcomes by model size"),
+            )
         for key, fig in made.items():
             paths = figures.save(fig, fig_dir, key)
             report.files += paths
@@ -318,6 +371,7 @@ def _write_html(
         "<p>Issues known only as stubs have no closing date; fetch them for these figures.</p>",
         *_repro_html(report.repro, images),
         *_quality_html(report.quality, images),
+        *_difftest_html(report.difftest, images),
         "</body></html>",
     ]
     report.html.write_text("\n".join(_with_contents(parts)), encoding="utf-8")
@@ -369,6 +423,38 @@ def _quality_html(quality: pd.DataFrame | None, images: dict[str, Path]) -> list
     ]
     if "quality-ratios" in images:
         parts.append(_img(images["quality-ratios"], "converted / original ratios"))
+    return parts
+
+
+def _difftest_html(found: dict[str, Any] | None, images: dict[str, Path]) -> list[str]:
+    if found is None:
+        return []
+    made = difftest_tables(found)
+    parts = [
+        "<h2>Differential testing of converters (Tables 11 and 12)</h2>",
+        "<p>Models generated by NNSmith, converted, checked, loaded in ONNX Runtime and run on the same random "
+        "inputs as the framework. Outcomes per campaign and model size (Table 11); each campaign's tolerance "
+        "policy decides a mismatch (<code>issuemine difftest report --policy</code> recounts under another).</p>",
+        _table_html(made["difftest-table-11"]),
+    ]
+    if "difftest-outcomes" in images:
+        parts.append(_img(images["difftest-outcomes"], "outcome shares by model size"))
+    parts += [
+        "<h3>Operator sequences of mismatched vs correct models (Table 12)</h3>",
+        "<p>Sequences are the operator types along the paths from inputs to outputs of each converted model; "
+        "mismatch-only sequences are reduced to their shortest part no correct model has. "
+        "<code>issuemine difftest coverage DIR</code> measures how many of them a set of test models contains.</p>",
+        _table_html(made["difftest-table-12"]),
+    ]
+    if "difftest-failures" in made:
+        parts += ["<h3>Most frequent failures, grouped</h3>", _table_html(made["difftest-failures"])]
+    if "difftest-localized" in made:
+        parts += [
+            "<h3>Localized: first diverging operators</h3>",
+            "<p>From <code>issuemine difftest localize MODEL_ID</code>; each reduced model is saved with its "
+            "inputs and the framework's expected output.</p>",
+            _table_html(made["difftest-localized"]),
+        ]
     return parts
 
 

@@ -124,3 +124,47 @@ def test_figures_for_a_paper_and_a_report_that_guides(study_db, tmp_path):
     )
     texts = [t.get_text() for t in chart.axes[0].texts]
     assert "n=60" in texts and "n=200\none rater" in texts  # a missing bar says why
+
+
+def test_difftest_campaigns_join_the_report(study_db, tmp_path):
+    from issuemine.difftest.campaign import Plan, open_campaign, store
+    from issuemine.difftest.report import message_pattern
+    from issuemine.difftest.sequences import OpGraph
+
+    campaign_id = open_campaign(study_db, Plan("tf2onnx", "tf2onnx", 17, 3, [10, 20], 3, 1, "study"))
+    relu = OpGraph({"a": "MatMul", "b": "Relu"}, [("a", "b")]).record()
+    erfc = OpGraph({"a": "MatMul", "b": "Erfc"}, [("a", "b")]).record()
+    results = [
+        (10, "success", relu, None),
+        (10, "mismatch", erfc, None),
+        (10, "conversion-failure", None, "ValidationError: No Op registered for Erfc with domain_version of 17\n\n"),
+        (20, "conversion-failure", None, "ValidationError: No Op registered for Erfc with domain_version of 18"),
+        (20, "ort-failure", erfc, "[ONNXRuntimeError] : 1 : FAIL : Load model from /tmp/x/c1-n20-s7.onnx failed"),
+        (20, "mismatch", erfc, None),
+    ]
+    for seed, (nodes, outcome, graph, error) in enumerate(results):
+        store(
+            study_db,
+            campaign_id,
+            {
+                "seed": seed,
+                "nodes": nodes,
+                "outcome": outcome,
+                "graph": graph,
+                "error": error,
+                "policies": {"study": outcome == "success"},
+            },
+        )
+    built = report.build(study_db, taxonomy(), load_catalog(), tmp_path / "r", "study")
+    names = {p.relative_to(tmp_path / "r").as_posix() for p in built.files}
+    assert {"figures/difftest-outcomes.png", "tables/difftest-table-11.csv", "tables/difftest-table-12.tex"} <= names
+    page = built.html.read_text()
+    assert "Differential testing of converters (Tables 11 and 12)" in page and "Erfc" in page
+    failures = pd.read_csv(tmp_path / "r" / "tables" / "difftest-failures.csv")
+    # The two Erfc messages differ only in a number: one group of two models.
+    erfc_row = failures[failures["message"].str.contains("Erfc")]
+    assert list(erfc_row["models"]) == [2] and "domain_version of N" in erfc_row["message"].iloc[0]
+    assert "<file>" in message_pattern("Load model from /tmp/x/c1-n20-s7.onnx failed")
+    table_11 = pd.read_csv(tmp_path / "r" / "tables" / "difftest-table-11.csv", index_col=0)
+    total = table_11.loc[f"{campaign_id} / all"]  # rows are campaign / size
+    assert (total["success"], total["mismatch"], total["conversion-failure"], total["ort-failure"]) == (1, 2, 2, 1)
