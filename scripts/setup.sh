@@ -43,7 +43,7 @@ fi
 # pip from choosing a multi-GB CUDA build for the open range in pyproject.toml.
 .venv/bin/python -m pip install -q "torch==2.13.0"
 if [ "$dev" = 1 ]; then
-  .venv/bin/python -m pip install -q -e ".[repro,suggest,quality,difftest,dev]"
+  .venv/bin/python -m pip install -q -e ".[repro,suggest,quality,difftest,ray,dev]"
 else
-  .venv/bin/python -m pip install -q -e ".[repro,suggest,quality,difftest]"
+  .venv/bin/python -m pip install -q -e ".[repro,suggest,quality,difftest,ray]"
 fi

@@ -59,7 +59,15 @@ def run_cmd(
     policy: str | None = typer.Option(
         None, "--policy", help="Tolerance policy that decides a mismatch (default: the study's, max |Δ| < 1e-7)."
     ),
-    jobs: int = typer.Option(2, "--jobs", help="Worker processes."),
+    jobs: int = typer.Option(2, "--jobs", help="Worker processes (with Ray: models in flight at once)."),
+    executor: str = typer.Option(
+        "pool",
+        "--executor",
+        help="pool: worker processes on this machine; ray: Ray tasks (pip install 'issuemine[ray]').",
+    ),
+    address: str | None = typer.Option(
+        None, "--address", help="With --executor ray: join this cluster (HOST:PORT); default: a local Ray on loopback."
+    ),
     timeout: float = typer.Option(120.0, "--timeout", help="Seconds one model may take before it counts as a hang."),
     limit: int | None = typer.Option(None, "--limit", help="Stop after this many models (the next run resumes)."),
     out_dir: Path = typer.Option(
@@ -77,6 +85,11 @@ def run_cmd(
     """
     _need_extra()
     from issuemine.difftest.campaign import EXPORTERS, Plan, run
+
+    if executor not in ("pool", "ray"):
+        raise IssuemineError(f"--executor {executor!r}: choose pool or ray")
+    if address and executor != "ray":
+        raise IssuemineError("--address joins a Ray cluster: give it with --executor ray")
 
     plan = Plan(
         converter,
@@ -121,6 +134,8 @@ def run_cmd(
             progress=progress,
             limit=limit,
             started=lambda planned: bar.update(task, completed=planned.skipped),
+            executor=executor,
+            address=address,
         )
     if as_json:
         print_json({**report.__dict__, "outcomes": dict(report.outcomes)})

@@ -235,10 +235,13 @@ def run(
     progress: Callable[[dict[str, Any], Counter[str]], None] = lambda result, counts: None,
     limit: int | None = None,
     started: Callable[[RunReport], None] = lambda report: None,
+    executor: str = "pool",
+    address: str | None = None,
 ) -> RunReport:
-    """Run (or resume) a campaign on the local worker pool. ``limit`` stops after that many models
-    (a campaign run in parts: the next run resumes). ``started`` learns, before any model runs,
-    how many are planned and how many a resumed campaign already has."""
+    """Run (or resume) a campaign on the local worker pool, or on Ray (``executor="ray"``, at
+    ``address`` or on a local instance). ``limit`` stops after that many models (a campaign run in
+    parts: the next run resumes). ``started`` learns, before any model runs, how many are planned
+    and how many a resumed campaign already has."""
     import time
 
     campaign_id = open_campaign(db, plan)
@@ -256,7 +259,15 @@ def run(
         report.outcomes[result["outcome"]] += 1
         progress(result, report.outcomes)
 
-    pool = WorkerPool(jobs_, timeout, out_dir / f"campaign-{campaign_id}" / "workers.log", runner)
+    log = out_dir / f"campaign-{campaign_id}" / "workers.log"
+    if executor == "ray":
+        from issuemine.difftest.ray_executor import RayExecutor
+
+        pool: WorkerPool | RayExecutor = RayExecutor(jobs_, timeout, log, runner, address)
+    elif executor == "pool":
+        pool = WorkerPool(jobs_, timeout, log, runner)
+    else:
+        raise IssuemineError(f"--executor {executor!r}: choose pool or ray")
     pool.run(todo, done)
     report.replaced_workers = pool.replaced
     report.seconds = time.perf_counter() - start
