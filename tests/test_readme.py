@@ -26,6 +26,8 @@ SKIP = {
     "issuemine difftest run": "a campaign of 360 generated models (tests/difftest runs small ones)",
     "issuemine difftest report": "needs a campaign (tests/difftest renders it)",
     "issuemine difftest show": "needs a campaign",
+    "issuemine difftest localize": "needs a mismatching model (tests/difftest localizes one)",
+    "issuemine difftest coverage": "needs a campaign and a folder of models (tests/difftest measures one)",
     "issuemine quality suite": "trains and measures six models for minutes (tests/quality runs a quick suite)",
     "issuemine quality model": "the user's own model file",
     "issuemine quality report": "needs a quality suite run (tests/quality renders it)",
