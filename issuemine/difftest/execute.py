@@ -62,6 +62,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     timings: dict[str, float] = {}
     result: dict[str, Any] = {"seed": job["seed"], "nodes": job["nodes"], "durations": timings}
     framework = "torch" if job["converter"] == "torch.onnx" else "tensorflow"
+    one_thread(framework)
     start = time.perf_counter()
     try:
         generated = generate(framework, job["seed"], job["nodes"], job.get("dtypes"))
@@ -134,6 +135,24 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         "differing": differing,
         "onnx": str(path) if path.exists() else None,
     }
+
+
+def one_thread(framework: str) -> None:
+    """One compute thread per worker, in the framework as in onnxruntime: a campaign runs one
+    worker per core, and workers that each start a thread per core slow one another down."""
+    if framework == "torch":
+        import torch
+
+        if torch.get_num_threads() != 1:
+            torch.set_num_threads(1)
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass  # TensorFlow already ran something in this process: its pools are fixed
 
 
 def framework_outputs(generated: Generated, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
