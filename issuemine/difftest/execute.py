@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from issuemine.difftest.generate import Generated, exportable, generate, random_inputs
+from issuemine.difftest.generate import Generated, computing, exportable, generate, random_inputs, run_instructions
 from issuemine.difftest.sequences import load_onnx_graph
 from issuemine.domain.converters import knowledge
 from issuemine.domain.stages import infer_stage
@@ -171,12 +171,21 @@ def framework_outputs(generated: Generated, inputs: dict[str, np.ndarray]) -> li
     return [np.asarray(out[name]) for name in generated.outputs]
 
 
-def convert(generated: Generated, example: dict[str, np.ndarray], path: Path, job: dict[str, Any]) -> None:
+def convert(
+    generated: Generated,
+    example: dict[str, np.ndarray],
+    path: Path,
+    job: dict[str, Any],
+    names: list[str] | None = None,
+) -> None:
+    """Convert the model as the campaign's converter does; with ``names``, with those tensors
+    (intermediate ones too) as its outputs, in that order (``difftest localize``)."""
     import contextlib
     import io
     import warnings
 
     opset = int(job.get("opset") or 17)
+    outputs = names or generated.outputs
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         if generated.framework == "torch":
@@ -185,13 +194,13 @@ def convert(generated: Generated, example: dict[str, np.ndarray], path: Path, jo
             args = tuple(torch.from_numpy(_contiguous(example[n])) for n in generated.inputs)
             extra: dict[str, Any] = {"external_data": False} if job.get("exporter") == "dynamo" else {}
             torch.onnx.export(
-                exportable(generated),
+                exportable(generated) if names is None else computing(generated, names),
                 args,
                 str(path),
                 dynamo=job.get("exporter") == "dynamo",
                 opset_version=opset,
                 input_names=list(generated.inputs),
-                output_names=generated.outputs,
+                output_names=outputs,
                 **extra,
             )
         else:
@@ -201,14 +210,37 @@ def convert(generated: Generated, example: dict[str, np.ndarray], path: Path, jo
             specs = [
                 tf.TensorSpec(shape, tf.as_dtype(dtype), name) for name, (shape, dtype) in generated.inputs.items()
             ]
-            net = generated.model.net
 
             @tf.function(input_signature=specs)
             def forward(*xs: Any) -> Any:
-                out = net(**dict(zip(generated.inputs, xs, strict=True)))
-                return [out[name] for name in generated.outputs]
+                return run_instructions(generated, outputs, list(xs))
 
             tf2onnx.convert.from_function(forward, input_signature=specs, opset=opset, output_path=str(path))
+
+
+def within(want: np.ndarray, got: np.ndarray, policy: dict[str, Any]) -> bool:
+    """Whether one output is within a tolerance policy: same shape; integers and booleans equal;
+    floats close, NaN equal to NaN and Inf to the same Inf."""
+    want, got = np.asarray(want), np.asarray(got)
+    if want.shape != got.shape:
+        return False
+    if not np.issubdtype(want.dtype, np.inexact):
+        return bool(np.array_equal(want, got))
+    return bool(np.allclose(_wide(got), _wide(want), atol=policy["atol"], rtol=policy["rtol"], equal_nan=True))
+
+
+def max_delta(want: np.ndarray, got: np.ndarray) -> float | None:
+    """max |Δ| over the values finite on both sides (None for other shapes, integers, booleans)."""
+    want, got = np.asarray(want), np.asarray(got)
+    if want.shape != got.shape or not np.issubdtype(want.dtype, np.inexact):
+        return None
+    a, b = _wide(want), _wide(got)
+    finite = np.isfinite(a) & np.isfinite(b)
+    return float(np.max(np.abs(a[finite] - b[finite]))) if finite.any() else None
+
+
+def _wide(value: np.ndarray) -> np.ndarray:
+    return value.astype(np.complex128 if np.iscomplexobj(value) else np.float64)
 
 
 def compare(
@@ -218,34 +250,18 @@ def compare(
     policies: list[dict[str, Any]],
     decide: str,
 ) -> tuple[dict[str, bool], float | None, list[str]]:
-    """Per policy, whether every output of every input set is within it (NaN equals NaN, Inf equals
-    the same Inf; integers and booleans must be equal); the max |Δ| over finite values; and the
-    outputs that differ under the deciding policy."""
+    """Per policy, whether every output of every input set is within it; the max |Δ| over finite
+    values; and the outputs that differ under the deciding policy."""
     verdicts = {p["name"]: True for p in policies}
     worst: float | None = None
     differing: set[str] = set()
     for want_set, got_set in zip(expected, actual, strict=True):
         for name, want, got in zip(names, want_set, got_set, strict=False):
-            want, got = np.asarray(want), np.asarray(got)
-            if want.shape != got.shape:
-                differing.add(name)
-                verdicts = dict.fromkeys(verdicts, False)
-                continue
-            if not np.issubdtype(want.dtype, np.inexact):
-                if not np.array_equal(want, got):
-                    differing.add(name)
-                    verdicts = dict.fromkeys(verdicts, False)
-                continue
-            a, b = (
-                want.astype(np.complex128 if np.iscomplexobj(want) else np.float64),
-                got.astype(np.complex128 if np.iscomplexobj(got) else np.float64),
-            )
-            finite = np.isfinite(a) & np.isfinite(b)
-            if finite.any():
-                delta = float(np.max(np.abs(a[finite] - b[finite])))
+            delta = max_delta(want, got)
+            if delta is not None:
                 worst = delta if worst is None else max(worst, delta)
             for policy in policies:
-                if not np.allclose(b, a, atol=policy["atol"], rtol=policy["rtol"], equal_nan=True):
+                if not within(want, got, policy):
                     verdicts[policy["name"]] = False
                     if policy["name"] == decide:
                         differing.add(name)

@@ -139,29 +139,40 @@ def exportable(generated: Generated) -> Any:
     runs the same instructions with the same weights (the SymbolNet's module list is shared) and
     nothing else, so the framework reference and both exporters see one and the same computation.
     """
-    import torch
+    if generated.exportable is None:
+        generated.exportable = computing(generated, generated.outputs)
+    return generated.exportable
 
-    if generated.exportable is not None:
-        return generated.exportable
-    net = generated.model.torch_model
-    instructions = [(fn, list(inputs), list(outputs)) for fn, inputs, outputs, _ in net.instructions]
-    order, leaves = list(net.input_map), list(net.output_map)
+
+def computing(generated: Generated, names: list[str]) -> Any:
+    """A torch module with the model's weights that returns the tensors ``names`` (the model's
+    outputs, or any of its intermediate tensors) as a tuple."""
+    import torch
 
     class Exportable(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.mlist = net.mlist  # the weights
+            self.mlist = generated.model.torch_model.mlist  # the weights
 
         def forward(self, *args: Any) -> Any:
-            values = dict(zip(order, args, strict=True))
-            for fn, inputs, outputs in instructions:
-                result = fn(*(values[name] for name in inputs))
-                for name, tensor in zip(outputs, result if isinstance(result, list) else [result], strict=True):
-                    values[name] = tensor
-            return tuple(values[name] for name in leaves)
+            return tuple(run_instructions(generated, names, list(args)))
 
-    generated.exportable = Exportable().eval()
-    return generated.exportable
+    return Exportable().eval()
+
+
+def run_instructions(generated: Generated, names: list[str], args: list[Any]) -> list[Any]:
+    """The tensors ``names`` of one forward pass over NNSmith's instructions, ``args`` in the
+    model's input order: the computation alone (torch eagerly or traced; TensorFlow inside a
+    ``tf.function`` or eagerly)."""
+    values = dict(zip(generated.inputs, args, strict=True))
+    if generated.framework == "torch":
+        steps = [(fn, inputs, outputs) for fn, inputs, outputs, _ in generated.model.torch_model.instructions]
+    else:
+        steps = [(i.fwd_fn, i.inp_keys, i.out_keys) for i in generated.model.net.instructions]
+    for fn, inputs, outputs in steps:
+        result = fn(*(values[name] for name in inputs))
+        values.update(zip(outputs, result if isinstance(result, list) else [result], strict=True))
+    return [values[name] for name in names]
 
 
 def _fresh_solver(check_ms: int) -> None:

@@ -23,9 +23,6 @@ gives every candidate an exact reference, which the oracle needs.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from issuemine.difftest.generate import Generated, generate, random_inputs
+from issuemine.difftest.execute import convert, max_delta, within
+from issuemine.difftest.generate import Generated, generate, random_inputs, run_instructions
 
 
 @dataclass
@@ -55,74 +53,19 @@ def steps(generated: Generated) -> list[Step]:
     return found
 
 
-def _run_all(generated: Generated, names: list[str], args: list[Any]) -> list[Any]:
-    """Every named tensor of one forward pass (torch: eager; TensorFlow: inside the traced function)."""
-    values = dict(zip(generated.inputs, args, strict=True))
-    if generated.framework == "torch":
-        net = generated.model.torch_model
-        for fn, inputs, outputs, _ in net.instructions:
-            result = fn(*(values[n] for n in inputs))
-            values.update(zip(outputs, result if isinstance(result, list) else [result], strict=True))
-    else:
-        for instr in generated.model.net.instructions:
-            result = instr.fwd_fn(*(values[n] for n in instr.inp_keys))
-            values.update(zip(instr.out_keys, result if isinstance(result, list) else [result], strict=True))
-    return [values[n] for n in names]
-
-
 def framework_values(generated: Generated, names: list[str], inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The framework's value of every tensor in ``names`` for one input set, eagerly."""
     if generated.framework == "torch":
         import torch
 
         with torch.no_grad():
             args = [torch.from_numpy(np.array(inputs[n], order="C", copy=True)) for n in generated.inputs]
-            return {n: v.detach().numpy() for n, v in zip(names, _run_all(generated, names, args), strict=True)}
+            values = run_instructions(generated, names, args)
+            return {n: v.detach().numpy() for n, v in zip(names, values, strict=True)}
     import tensorflow as tf
 
-    args = [tf.convert_to_tensor(inputs[n]) for n in generated.inputs]
-    return {n: np.asarray(v) for n, v in zip(names, _run_all(generated, names, args), strict=True)}
-
-
-def export_all(generated: Generated, names: list[str], example: dict[str, np.ndarray], path: Path, job: dict) -> None:  # type: ignore[type-arg]
-    """Convert the model with every tensor in ``names`` as a graph output, in that order."""
-    opset = int(job.get("opset") or 17)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        if generated.framework == "torch":
-            import torch
-
-            class Everything(torch.nn.Module):
-                def __init__(self) -> None:
-                    super().__init__()
-                    self.mlist = generated.model.torch_model.mlist  # the weights
-
-                def forward(self, *args: Any) -> Any:
-                    return tuple(_run_all(generated, names, list(args)))
-
-            args = tuple(torch.from_numpy(np.array(example[n], order="C", copy=True)) for n in generated.inputs)
-            dynamo = job.get("exporter") == "dynamo"
-            extra: dict[str, Any] = {"external_data": False} if dynamo else {}
-            torch.onnx.export(
-                Everything().eval(),
-                args,
-                str(path),
-                dynamo=dynamo,
-                opset_version=opset,
-                input_names=list(generated.inputs),
-                output_names=names,
-                **extra,
-            )
-        else:
-            import tensorflow as tf
-            import tf2onnx
-
-            specs = [tf.TensorSpec(shape, tf.as_dtype(dtype), n) for n, (shape, dtype) in generated.inputs.items()]
-
-            @tf.function(input_signature=specs)
-            def forward(*xs: Any) -> Any:
-                return _run_all(generated, names, list(xs))
-
-            tf2onnx.convert.from_function(forward, input_signature=specs, opset=opset, output_path=str(path))
+    values = run_instructions(generated, names, [tf.convert_to_tensor(inputs[n]) for n in generated.inputs])
+    return {n: np.asarray(v) for n, v in zip(names, values, strict=True)}
 
 
 def _session(model: Any) -> Any:
@@ -131,23 +74,6 @@ def _session(model: Any) -> Any:
     options = ort.SessionOptions()
     options.log_severity_level = 3
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-
-
-def _within(want: np.ndarray, got: np.ndarray, policy: dict[str, Any]) -> bool:
-    want, got = np.asarray(want), np.asarray(got)
-    if want.shape != got.shape:
-        return False
-    if not np.issubdtype(want.dtype, np.inexact):
-        return bool(np.array_equal(want, got))
-    return bool(np.allclose(got, want, atol=policy["atol"], rtol=policy["rtol"], equal_nan=True))
-
-
-def _delta(want: np.ndarray, got: np.ndarray) -> float | None:
-    a, b = np.asarray(want, dtype=np.float64), np.asarray(got, dtype=np.float64)
-    if a.shape != b.shape:
-        return None
-    finite = np.isfinite(a) & np.isfinite(b)
-    return float(np.max(np.abs(a[finite] - b[finite]))) if finite.any() else 0.0
 
 
 def ddmin(items: list[Any], fails: Callable[[list[Any]], bool]) -> list[Any]:
@@ -213,7 +139,7 @@ def localize(job: dict[str, Any], out_dir: Path, policy: dict[str, Any]) -> Loca
     names = list(dict.fromkeys(n for s in plan for n in s.outputs))
     out_dir.mkdir(parents=True, exist_ok=True)
     full_path = out_dir / "all-intermediates.onnx"
-    export_all(generated, names, inputs[0], full_path, job)
+    convert(generated, inputs[0], full_path, job, names)
     full = onnx.load(str(full_path))
     tensor = {name: out.name for name, out in zip(names, full.graph.output, strict=True)}  # ours -> ONNX
     session = _session(full)
@@ -225,19 +151,19 @@ def localize(job: dict[str, Any], out_dir: Path, policy: dict[str, Any]) -> Loca
     for k, one in enumerate(inputs):
         got = dict(zip(names, session.run(None, {n: one[n] for n in feeds}), strict=True))
         want = framework_values(generated, names, one)
-        if any(not _within(want[n], got[n], policy) for n in leaves if n in got):
+        if any(not within(want[n], got[n], policy) for n in leaves if n in got):
             chosen = k
             break
     else:
         one = inputs[0]
         got = dict(zip(names, session.run(None, {n: one[n] for n in feeds}), strict=True))
         want = framework_values(generated, names, one)
-    reproduced = any(not _within(want[n], got[n], policy) for n in leaves)
+    reproduced = any(not within(want[n], got[n], policy) for n in leaves)
 
-    first = next((s for s in plan if any(not _within(want[n], got[n], policy) for n in s.outputs)), None)
+    first = next((s for s in plan if any(not within(want[n], got[n], policy) for n in s.outputs)), None)
     if first is None:
         return None
-    var = next(n for n in first.outputs if not _within(want[n], got[n], policy))
+    var = next(n for n in first.outputs if not within(want[n], got[n], policy))
     producers = {o: node for node in full.graph.node for o in node.output}
     node = producers.get(tensor[var])
     onnx_nodes = [f"{node.op_type} {node.name}".strip()] if node is not None else []
@@ -260,7 +186,7 @@ def localize(job: dict[str, Any], out_dir: Path, policy: dict[str, Any]) -> Loca
             outs = _session(model).run(None, {_feed(n, generated, tensor): values[n] for n in boundary})
         except Exception:
             return False  # not a valid cut (an input the extractor cannot reach): not failing
-        return not _within(want[var], outs[0], policy)
+        return not within(want[var], outs[0], policy)
 
     kept = ddmin(upstream, fails) if upstream and not fails([]) else []
     reduced_model, boundary = cut([*kept, first])
@@ -273,7 +199,7 @@ def localize(job: dict[str, Any], out_dir: Path, policy: dict[str, Any]) -> Loca
         op=first.op,
         var=var,
         onnx_nodes=onnx_nodes,
-        max_abs_diff=_delta(want[var], got[var]),
+        max_abs_diff=max_delta(want[var], got[var]),
         input_set=chosen,
         reproduced=reproduced,
         reduced_ops=[s.op for s in [*kept, first]],
@@ -308,7 +234,7 @@ def still_fails(folder: Path, policy: dict[str, Any]) -> tuple[bool, float | Non
     expected = dict(np.load(folder / "expected.npz"))
     got = dict(zip([o.name for o in model.graph.output], _session(model).run(None, feeds), strict=True))
     name, want = next(iter(expected.items()))
-    return not _within(want, got[name], policy), _delta(want, got[name])
+    return not within(want, got[name], policy), max_delta(want, got[name])
 
 
 def localize_stored(db: Any, model_id: int, out_root: Path, policy: str | None = None) -> Localization | None:
