@@ -73,6 +73,8 @@ EXAMPLES: dict[str, str] = {
     "difftest run": "issuemine difftest run --converter torch.onnx --nodes 15..100:5 --per-size 20 --seed 1 --jobs 2",
     "difftest report": "issuemine difftest report --format csv > table11.csv",
     "difftest show": "issuemine difftest show 17",
+    "difftest localize": "issuemine difftest localize 17 --out bug-report/",
+    "difftest coverage": "issuemine difftest coverage onnx/backend/test/data/node/ --campaign 2",
     "quality suite": "issuemine quality suite --frameworks torch,keras --seed 0",
     "quality model": "issuemine quality model model.pt --input-shape 1,1,8,8 --data data.npz",
     "quality report": "issuemine quality report --format csv > quality.csv",

@@ -219,14 +219,27 @@ def convert(
 
 
 def within(want: np.ndarray, got: np.ndarray, policy: dict[str, Any]) -> bool:
-    """Whether one output is within a tolerance policy: same shape; integers and booleans equal;
-    floats close, NaN equal to NaN and Inf to the same Inf."""
+    """Whether one output is within a tolerance policy (see ``within_each``)."""
+    return within_each(want, got, [policy])[policy["name"]]
+
+
+def within_each(want: np.ndarray, got: np.ndarray, policies: list[dict[str, Any]]) -> dict[str, bool]:
+    """Per policy, whether one output is within it: same shape; integers and booleans equal; floats
+    as ``np.allclose(got, want, atol, rtol, equal_nan=True)`` (NaN equals NaN, Inf the same Inf),
+    with the widening and the difference computed once for all policies."""
     want, got = np.asarray(want), np.asarray(got)
-    if want.shape != got.shape:
-        return False
-    if not np.issubdtype(want.dtype, np.inexact):
-        return bool(np.array_equal(want, got))
-    return bool(np.allclose(_wide(got), _wide(want), atol=policy["atol"], rtol=policy["rtol"], equal_nan=True))
+    if want.shape != got.shape or not np.issubdtype(want.dtype, np.inexact):
+        same = want.shape == got.shape and bool(np.array_equal(want, got))
+        return {p["name"]: same for p in policies}
+    a, b = _wide(want), _wide(got)
+    infinite = np.isinf(a) | np.isinf(b)
+    judged = ~((np.isnan(a) & np.isnan(b)) | (infinite & (a == b)))
+    with np.errstate(invalid="ignore"):  # Inf - Inf and 0 × Inf: those places are judged apart
+        diff, scale = np.abs(b - a), np.abs(a)
+        return {
+            p["name"]: bool(np.all((diff <= p["atol"] + p["rtol"] * scale)[judged] & ~infinite[judged]))
+            for p in policies
+        }
 
 
 def max_delta(want: np.ndarray, got: np.ndarray) -> float | None:
@@ -260,10 +273,10 @@ def compare(
             delta = max_delta(want, got)
             if delta is not None:
                 worst = delta if worst is None else max(worst, delta)
-            for policy in policies:
-                if not within(want, got, policy):
-                    verdicts[policy["name"]] = False
-                    if policy["name"] == decide:
+            for policy, ok in within_each(want, got, policies).items():
+                if not ok:
+                    verdicts[policy] = False
+                    if policy == decide:
                         differing.add(name)
     return verdicts, worst, sorted(differing)
 

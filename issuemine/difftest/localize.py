@@ -126,90 +126,110 @@ class Localization:
         }
 
 
+@dataclass
+class _Model:
+    """A regenerated model converted with every intermediate tensor as a named output."""
+
+    generated: Generated
+    inputs: list[dict[str, np.ndarray]]
+    plan: list[Step]
+    names: list[str]  # framework tensors, in graph order
+    onnx: Any  # the all-intermediates ModelProto
+    tensor: dict[str, str]  # framework tensor -> ONNX tensor, as the exporter named it
+
+    def feed(self, name: str) -> str:
+        return name if name in self.generated.inputs else self.tensor[name]
+
+
 def localize(job: dict[str, Any], out_dir: Path, policy: dict[str, Any]) -> Localization | None:
     """The first diverging operator of the model ``job`` describes (as the campaign ran it), and a
     reduced model; None when no intermediate diverges under ``policy``."""
     import onnx
-    from onnx.utils import Extractor
+
+    model = _regenerate(job, out_dir / "all-intermediates.onnx")
+    chosen, want, got = _first_mismatching_set(model, policy)
+    first = next((s for s in model.plan if any(not within(want[n], got[n], policy) for n in s.outputs)), None)
+    if first is None:
+        return None
+    var = next(n for n in first.outputs if not within(want[n], got[n], policy))
+    node = next((n for n in model.onnx.graph.node if model.tensor[var] in n.output), None)
+    values = {**model.inputs[chosen], **want}
+    kept, reduced, boundary = _reduce(model, first, var, values, policy)
+    onnx.save(reduced, str(out_dir / "reduced.onnx"))
+    arrays: dict[str, Any] = {model.feed(n): values[n] for n in boundary}
+    expected: dict[str, Any] = {model.tensor[var]: want[var]}
+    np.savez(out_dir / "inputs.npz", **arrays)
+    np.savez(out_dir / "expected.npz", **expected)
+    return Localization(
+        op=first.op,
+        var=var,
+        onnx_nodes=[f"{node.op_type} {node.name}".strip()] if node is not None else [],
+        max_abs_diff=max_delta(want[var], got[var]),
+        input_set=chosen,
+        reproduced=any(not within(want[n], got[n], policy) for n in model.generated.outputs),
+        reduced_ops=[s.op for s in [*kept, first]],
+        reduced_nodes=len(reduced.graph.node),
+        reduced=str(out_dir),
+    )
+
+
+def _regenerate(job: dict[str, Any], path: Path) -> _Model:
+    import onnx
 
     framework = "torch" if job["converter"] == "torch.onnx" else "tensorflow"
     generated = generate(framework, job["seed"], job["nodes"], job.get("dtypes"))
     inputs = random_inputs(generated, int(job.get("inputs", 100)), job["seed"])
     plan = steps(generated)
     names = list(dict.fromkeys(n for s in plan for n in s.outputs))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    full_path = out_dir / "all-intermediates.onnx"
-    convert(generated, inputs[0], full_path, job, names)
-    full = onnx.load(str(full_path))
-    tensor = {name: out.name for name, out in zip(names, full.graph.output, strict=True)}  # ours -> ONNX
-    session = _session(full)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    convert(generated, inputs[0], path, job, names)
+    full = onnx.load(str(path))
+    tensor = {name: out.name for name, out in zip(names, full.graph.output, strict=True)}
+    return _Model(generated, inputs, plan, names, full, tensor)
+
+
+def _first_mismatching_set(
+    model: _Model, policy: dict[str, Any]
+) -> tuple[int, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The first input set whose model outputs differ (the campaign's verdict came from all of
+    them; the first is used when none does), with both sides' values of every tensor."""
+    session = _session(model.onnx)
     feeds = [i.name for i in session.get_inputs()]
-    leaves = set(generated.outputs)
+    found = None
+    for k, one in enumerate(model.inputs):
+        got = dict(zip(model.names, session.run(None, {n: one[n] for n in feeds}), strict=True))
+        want = framework_values(model.generated, model.names, one)
+        found = found or (k, want, got)
+        if any(not within(want[n], got[n], policy) for n in model.generated.outputs):
+            return k, want, got
+    assert found is not None
+    return found
 
-    # The first input set whose model outputs differ (the campaign's verdict came from all of them).
-    chosen = 0
-    for k, one in enumerate(inputs):
-        got = dict(zip(names, session.run(None, {n: one[n] for n in feeds}), strict=True))
-        want = framework_values(generated, names, one)
-        if any(not within(want[n], got[n], policy) for n in leaves if n in got):
-            chosen = k
-            break
-    else:
-        one = inputs[0]
-        got = dict(zip(names, session.run(None, {n: one[n] for n in feeds}), strict=True))
-        want = framework_values(generated, names, one)
-    reproduced = any(not within(want[n], got[n], policy) for n in leaves)
 
-    first = next((s for s in plan if any(not within(want[n], got[n], policy) for n in s.outputs)), None)
-    if first is None:
-        return None
-    var = next(n for n in first.outputs if not within(want[n], got[n], policy))
-    producers = {o: node for node in full.graph.node for o in node.output}
-    node = producers.get(tensor[var])
-    onnx_nodes = [f"{node.op_type} {node.name}".strip()] if node is not None else []
-
-    # ddmin over the operators upstream of the diverging one.
-    upstream = _ancestors(plan, first)
-    framework_inputs = {n: inputs[chosen][n] for n in generated.inputs}
-    values = {**framework_inputs, **want}
+def _reduce(
+    model: _Model, first: Step, var: str, values: dict[str, np.ndarray], policy: dict[str, Any]
+) -> tuple[list[Step], Any, list[str]]:
+    """ddmin over the operators upstream of ``first``: the fewest that, with the framework's values
+    fed where the others were, still make ``var`` differ. Returns them, the cut model, its inputs."""
+    from onnx.utils import Extractor
 
     def cut(kept: list[Step]) -> tuple[Any, list[str]]:
         made = {n for s in kept for n in s.outputs}
         boundary = list(dict.fromkeys(n for s in kept for n in s.inputs if n not in made))
-        onnx_names = [n if n in generated.inputs else tensor[n] for n in boundary]
-        return Extractor(full).extract_model(onnx_names, [tensor[var]]), boundary
+        sub = Extractor(model.onnx).extract_model([model.feed(n) for n in boundary], [model.tensor[var]])
+        return sub, boundary
 
     def fails(subset: list[Step]) -> bool:
-        kept = [*subset, first]
         try:
-            model, boundary = cut(kept)
-            outs = _session(model).run(None, {_feed(n, generated, tensor): values[n] for n in boundary})
+            sub, boundary = cut([*subset, first])
+            outs = _session(sub).run(None, {model.feed(n): values[n] for n in boundary})
         except Exception:
             return False  # not a valid cut (an input the extractor cannot reach): not failing
-        return not within(want[var], outs[0], policy)
+        return not within(values[var], outs[0], policy)
 
+    upstream = _ancestors(model.plan, first)
     kept = ddmin(upstream, fails) if upstream and not fails([]) else []
-    reduced_model, boundary = cut([*kept, first])
-    onnx.save(reduced_model, str(out_dir / "reduced.onnx"))
-    arrays: dict[str, Any] = {_feed(n, generated, tensor): values[n] for n in boundary}
-    expected: dict[str, Any] = {tensor[var]: want[var]}
-    np.savez(out_dir / "inputs.npz", **arrays)
-    np.savez(out_dir / "expected.npz", **expected)
-    return Localization(
-        op=first.op,
-        var=var,
-        onnx_nodes=onnx_nodes,
-        max_abs_diff=max_delta(want[var], got[var]),
-        input_set=chosen,
-        reproduced=reproduced,
-        reduced_ops=[s.op for s in [*kept, first]],
-        reduced_nodes=len(reduced_model.graph.node),
-        reduced=str(out_dir),
-    )
-
-
-def _feed(name: str, generated: Generated, tensor: dict[str, str]) -> str:
-    return name if name in generated.inputs else tensor[name]
+    return (kept, *cut([*kept, first]))
 
 
 def _ancestors(plan: list[Step], target: Step) -> list[Step]:

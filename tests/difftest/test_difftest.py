@@ -71,6 +71,25 @@ def test_compare_reads_policies_nan_integers_and_shapes():
     assert not any(verdicts.values()) and differing == ["s"]
 
 
+def test_the_policy_check_agrees_with_numpy_allclose_on_random_and_special_values():
+    from issuemine.difftest.execute import within_each
+
+    rng = np.random.default_rng(0)
+    specials = [np.nan, np.inf, -np.inf, 0.0, 1.0]
+    for _ in range(3000):
+        n = int(rng.integers(1, 6))
+        want = rng.standard_normal(n) * 10.0 ** rng.integers(-8, 3)
+        got = want + rng.standard_normal(n) * 10.0 ** rng.integers(-9, 1) * (rng.random(n) < 0.5)
+        for values in (want, got):
+            values[rng.random(n) < 0.15] = rng.choice(specials)
+        got = got.astype(np.float32) if rng.random() < 0.3 else got
+        expected = {
+            p["name"]: bool(np.allclose(got.astype(np.float64), want, atol=p["atol"], rtol=p["rtol"], equal_nan=True))
+            for p in POLICIES
+        }
+        assert within_each(want, got, POLICIES) == expected, (want, got)
+
+
 @lru_cache(maxsize=1)
 def relu_seed() -> int:
     """A seed whose 15-node model has a ReLU and converts correctly as it is."""
