@@ -68,7 +68,12 @@ def run_cmd(
     address: str | None = typer.Option(
         None, "--address", help="With --executor ray: join this cluster (HOST:PORT); default: a local Ray on loopback."
     ),
-    timeout: float = typer.Option(120.0, "--timeout", help="Seconds one model may take before it counts as a hang."),
+    timeout: float = typer.Option(
+        60.0,
+        "--timeout",
+        help="Seconds one model may take (generate, convert, 2 × --inputs runs) before it counts as a hang; "
+        "a model takes 1-12 s on one core here.",
+    ),
     limit: int | None = typer.Option(None, "--limit", help="Stop after this many models (the next run resumes)."),
     out_dir: Path = typer.Option(
         Path("issuemine-difftest"), "--out", help="Where ONNX files of failing models and worker logs go."

@@ -230,7 +230,7 @@ def run(
     plan: Plan,
     out_dir: Path,
     jobs_: int = 2,
-    timeout: float = 120.0,
+    timeout: float = 60.0,
     runner: str = DEFAULT_RUNNER,
     progress: Callable[[dict[str, Any], Counter[str]], None] = lambda result, counts: None,
     limit: int | None = None,
