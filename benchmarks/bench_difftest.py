@@ -54,7 +54,7 @@ def main() -> None:
                 nodes = f"{sizes[0]}-{sizes[-1]}" if len(sizes) > 1 else sizes[0]
                 plan = Plan(converter, exporter, 17, 1, sizes, args.per_size, 100, "study")
                 start = time.perf_counter()
-                report = run(db, plan, Path(folder) / "out", args.jobs, timeout=300)
+                report = run(db, plan, Path(folder) / "out", args.jobs)  # the default time limit, as a campaign has
                 wall = time.perf_counter() - start
                 found = models(db, report.campaign)
                 steps = Counter[str]()
