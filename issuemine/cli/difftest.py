@@ -75,6 +75,12 @@ def run_cmd(
         "a model takes 1-12 s on one core here.",
     ),
     limit: int | None = typer.Option(None, "--limit", help="Stop after this many models (the next run resumes)."),
+    memory: float | None = typer.Option(
+        None,
+        "--memory",
+        help="GB one worker may allocate; a model needing more fails with an allocation error "
+        "(default: 80% of this machine's memory shared by the workers).",
+    ),
     out_dir: Path = typer.Option(
         Path("issuemine-difftest"), "--out", help="Where ONNX files of failing models and worker logs go."
     ),
@@ -93,6 +99,8 @@ def run_cmd(
 
     if executor not in ("pool", "ray"):
         raise IssuemineError(f"--executor {executor!r}: choose pool or ray")
+    if memory is not None and memory <= 0:
+        raise IssuemineError("--memory: give the GB one worker may allocate, more than 0")
     if address and executor != "ray":
         raise IssuemineError("--address joins a Ray cluster: give it with --executor ray")
 
@@ -141,6 +149,7 @@ def run_cmd(
             started=lambda planned: bar.update(task, completed=planned.skipped),
             executor=executor,
             address=address,
+            memory=int(memory * 2**30) if memory else None,
         )
     if as_json:
         print_json({**report.__dict__, "outcomes": dict(report.outcomes)})

@@ -22,7 +22,7 @@ from issuemine.db.models import DifftestCampaign, DifftestModel
 from issuemine.db.rows import upsert, utcnow
 from issuemine.difftest.execute import OUTCOMES, TABLE_11
 from issuemine.difftest.generate import FRAMEWORKS, METHOD
-from issuemine.difftest.pool import DEFAULT_RUNNER, WorkerPool
+from issuemine.difftest.pool import DEFAULT_RUNNER, WorkerPool, default_memory
 from issuemine.domain.tolerances import load_policies
 from issuemine.errors import IssuemineError
 from issuemine.installed import versions as installed_versions
@@ -237,11 +237,13 @@ def run(
     started: Callable[[RunReport], None] = lambda report: None,
     executor: str = "pool",
     address: str | None = None,
+    memory: int | None = None,
 ) -> RunReport:
     """Run (or resume) a campaign on the local worker pool, or on Ray (``executor="ray"``, at
     ``address`` or on a local instance). ``limit`` stops after that many models (a campaign run in
     parts: the next run resumes). ``started`` learns, before any model runs, how many are planned
-    and how many a resumed campaign already has."""
+    and how many a resumed campaign already has. ``memory`` caps what one worker may allocate
+    (bytes; default: 80% of this machine's memory shared by the workers)."""
     import time
 
     campaign_id = open_campaign(db, plan)
@@ -260,12 +262,13 @@ def run(
         progress(result, report.outcomes)
 
     log = out_dir / f"campaign-{campaign_id}" / "workers.log"
+    memory = memory or default_memory(jobs_)
     if executor == "ray":
         from issuemine.difftest.ray_executor import RayExecutor
 
-        pool: WorkerPool | RayExecutor = RayExecutor(jobs_, timeout, log, runner, address)
+        pool: WorkerPool | RayExecutor = RayExecutor(jobs_, timeout, log, runner, address, memory)
     elif executor == "pool":
-        pool = WorkerPool(jobs_, timeout, log, runner)
+        pool = WorkerPool(jobs_, timeout, log, runner, memory)
     else:
         raise IssuemineError(f"--executor {executor!r}: choose pool or ray")
     pool.run(todo, done)

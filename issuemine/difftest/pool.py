@@ -27,17 +27,36 @@ from typing import Any
 DEFAULT_RUNNER = "issuemine.difftest.execute:run_job"
 
 
+def default_memory(jobs: int) -> int:
+    """Bytes of data one worker may allocate: 80% of this machine's memory shared by the workers.
+    Some generated models ask for tens of GB (a 65,536-wide broadcast feeding a matmul); without
+    a limit the kernel's OOM killer picks a process, which may be the campaign itself."""
+    return int(0.8 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / max(1, jobs))
+
+
+def limit_memory(limit: int | None) -> None:
+    """Cap this process's data segment (``RLIMIT_DATA``: heap and private anonymous mappings), so
+    that a model too big for the machine fails its allocation, as an error the model's record
+    keeps, instead of drawing the OOM killer. Address space is left alone: torch and TensorFlow
+    reserve far more of it than they use."""
+    import resource
+
+    if limit:
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+
 def _load(runner: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     module, _, name = runner.partition(":")
     return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
 
 
-def _worker(conn: Connection, runner: str, log: str) -> None:
+def _worker(conn: Connection, runner: str, log: str, memory: int | None = None) -> None:
     # Converters write graph dumps straight to file descriptors 1 and 2: send them to the log.
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    limit_memory(memory)
     run = _load(runner)
     while True:
         try:
@@ -58,14 +77,19 @@ class _Worker:
 
 
 class WorkerPool:
-    def __init__(self, jobs: int, timeout: float, log: Path, runner: str = DEFAULT_RUNNER) -> None:
+    def __init__(
+        self, jobs: int, timeout: float, log: Path, runner: str = DEFAULT_RUNNER, memory: int | None = None
+    ) -> None:
         self.jobs, self.timeout, self.log, self.runner = max(1, jobs), timeout, log, runner
+        self.memory = memory
         self.context = multiprocessing.get_context("spawn")  # no inherited torch/TF state
         self.replaced = 0
 
     def _start(self) -> _Worker:
         parent, child = self.context.Pipe()
-        process = self.context.Process(target=_worker, args=(child, self.runner, str(self.log)), daemon=True)
+        process = self.context.Process(
+            target=_worker, args=(child, self.runner, str(self.log), self.memory), daemon=True
+        )
         process.start()
         child.close()
         return _Worker(process, parent)

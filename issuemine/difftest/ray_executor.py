@@ -20,19 +20,27 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from issuemine.difftest.pool import DEFAULT_RUNNER, _base, _load
+from issuemine.difftest.pool import DEFAULT_RUNNER, _base, _load, limit_memory
 from issuemine.errors import IssuemineError
 
 
-def _call(runner: str, task: dict[str, Any]) -> dict[str, Any]:
+def _call(runner: str, task: dict[str, Any], memory: int | None) -> dict[str, Any]:
+    limit_memory(memory)  # the worker keeps the limit for the tasks it runs next
     return _load(runner)(task)
 
 
 class RayExecutor:
     def __init__(
-        self, jobs: int, timeout: float, log: Path, runner: str = DEFAULT_RUNNER, address: str | None = None
+        self,
+        jobs: int,
+        timeout: float,
+        log: Path,
+        runner: str = DEFAULT_RUNNER,
+        address: str | None = None,
+        memory: int | None = None,
     ) -> None:
         self.jobs, self.timeout, self.log, self.runner, self.address = max(1, jobs), timeout, log, runner, address
+        self.memory = memory
         self.replaced = 0
         self.owned = False  # whether this executor started Ray (and so stops it)
 
@@ -88,7 +96,7 @@ class RayExecutor:
             while pending or running:
                 while pending and len(running) < self.jobs:
                     task = pending.popleft()
-                    running[remote.remote(self.runner, task)] = (task, time.monotonic() + self.timeout)
+                    running[remote.remote(self.runner, task, self.memory)] = (task, time.monotonic() + self.timeout)
                 nearest = min(deadline for _, deadline in running.values()) - time.monotonic()
                 ready, _ = ray.wait(list(running), num_returns=1, timeout=max(0.0, nearest))
                 for ref in ready:

@@ -21,6 +21,13 @@ def faulty(job: dict[str, Any]) -> dict[str, Any]:
         time.sleep(3600)
     if fault == "exit":
         os._exit(3)
+    if fault == "memory":  # a model too big for the machine: 2 GiB at once
+        import numpy as np
+
+        try:
+            np.ones(2**31, dtype=np.uint8).sum()
+        except MemoryError as exc:
+            return {"seed": job["seed"], "nodes": job["nodes"], "outcome": "framework-failure", "error": str(exc)}
     return {"seed": job["seed"], "nodes": job["nodes"], "outcome": "success", "durations": {}, "pid": os.getpid()}
 
 

@@ -135,6 +135,19 @@ def test_aborts_segfaults_hangs_and_exits_are_outcomes_and_the_pool_goes_on(tmp_
     assert pool.replaced == 4
 
 
+def test_a_worker_allocates_no_more_than_its_memory_limit(tmp_path):
+    results: list[dict] = []  # type: ignore[type-arg]
+    pool = WorkerPool(1, 60, tmp_path / "w.log", "tests.difftest.runners:faulty", memory=2**30)
+    pool.run([{"seed": 0, "nodes": 1, "fault": "memory"}], lambda task, result: results.append(result))
+    assert results[0]["outcome"] == "framework-failure" and "Unable to allocate" in results[0]["error"]
+    assert pool.replaced == 0  # an allocation that fails is an error in the worker, not a dead worker
+    unlimited: list[dict] = []  # type: ignore[type-arg]
+    WorkerPool(1, 60, tmp_path / "w.log", "tests.difftest.runners:faulty").run(
+        [{"seed": 0, "nodes": 1, "fault": "memory"}], lambda task, result: unlimited.append(result)
+    )
+    assert unlimited[0]["outcome"] == "success"
+
+
 def test_campaign_resumes_and_reports(tmp_path):
     cli = CliRunner()
     db = str(tmp_path / "d.db")
