@@ -243,7 +243,7 @@ def run(
     ``address`` or on a local instance). ``limit`` stops after that many models (a campaign run in
     parts: the next run resumes). ``started`` learns, before any model runs, how many are planned
     and how many a resumed campaign already has. ``memory`` caps what one worker may allocate
-    (bytes; default: 80% of this machine's memory shared by the workers)."""
+    (bytes; default: 80% of this machine's memory shared by the workers; none on a cluster)."""
     import time
 
     campaign_id = open_campaign(db, plan)
@@ -262,7 +262,8 @@ def run(
         progress(result, report.outcomes)
 
     log = out_dir / f"campaign-{campaign_id}" / "workers.log"
-    memory = memory or default_memory(jobs_)
+    if memory is None and not (executor == "ray" and address):  # a cluster's machines are not this one
+        memory = default_memory(jobs_)
     if executor == "ray":
         from issuemine.difftest.ray_executor import RayExecutor
 

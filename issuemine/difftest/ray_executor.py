@@ -6,7 +6,8 @@ dies (segfault, abort, ``os._exit``) fails its task with ``WorkerCrashedError`` 
 task past its time limit is cancelled with ``force=True``, which kills its worker. Both become the
 model's recorded outcome, as with the pool. Results come back to this process, which stores them,
 so only the machine running ``difftest run`` needs the database; workers on other machines write
-their kept ONNX files under ``--out`` on their own disk unless it is a shared folder.
+their kept ONNX files under ``--out`` on their own disk unless it is a shared folder. The cluster's
+machines need issuemine with its difftest extra installed, as this one has.
 """
 
 from __future__ import annotations
