@@ -77,6 +77,13 @@ def test_two_raters_label_the_same_sample_at_once(pg_db, catalog):
     from tests.conftest import build_label_db
 
     build_label_db(pg_db, catalog)
+    # The database gets its suggestion model first: two sessions that each train it at once, from a
+    # cold cache on a busy machine, can take longer than the prompts' timeout (this test is about
+    # two raters answering, not about training).
+    from issuemine.domain.taxonomy import taxonomy
+    from issuemine.suggest.store import train_study_model
+
+    train_study_model(pg_db, taxonomy())
     url = pg_db.url.replace("postgresql+psycopg://", "postgresql://")
 
     def spawn(rater: str) -> pexpect.spawn:
