@@ -97,8 +97,6 @@ def run_cmd(
     _need_extra()
     from issuemine.difftest.campaign import EXPORTERS, Plan, run
 
-    if executor not in ("pool", "ray"):
-        raise IssuemineError(f"--executor {executor!r}: choose pool or ray")
     if memory is not None and memory <= 0:
         raise IssuemineError("--memory: give the GB one worker may allocate, more than 0")
     if address and executor != "ray":

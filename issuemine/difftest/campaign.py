@@ -246,6 +246,8 @@ def run(
     (bytes; default: 80% of this machine's memory shared by the workers; none on a cluster)."""
     import time
 
+    if executor not in ("pool", "ray"):  # before the campaign is opened: a typo creates no campaign
+        raise IssuemineError(f"--executor {executor!r}: choose pool or ray")
     campaign_id = open_campaign(db, plan)
     todo = jobs(db, campaign_id, out_dir / f"campaign-{campaign_id}")
     planned = len(plan.sizes) * plan.per_size
@@ -268,10 +270,8 @@ def run(
         from issuemine.difftest.ray_executor import RayExecutor
 
         pool: WorkerPool | RayExecutor = RayExecutor(jobs_, timeout, log, runner, address, memory)
-    elif executor == "pool":
-        pool = WorkerPool(jobs_, timeout, log, runner, memory)
     else:
-        raise IssuemineError(f"--executor {executor!r}: choose pool or ray")
+        pool = WorkerPool(jobs_, timeout, log, runner, memory)
     pool.run(todo, done)
     report.replaced_workers = pool.replaced
     report.seconds = time.perf_counter() - start

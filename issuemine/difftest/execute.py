@@ -25,6 +25,7 @@ from issuemine.difftest.sequences import load_onnx_graph
 from issuemine.domain.converters import knowledge
 from issuemine.domain.stages import infer_stage
 from issuemine.domain.tracebacks import exception_text, strip_ansi
+from issuemine.quality.targets import onnx_session
 
 OUTCOMES = (
     "success",
@@ -99,14 +100,9 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     timings["convert"] = time.perf_counter() - start
     result["graph"] = load_onnx_graph(path).record()
 
-    import onnxruntime as ort
-
     start = time.perf_counter()
     try:
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.intra_op_num_threads = 1
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = onnx_session(path, threads=1)
     except Exception as exc:
         timings["load"] = time.perf_counter() - start
         return {**result, "outcome": "ort-failure", "stage": "load", "error": error_text(exc), "onnx": str(path)}

@@ -32,6 +32,7 @@ import numpy as np
 
 from issuemine.difftest.execute import convert, max_delta, within
 from issuemine.difftest.generate import Generated, generate, random_inputs, run_instructions
+from issuemine.quality.targets import onnx_session
 
 
 @dataclass
@@ -66,14 +67,6 @@ def framework_values(generated: Generated, names: list[str], inputs: dict[str, n
 
     values = run_instructions(generated, names, [tf.convert_to_tensor(inputs[n]) for n in generated.inputs])
     return {n: np.asarray(v) for n, v in zip(names, values, strict=True)}
-
-
-def _session(model: Any) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
 def ddmin(items: list[Any], fails: Callable[[list[Any]], bool]) -> list[Any]:
@@ -193,7 +186,7 @@ def _first_mismatching_set(
 ) -> tuple[int, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The first input set whose model outputs differ (the campaign's verdict came from all of
     them; the first is used when none does), with both sides' values of every tensor."""
-    session = _session(model.onnx)
+    session = onnx_session(model.onnx.SerializeToString())
     feeds = [i.name for i in session.get_inputs()]
     found = None
     for k, one in enumerate(model.inputs):
@@ -222,7 +215,7 @@ def _reduce(
     def fails(subset: list[Step]) -> bool:
         try:
             sub, boundary = cut([*subset, first])
-            outs = _session(sub).run(None, {model.feed(n): values[n] for n in boundary})
+            outs = onnx_session(sub.SerializeToString()).run(None, {model.feed(n): values[n] for n in boundary})
         except Exception:
             return False  # not a valid cut (an input the extractor cannot reach): not failing
         return not within(values[var], outs[0], policy)
@@ -252,7 +245,9 @@ def still_fails(folder: Path, policy: dict[str, Any]) -> tuple[bool, float | Non
     model = onnx.load(str(folder / "reduced.onnx"))
     feeds = dict(np.load(folder / "inputs.npz"))
     expected = dict(np.load(folder / "expected.npz"))
-    got = dict(zip([o.name for o in model.graph.output], _session(model).run(None, feeds), strict=True))
+    got = dict(
+        zip([o.name for o in model.graph.output], onnx_session(model.SerializeToString()).run(None, feeds), strict=True)
+    )
     name, want = next(iter(expected.items()))
     return not within(want, got[name], policy), max_delta(want, got[name])
 

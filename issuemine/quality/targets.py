@@ -186,14 +186,17 @@ def size_bytes(path: Path) -> int:
     return total
 
 
-def onnx_session(path: Path, threads: int = 0) -> Any:
+def onnx_session(model: Path | bytes, threads: int = 0) -> Any:
+    """An onnxruntime CPU session for a model file or a serialized model; ``threads`` 0 lets
+    onnxruntime choose."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = threads
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 def onnx_predict(session: Any, x: np.ndarray) -> np.ndarray:
