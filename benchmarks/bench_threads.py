@@ -4,7 +4,7 @@
 
 On the fixture threads of tests/repro/threads/ (written in the image of real torch.onnx and tf2onnx
 issues, with the answers expected): the share of threads with a runnable candidate, the repairs
-made, the stage read from pasted tracebacks against the expected stage, and, running every
+made, how many pasted tracebacks are read, and, running every
 runnable candidate in the sandbox (both exporters for snippets written for the TorchScript one),
 the share that reaches the converter and the verdicts per variant and exporter.
 """
@@ -16,16 +16,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from issuemine.domain.converters import knowledge
-from issuemine.domain.stages import stage_from_pasted
 from issuemine.repro.extract import Candidate, extract
 from issuemine.testing.threads import Thread, load_threads
 
 THREADS = Path(__file__).resolve().parent.parent / "tests" / "repro" / "threads"
-
-
-def pasted_stage(tracebacks: list[str]) -> str:
-    return stage_from_pasted(tracebacks, knowledge().stages) or ""
 
 
 def main() -> None:
@@ -52,18 +46,15 @@ def main() -> None:
     reasons = Counter((c.reason or "").split(":")[0] for c in candidates if not c.runnable)
     print(f"why not runnable: {dict(reasons)}")
 
-    pairs = [(t.expected["stage"], pasted_stage(c.tracebacks)) for t, c in zip(threads, candidates, strict=True)]
-    with_stage = [(want, got) for want, got in pairs if want]
-    agree = sum(1 for want, got in with_stage if want == got)
     read = sum(1 for c in candidates if c.tracebacks)
-    print(f"pasted tracebacks read: {read} threads; stage agrees with the expected stage {agree}/{len(with_stage)}")
+    print(f"pasted tracebacks read: {read} threads (stages against human labels: benchmarks/bench_devset.py)")
     if args.no_run:
         return
     run(threads, candidates, args.jobs)
 
 
 def run(threads: list[Thread], candidates: list[Candidate], jobs: int) -> None:
-    from issuemine.repro.environments import current
+    from issuemine.repro.environments import current, features
     from issuemine.repro.runs import Job, Outcome, Runner, RunOptions, variants_of
     from issuemine.repro.sandbox import Limits
 
@@ -72,7 +63,7 @@ def run(threads: list[Thread], candidates: list[Candidate], jobs: int) -> None:
         Job(index, c.script, variant=variant)
         for index, c in enumerate(candidates)
         if c.runnable
-        for variant in variants_of(c.provenance)
+        for variant in variants_of(c.provenance, features(runner.options.env.python))
     ]
     outcomes: list[Outcome] = []
     started = time.perf_counter()

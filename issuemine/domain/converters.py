@@ -77,6 +77,14 @@ class CommandLine:
 
     module: str
     input_flags: tuple[str, ...] = ()
+    # How the shim compares what the command wrote with the model it read: "tensorflow" (the
+    # SavedModel or Keras file given by an input flag, run in TensorFlow against ONNX Runtime),
+    # else only whether ONNX Runtime loads the output.
+    check: str = "load-only"
+    output_flag: str | None = None  # the flag naming the ONNX file it writes (--output)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -233,7 +241,15 @@ def _reproduction(raw: Any, where: str) -> Reproduction:
         cli = _table(cli, f"{where}: command_line")
         if not isinstance(cli.get("module"), str):
             raise IssuemineError(f"{where}: command_line needs a 'module'")
-        command_line = CommandLine(cli["module"], _strings(cli, "input_flags", f"{where}: command_line"))
+        unknown = set(cli) - {"module", "input_flags", "check", "output_flag"}
+        if unknown:
+            raise IssuemineError(f"{where}: command_line has unknown key(s) {', '.join(sorted(unknown))}")
+        command_line = CommandLine(
+            cli["module"],
+            _strings(cli, "input_flags", f"{where}: command_line"),
+            str(cli.get("check", "load-only")),
+            str(cli["output_flag"]) if cli.get("output_flag") else None,
+        )
     return Reproduction(
         source_paths=_strings(raw, "source_paths", where),
         related_paths=_strings(raw, "related_paths", where),
@@ -346,7 +362,11 @@ def merge(catalog: Catalog) -> Knowledge:
     parts = [c.reproduce for c in catalog.converters.values() if c.reproduce]
     formats = [f.reproduce for f in catalog.formats.values()]
     stages = StageRules()
-    for rules in [c.stages for c in catalog.converters.values()] + [f.stages for f in catalog.formats.values()]:
+    # A format's frame rules (ONNX's checker and shape inference) come after every converter's: see
+    # issuemine.domain.stages.
+    for rules in [c.stages for c in catalog.converters.values()] + [
+        f.stages.as_late() for f in catalog.formats.values()
+    ]:
         stages = stages.merged(rules)
     imports: dict[str, str] = {}
     for part in parts + formats:

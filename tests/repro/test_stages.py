@@ -61,10 +61,46 @@ def test_chained_tracebacks_use_the_innermost_cause():
 
 def test_no_traceback_and_unknown_frames():
     assert parse_traceback("the export just produces garbage") is None
+    # An error no rule places is read as raters of the development set read it: node conversion.
     error = parse_traceback('Traceback (most recent call last):\n  File "x.py", line 1, in <module>\nKeyError: 3\n')
     assert infer_stage(error, "", RULES) == (
-        "not-distinguishable",
-        "no converter frame, exception or message identifies the stage",
+        "node-conversion",
+        "a conversion error no rule places (raters place these in node conversion)",
+    )
+    # Nothing to read at all, and a failed import, stay "not distinguishable".
+    assert infer_stage(None, "", RULES)[0] == "not-distinguishable"
+    missing = parse_traceback(
+        'Traceback (most recent call last):\n  File "x.py", line 1, in <module>\n'
+        "ModuleNotFoundError: No module named 'tf2onnx'\n"
+    )
+    assert infer_stage(missing, "", RULES) == ("not-distinguishable", "an import failure: no conversion step ran")
+
+
+def test_converter_frames_outrank_onnx_frames_below_them():
+    # tf2onnx infers one node's shape with ONNX's shape inference while converting it.
+    error = {
+        "type": "RuntimeError",
+        "message": "input 2 is out of bounds",
+        "frames": [
+            {"file": "/site-packages/tf2onnx/schemas.py", "line": 157, "func": "infer_onnx_shape_dtype"},
+            {"file": "/site-packages/onnx/shape_inference.py", "line": 35, "func": "infer_shapes"},
+        ],
+    }
+    assert infer_stage(error, "", RULES)[0] == "node-conversion"
+    # The user's own call of ONNX's shape inference after the conversion: ONNX's frame decides.
+    error["frames"] = error["frames"][1:]
+    assert infer_stage(error, "", RULES)[0] == "validation"
+
+
+def test_tf2onnx_log_lines_place_an_error_raised_later():
+    tail = (
+        "2021-08-26 15:48:15,838 - ERROR - Failed to convert node 'pad/MirrorPad' (fct=<bound method Pad.version_11>)\n"
+        "Traceback (most recent call last):\n  ...\nValueError: something went wrong\n"
+    )
+    error = parse_traceback(tail)
+    assert infer_stage(error, tail, RULES) == (
+        "node-conversion",
+        "log line matching 'ERROR - Failed to convert node'",
     )
 
 

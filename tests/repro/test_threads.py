@@ -1,4 +1,4 @@
-"""Extraction and stage reading on threads written in the image of real ones (tests/repro/threads/)."""
+"""Extraction and traceback reading on threads written in the image of real ones (tests/repro/threads/)."""
 
 from __future__ import annotations
 
@@ -44,8 +44,10 @@ def test_extraction_gives_the_expected_answer(thread: Thread):
 
 
 @pytest.mark.parametrize("thread", THREADS, ids=lambda t: t.name)
-def test_the_pasted_traceback_gives_the_expected_stage(thread: Thread):
-    assert pasted_stage(extract(thread.posts).tracebacks) == thread.expected["stage"]
+def test_a_pasted_traceback_is_read_where_the_thread_has_one(thread: Thread):
+    # Which stage it implies is measured against human labels on the development set
+    # (tests/devset/), not against answers written here from the rules.
+    assert bool(pasted_stage(extract(thread.posts).tracebacks)) == thread.expected["traceback"]
 
 
 def test_one_bad_thread_never_stops_extraction():
