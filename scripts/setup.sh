@@ -44,6 +44,9 @@ fi
 .venv/bin/python -m pip install -q "torch==2.13.0"
 if [ "$dev" = 1 ]; then
   .venv/bin/python -m pip install -q -e ".[repro,suggest,quality,difftest,ray,dev]"
+  # The stack of another era the re-run tests use (torch 1.13, TensorFlow 2.12 on Python 3.10),
+  # built once and cached: a build that stopped half-way has no completion mark and is redone.
+  .venv/bin/issuemine repro env build era-2023 --envs-file tests/repro/era-stack.toml --if-missing
 else
   .venv/bin/python -m pip install -q -e ".[repro,suggest,quality,difftest,ray]"
 fi

@@ -442,10 +442,19 @@ def env_list_cmd(envs_file: Path | None = EnvsFileOption, as_json: bool = JsonOp
 def env_build_cmd(
     name: str = typer.Argument(..., help="An environment of the environments file."),
     envs_file: Path | None = EnvsFileOption,
+    if_missing: bool = typer.Option(
+        False, "--if-missing", help="Do nothing when the environment is already built (for set-up scripts)."
+    ),
 ) -> None:
-    """Create the environment's virtualenv and install its pins (this step needs the package index)."""
+    """Create the environment's virtualenv and install its pins (this step needs the package index).
+
+    A build that stopped half-way is redone: an environment counts as built only once every pin is
+    installed."""
     env = environments.load(envs_file).get(name)
     if env is None:
         raise IssuemineError(f"unknown environment {name!r}; see `issuemine repro env list`")
+    if if_missing and env.built:
+        out.print(f"{name} is already built at {env.venv}")
+        return
     environments.build(env)
     out.print(f"built {name} at {env.venv}")

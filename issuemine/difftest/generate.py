@@ -10,6 +10,9 @@ A thin, tested adapter around ``nnsmith`` 0.1.0 from PyPI:
   reproducibility matters more here than avoiding NaN (NaN and Inf compare equal, as in NNSmith);
 - z3's global context is renewed for every model, so that a model depends on its seed alone and
   not on what the worker generated before (see ``_fresh_solver``);
+- nothing depends on the machine's speed: z3's checks are bounded by its resource count
+  (``rlimit``) and NNSmith's generation budget by a count of steps (:class:`AttemptClock`), so the
+  same seed gives the same model on a busy machine or a slower one;
 - NNSmith prints every failed operator probe; that chatter is silenced.
 """
 
@@ -103,11 +106,15 @@ def generate(
 ) -> Generated:
     """One model of about ``nodes`` operators, fully determined by ``seed``; its tensors are of
     ``dtypes`` (the study: float32 only; None or empty: every type NNSmith generates)."""
+    from nnsmith import graph_gen
     from nnsmith.graph_gen import model_gen
 
     start = time.perf_counter()
     kind = model_type(framework)
-    _fresh_solver(timeout_ms // 3)
+    _fresh_solver()
+    # NNSmith's loop stops when its budget of milliseconds runs out: read off a clock that counts
+    # its own readings instead, the budget is a number of steps, the same on a busy machine.
+    graph_gen.time = AttemptClock()  # type: ignore[attr-defined]
     with quiet():
         gen = model_gen(
             opset=operator_set(framework, dtypes),
@@ -175,19 +182,37 @@ def run_instructions(generated: Generated, names: list[str], args: list[Any]) ->
     return [values[name] for name in names]
 
 
-def _fresh_solver(check_ms: int) -> None:
+# z3's deterministic work budget per check (its resource count, not milliseconds): a shape query
+# that would run for minutes gives up after the same amount of work on any machine.
+Z3_RLIMIT = 20_000_000
+
+
+class AttemptClock:
+    """A stand-in for the ``time`` module in NNSmith's generator: each reading is one millisecond
+    later than the one before, so ``timeout_ms`` becomes a count of loop steps and solver calls
+    (NNSmith reads the clock once per step and once per check)."""
+
+    def __init__(self) -> None:
+        self.readings = 0
+
+    def time(self) -> float:
+        self.readings += 1
+        return self.readings / 1000
+
+
+def _fresh_solver() -> None:
     """A new z3 context for every model. NNSmith solves shapes in z3's one global context, whose
     state carries over from model to model: the same seed then gives other shapes depending on
     what the process generated before (a worker's job order). A fresh context makes a model depend
     on its seed alone.
 
-    The per-check time limit must be set before the context exists: NNSmith sets it (a third of
-    the generation budget) only once its solver is made, which a context created afresh does not
-    see, and one unbounded check can then run for minutes."""
+    Its checks are bounded by z3's resource limit, set before the context exists (a context created
+    afresh does not see what is set later); NNSmith's own per-check time-out is in milliseconds,
+    which a busy machine reaches sooner, so it is off."""
     import z3
 
     z3.reset_params()
-    z3.set_param("timeout", check_ms)
+    z3.set_param("rlimit", Z3_RLIMIT)
     z3.z3._main_ctx = None  # z3.main_ctx() creates a new one on next use
 
 

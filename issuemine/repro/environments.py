@@ -18,6 +18,8 @@ The README has the recipe for the exporters of the study's time (torch 1.13 on P
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import re
 import shutil
@@ -31,6 +33,7 @@ from issuemine.errors import IssuemineError
 from issuemine.repro.sandbox import DEFAULT_PRELOAD
 
 CURRENT = "current"
+BUILT_MARK = ".issuemine-built"
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,8 @@ class Environment:
 
     @property
     def built(self) -> bool:
-        return self.venv is None or Path(self.python).exists()
+        """Created and every pin installed (a build that stopped half-way left no mark)."""
+        return self.venv is None or (Path(self.python).exists() and (self.venv / BUILT_MARK).exists())
 
 
 def config_path(explicit: Path | None = None) -> Path | None:
@@ -143,6 +147,7 @@ def build(env: Environment) -> None:
     _call(command, f"cannot create the virtualenv {env.venv}")
     if env.packages:
         _call([env.python, "-m", "pip", "install", "-q", *env.packages], f"cannot install {', '.join(env.packages)}")
+    (env.venv / BUILT_MARK).write_text(" ".join(env.packages) + "\n", encoding="utf-8")
 
 
 def _call(command: list[str], message: str) -> None:
@@ -150,3 +155,40 @@ def _call(command: list[str], message: str) -> None:
         subprocess.run(command, check=True)
     except (OSError, subprocess.CalledProcessError) as exc:
         raise IssuemineError(f"{message}: {exc}") from exc
+
+
+# Run by the environment's own interpreter: what its converters can do, read off the installed code
+# rather than its version strings (a backport, a nightly or a patched build answer for themselves).
+FEATURE_PROBE = """
+import inspect, json
+found = {}
+try:
+    import torch
+    found["torch_export"] = hasattr(getattr(torch, "export", None), "export")
+    keyword = inspect.signature(torch.onnx.export).parameters.get("dynamo")
+    found["onnx_export_dynamo_keyword"] = keyword is not None
+    found["onnx_export_dynamo_default"] = bool(keyword is not None and keyword.default is True)
+except Exception as exc:
+    found["torch_error"] = type(exc).__name__
+print(json.dumps(found))
+"""
+
+
+@functools.lru_cache(maxsize=32)
+def features(python: str) -> dict[str, object]:
+    """What the converters of the environment whose interpreter is ``python`` support (``{}`` when
+    the probe cannot run: then nothing is assumed)."""
+    try:
+        done = subprocess.run(
+            [python, "-c", FEATURE_PROBE], capture_output=True, text=True, timeout=300, env=_probe_env()
+        )
+        found = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 and done.stdout else {}
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _probe_env() -> dict[str, str]:
+    # The probe imports only the environment's packages: no secrets, no user site, no GPU search.
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
+    return {k: v for k, v in os.environ.items() if k in keep} | {"PYTHONNOUSERSITE": "1", "CUDA_VISIBLE_DEVICES": ""}

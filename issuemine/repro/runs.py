@@ -27,7 +27,7 @@ from issuemine.domain.converters import knowledge
 from issuemine.domain.stages import StageRules
 from issuemine.domain.tolerances import Policies, load_policies
 from issuemine.domain.tracebacks import strip_ansi
-from issuemine.repro.environments import Environment
+from issuemine.repro.environments import Environment, features
 from issuemine.repro.sandbox import Limits, Zygote, choose, layout_of
 from issuemine.repro.verdicts import Verdict, decide
 
@@ -65,12 +65,16 @@ class Job:
     variant: str = AS_WRITTEN
 
 
-def variants_of(provenance: dict[str, Any] | None) -> list[str]:
-    """A snippet written for the TorchScript exporter (no ``dynamo=`` of its own) also runs with it:
-    torch >= 2.9 exports with dynamo by default, which is not what the reporter ran."""
-    if (provenance or {}).get("exporter_written_for") == "torchscript":
-        return [AS_WRITTEN, LEGACY]
-    return [AS_WRITTEN]
+def variants_of(provenance: dict[str, Any] | None, stack: dict[str, object] | None = None) -> list[str]:
+    """A snippet written for the TorchScript exporter (no ``dynamo=`` of its own) also runs with it
+    where the stack's default exporter is dynamo (torch >= 2.9), which is not what the reporter ran.
+    ``stack`` is :func:`issuemine.repro.environments.features` of the environment; torch 1.x has one
+    exporter and no ``dynamo`` keyword, so there the snippet runs as written only."""
+    if (provenance or {}).get("exporter_written_for") != "torchscript":
+        return [AS_WRITTEN]
+    if stack is not None and not stack.get("onnx_export_dynamo_default"):
+        return [AS_WRITTEN]
+    return [AS_WRITTEN, LEGACY]
 
 
 @dataclass
@@ -219,7 +223,7 @@ def stored_run(outcome: Outcome, runner: Runner) -> dict[str, Any]:
     }
 
 
-def pending_jobs(db: Database, env: str, sample: str | None, rerun: bool) -> tuple[list[Job], int]:
+def pending_jobs(db: Database, env: Environment, sample: str | None, rerun: bool) -> tuple[list[Job], int]:
     """Candidates still to run in ``env`` (and how many were skipped as already run)."""
     query = select(
         ReproCandidate.issue_id,
@@ -238,12 +242,13 @@ def pending_jobs(db: Database, env: str, sample: str | None, rerun: bool) -> tup
         done = {
             (issue_id, variant): sha
             for issue_id, variant, sha in session.execute(
-                select(ReproRun.issue_id, ReproRun.variant, ReproRun.script_sha).where(ReproRun.env == env)
+                select(ReproRun.issue_id, ReproRun.variant, ReproRun.script_sha).where(ReproRun.env == env.name)
             )
         }
     jobs, skipped = [], 0
+    stack = features(env.python)
     for issue_id, script, runnable, reason, provenance in rows:
-        for variant in variants_of(provenance) if runnable else [AS_WRITTEN]:
+        for variant in variants_of(provenance, stack) if runnable else [AS_WRITTEN]:
             if not rerun and done.get((issue_id, variant)) == script_sha(script):
                 skipped += 1
                 continue
@@ -259,7 +264,7 @@ def run_issues(
     on_outcome: Callable[[Outcome], None] | None = None,
 ) -> RunReport:
     """Run every pending candidate (of ``sample``) and store the verdicts one by one."""
-    jobs, skipped = pending_jobs(db, options.env.name, sample, options.rerun)
+    jobs, skipped = pending_jobs(db, options.env, sample, options.rerun)
     report = RunReport(candidates=len(jobs) + skipped, skipped=skipped)
     runner = Runner(options)
     report.sandbox = runner.kind

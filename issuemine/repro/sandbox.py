@@ -170,6 +170,7 @@ def sandbox_env(layout: Layout, root: str, shim: str) -> dict[str, str]:
         "MPLBACKEND": "Agg",
         # What the shim wraps: the entry points of the converter catalog (it imports nothing of issuemine).
         "ISSUEMINE_ENTRIES": json.dumps([e.as_dict() for e in knowledge().entries]),
+        "ISSUEMINE_COMMAND_LINES": json.dumps([c.as_dict() for c in knowledge().command_lines]),
     }
 
 

@@ -36,6 +36,7 @@ EVENTS_ENV = "ISSUEMINE_EVENTS"
 POLICIES_ENV = "ISSUEMINE_POLICIES"
 RUN_DIR_ENV = "ISSUEMINE_RUN_DIR"
 ENTRIES_ENV = "ISSUEMINE_ENTRIES"
+COMMAND_LINES_ENV = "ISSUEMINE_COMMAND_LINES"
 SWITCH_ENV = "ISSUEMINE_SWITCH"  # "off": run entry points with their switch keyword off (legacy exporter)
 EXTRA_TRIALS = 2
 MAX_EVENT = 200_000
@@ -135,12 +136,12 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
             _violation("write-outside", f"open {path} for writing")
     elif event in NETWORK_EVENTS:
         target = args[1] if event in ("socket.connect", "socket.sendto") else args[0]
-        if event in ("socket.connect", "socket.sendto") and isinstance(target, str | bytes):
+        if event in ("socket.connect", "socket.sendto") and isinstance(target, (str, bytes)):
             return  # a Unix socket: only the sandbox's own files and peers are reachable that way
         _violation("network", f"{event} {target!r}")
     elif event in WRITE_EVENTS:
         path = args[0]
-        if isinstance(path, str | bytes) and not _allowed_write(os.fsdecode(path)):
+        if isinstance(path, (str, bytes)) and not _allowed_write(os.fsdecode(path)):
             _violation("write-outside", f"{event} {os.fsdecode(path)}")
 
 
@@ -191,7 +192,7 @@ def _compare(reference: list[Any], actual: list[Any]) -> list[dict[str, Any]]:
     import numpy as np
 
     results = []
-    for index, (want, got) in enumerate(zip(reference, actual, strict=False)):
+    for index, (want, got) in enumerate(zip(reference, actual)):
         want, got = np.asarray(want), np.asarray(got)
         row: dict[str, Any] = {"output": index, "shape": list(want.shape), "onnx_shape": list(got.shape)}
         if want.shape != got.shape:
@@ -225,7 +226,7 @@ def _compare(reference: list[Any], actual: list[Any]) -> list[dict[str, Any]]:
 def _worst(trials: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     worst = [dict(row) for row in trials[0]]
     for trial in trials[1:]:
-        for row, new in zip(worst, trial, strict=False):
+        for row, new in zip(worst, trial):
             for key in ("max_abs", "max_rel"):
                 if new.get(key) is None or (row.get(key) is not None and new[key] > row[key]):
                     row[key] = new.get(key)
@@ -300,7 +301,7 @@ def _ort_check(model: Any, make_trials: Any) -> dict[str, Any]:
                 facts["compare_skipped"] = f"{len(feeds)} tensor inputs captured, the ONNX model takes {len(names)}"
                 return facts
             try:
-                outputs = session.run(None, dict(zip(names, feeds, strict=True)))
+                outputs = session.run(None, dict(zip(names, feeds)))
             except Exception as exc:
                 facts["ort"] = {"status": "run-fail", "error": describe_exception(exc)}
                 return facts
@@ -314,10 +315,30 @@ def _ort_check(model: Any, make_trials: Any) -> dict[str, Any]:
     return facts
 
 
+def _tree_leaves(value: Any) -> list[Any]:
+    """The leaves of nested tuples, lists and dicts (model outputs such as Hugging Face's are dict
+    subclasses). torch.utils._pytree is private and changed between releases (no tree_leaves in
+    1.x), so the shim walks the containers itself."""
+    if isinstance(value, dict):
+        return [leaf for item in value.values() for leaf in _tree_leaves(item)]
+    if isinstance(value, (tuple, list)):
+        return [leaf for item in value for leaf in _tree_leaves(item)]
+    return [value]
+
+
+def _tree_map(function: Any, value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _tree_map(function, v) for k, v in value.items()}
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*(_tree_map(function, item) for item in value))
+    if isinstance(value, (tuple, list)):
+        return type(value)(_tree_map(function, item) for item in value)
+    return function(value)
+
+
 def _torch_check(args: tuple[Any, ...], kwargs: dict[str, Any], result: Any, dynamo: bool) -> dict[str, Any]:
     import numpy as np
     import torch
-    from torch.utils import _pytree
 
     model: Any = args[0] if args else kwargs.get("model")
     model_args = args[1] if len(args) > 1 else kwargs.get("args", ())
@@ -329,17 +350,19 @@ def _torch_check(args: tuple[Any, ...], kwargs: dict[str, Any], result: Any, dyn
         model_kwargs, model_args = {**model_args[-1], **model_kwargs}, model_args[:-1]
     if hasattr(result, "model_proto"):
         onnx_model: Any = result.model_proto
-    elif isinstance(target, str | os.PathLike):
+    elif isinstance(target, (str, os.PathLike)):
         onnx_model = os.fspath(target)
     elif hasattr(target, "getvalue"):
         onnx_model = bytes(target.getvalue())
     else:
         return {"compare_skipped": "the exported model was not saved where the shim can read it"}
-    if isinstance(model, torch.export.ExportedProgram):
+    # torch.export exists from torch 2.1 on: a feature, not a version, decides.
+    program = getattr(getattr(torch, "export", None), "ExportedProgram", None)
+    if program is not None and isinstance(model, program):
         model = model.module()
 
     def leaves(value: Any) -> list[Any]:
-        return [x for x in _pytree.tree_leaves(value) if isinstance(x, torch.Tensor)]
+        return [x for x in _tree_leaves(value) if isinstance(x, torch.Tensor)]
 
     def to_numpy(values: list[Any]) -> list[Any]:
         return [v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v) for v in values]
@@ -354,14 +377,14 @@ def _torch_check(args: tuple[Any, ...], kwargs: dict[str, Any], result: Any, dyn
         finally:
             if isinstance(model, torch.nn.Module):
                 model.train(training)
-        return to_numpy(_pytree.tree_leaves(out))
+        return to_numpy([x for x in _tree_leaves(out) if x is not None])
 
     def trials() -> Any:
         yield run(model_args, model_kwargs), to_numpy(leaves((model_args, model_kwargs)))
         tensors = leaves((model_args, model_kwargs))
         if tensors and all(t.is_floating_point() for t in tensors):
             for _ in range(EXTRA_TRIALS):
-                fresh_args, fresh_kwargs = _pytree.tree_map(
+                fresh_args, fresh_kwargs = _tree_map(
                     lambda x: torch.randn_like(x) if isinstance(x, torch.Tensor) else x, (model_args, model_kwargs)
                 )
                 yield run(fresh_args, fresh_kwargs), to_numpy(leaves((fresh_args, fresh_kwargs)))
@@ -532,6 +555,7 @@ def _patches() -> dict[str, Any]:
 
 
 PATCHES: dict[str, Any] = {}
+COMMAND_LINES: dict[str, dict[str, Any]] = {}
 
 
 class _PostImportLoader(importlib.abc.Loader):
@@ -543,14 +567,26 @@ class _PostImportLoader(importlib.abc.Loader):
 
     def exec_module(self, module: Any) -> None:
         self._loader.exec_module(module)
-        PATCHES[self._name](module)
+        if self._name in PATCHES:
+            PATCHES[self._name](module)
+
+    def get_code(self, name: str) -> Any:
+        # Only runpy asks for the code (``python -m NAME``); an import executes the module instead.
+        if name in COMMAND_LINES and name == self._name:
+            _start_command_line(COMMAND_LINES[name])
+        return self._loader.get_code(name)
+
+    def __getattr__(self, name: str) -> Any:
+        # runpy (``python -m tf2onnx.convert``) asks the loader for get_code, is_package and
+        # get_filename; pkgutil and linecache for get_source: the wrapped loader answers them.
+        return getattr(self._loader, name)
 
 
 class _PostImportFinder(importlib.abc.MetaPathFinder):
     """Patches the converter modules right after they are first imported, however the snippet imports them."""
 
     def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
-        if name not in PATCHES:
+        if name not in PATCHES and name not in COMMAND_LINES:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -562,9 +598,130 @@ class _PostImportFinder(importlib.abc.MetaPathFinder):
         return None
 
 
+# -- converter command lines (python -m tf2onnx.convert ...) ----------------------------------------
+
+_cli: dict[str, Any] = {}
+
+
+def _command_lines() -> dict[str, dict[str, Any]]:
+    try:
+        found = json.loads(os.environ.get(COMMAND_LINES_ENV) or "[]")
+    except ValueError:
+        return {}
+    return {c["module"]: c for c in found if isinstance(c, dict) and isinstance(c.get("module"), str)}
+
+
+def _flag(argv: list[str], flag: str | None) -> str | None:
+    for index, word in enumerate(argv):
+        if flag and word == flag and index + 1 < len(argv):
+            return argv[index + 1]
+        if flag and word.startswith(flag + "="):
+            return word.split("=", 1)[1]
+    return None
+
+
+def _start_command_line(spec: dict[str, Any]) -> None:
+    """``python -m MODULE`` of a converter's command line is starting in this process: record it as
+    one conversion (what it calls inside is not recorded again), judged when the process ends."""
+    if _cli or not os.environ.get(EVENTS_ENV):
+        return
+    _cli.update(spec=spec, started=time.perf_counter())
+    _depth["value"] += 1
+    emit({"event": "convert-start", "api": f"python -m {spec['module']}"})
+    import atexit
+
+    atexit.register(_finish_command_line)
+
+
+def _finish_command_line() -> None:
+    spec, argv = _cli["spec"], list(sys.argv[1:])
+    call: dict[str, Any] = {
+        "event": "convert",
+        "api": f"python -m {spec['module']}",
+        "opset_arg": _flag(argv, "--opset"),
+        "argv": argv[:30],
+        "seconds": time.perf_counter() - _cli["started"],
+    }
+    output = _flag(argv, spec.get("output_flag"))
+    if _cli.get("error") is not None:
+        call.update(status="error", error=_cli["error"])
+    elif not output or not os.path.exists(output):
+        message = f"the command wrote no model to {output or '(no output flag)'}"
+        call.update(status="error", error={"type": "issuemine.NoOutput", "message": message, "frames": []})
+    else:
+        emit({"event": "converted", "api": call["api"]})
+        call["status"] = "ok"
+        try:
+            if spec.get("check") == "tensorflow":
+                call.update(_tf_command_line_check(argv, output))
+            else:
+                call.update({**_onnx_facts(output), **_ort_load_only(output)})
+        except Exception as exc:
+            call["check_error"] = describe_exception(exc)
+    emit(call)
+
+
+def _tf_command_line_check(argv: list[str], output: str) -> dict[str, Any]:
+    """Run the model the command read (--saved-model DIR or --keras FILE) in TensorFlow and the ONNX
+    file it wrote in ONNX Runtime on the same random inputs, matched by name where they can be."""
+    import onnx
+    import tensorflow as tf
+
+    saved, keras_file = _flag(argv, "--saved-model"), _flag(argv, "--keras")
+    if saved:
+        loaded = tf.saved_model.load(saved)
+        key = _flag(argv, "--signature_def") or next(iter(loaded.signatures), None)
+        if key is None:
+            return {**_onnx_facts(output), **_ort_load_only(output), "compare_skipped": "no signature to call"}
+        function = loaded.signatures[key]
+        specs = function.structured_input_signature[1]
+        names = sorted(specs)
+        signature = [specs[n] for n in names]
+
+        def call(arrays: list[Any]) -> dict[str, Any]:
+            out = function(**{n: tf.constant(a) for n, a in zip(names, arrays)})
+            return {k: v.numpy() for k, v in out.items()}
+    elif keras_file:
+        model = tf.keras.models.load_model(keras_file)
+        names = [getattr(t, "name", str(i)) for i, t in enumerate(model.inputs)]
+        signature = [tf.TensorSpec(t.shape, t.dtype) for t in model.inputs]
+
+        def call(arrays: list[Any]) -> dict[str, Any]:
+            out = tf.nest.flatten(model([tf.constant(a) for a in arrays], training=False))
+            return {str(i): v.numpy() for i, v in enumerate(out)}
+    else:
+        return {**_onnx_facts(output), **_ort_load_only(output), "compare_skipped": "no TensorFlow model to run"}
+    proto = onnx.load(output, load_external_data=False)
+    initialized = {i.name for i in proto.graph.initializer}
+    onnx_inputs = [i.name for i in proto.graph.input if i.name not in initialized]
+    onnx_outputs = [o.name for o in proto.graph.output]
+    drawn = [_tf_inputs(signature) for _ in range(1 + EXTRA_TRIALS)]
+
+    def by_name(wanted: list[str], have: list[str]) -> list[int]:
+        bare = [h.split(":")[0] for h in have]
+        picks = [bare.index(w.split(":")[0]) if w.split(":")[0] in bare else None for w in wanted]
+        return picks if None not in picks else list(range(len(wanted)))  # type: ignore[return-value]
+
+    order = by_name(onnx_inputs, names)
+
+    def trials() -> Any:
+        for arrays in drawn:
+            outputs = call(arrays)
+            keys = list(outputs)
+            reference = [outputs[keys[i]] for i in by_name(onnx_outputs, keys) if i < len(keys)]
+            yield reference, [arrays[i] for i in order if i < len(arrays)]
+
+    facts = _ort_check(output, trials)
+    facts["inputs"] = [_shape(a) for a in drawn[0]]
+    return facts
+
+
 def _excepthook(kind: Any, value: BaseException, tb: Any) -> None:
     """Uncaught exceptions of any interpreter in the sandbox (e.g. ``python -m tf2onnx.convert``)."""
-    emit({"event": "uncaught", "argv": sys.argv[:8], "error": describe_exception(value)})
+    error = describe_exception(value)
+    if _cli:
+        _cli["error"] = error  # the command line's conversion failed: its event says so at exit
+    emit({"event": "uncaught", "argv": sys.argv[:8], "error": error})
     sys.__excepthook__(kind, value, tb)
 
 
@@ -583,6 +740,7 @@ def install() -> None:
     sys.addaudithook(_audit)
     os.environ.__class__ = _GuardedEnviron
     PATCHES.update(_patches())
+    COMMAND_LINES.update(_command_lines())
     for name, patch in PATCHES.items():
         if name in sys.modules:
             patch(sys.modules[name])
