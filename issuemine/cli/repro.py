@@ -54,9 +54,9 @@ class SandboxSettings:
     cold: bool
     policy: str | None
 
-    def run_options(self, **more: Any) -> RunOptions:
+    def run_options(self, env_name: str | None = None, **more: Any) -> RunOptions:
         return RunOptions(
-            env=environments.resolve(self.env, self.envs_file),
+            env=environments.resolve(env_name or self.env, self.envs_file),
             limits=Limits(timeout=self.timeout, memory_mb=self.memory_mb),
             sandbox=self.sandbox,
             require_sandbox=self.require_sandbox,
@@ -94,7 +94,10 @@ _SANDBOX_OPTIONS: list[tuple[str, Any, Any]] = [
         typer.Option(
             environments.CURRENT,
             "--env",
-            help="Environment to run in: 'current' (issuemine's own) or a name from the envs file.",
+            help=(
+                "Environment to run in: 'current' (issuemine's own), a stack of `repro env list`, a name "
+                "from the envs file, or 'era' (repro run: each issue in the stack of its time)."
+            ),
         ),
     ),
     (
@@ -188,11 +191,20 @@ def run_cmd(
     sample: str | None = typer.Option(None, "--sample", help="Only this sample's candidates (default: all)."),
     jobs: int = typer.Option(1, "--jobs", min=1, max=64, help="Sandboxes running at once."),
     rerun: bool = typer.Option(False, "--rerun", help="Run again even where this environment already has a verdict."),
+    build: bool = typer.Option(
+        True, "--build/--no-build", help="With --env era: build a missing stack (downloads), or leave its issues out."
+    ),
     db: str | None = DbOption,
     as_json: bool = JsonOption,
     settings: SandboxSettings | None = None,
 ) -> None:
     """Run each extracted candidate in the sandbox and store its verdict for this environment.
+
+    `--env era` runs each issue in the stack of its time (data/stacks.toml; `repro env list`): the
+    one of the versions its thread reports, else the newest released before it was opened. Missing
+    stacks are built on first use (cached), companion packages the snippet imports (torchvision,
+    timm, tensorflow-addons...) are installed from a vetted allowlist at the stack's own pins, and
+    each run records its stack and why. Runs are stored under the stack's name.
 
     Verdicts: crash (with the stage), ort-load-fail, wrong-model (under the tolerance policy), hang,
     passes, not-runnable (with the reason), sandbox-violation. Resumable: candidates already run
@@ -200,6 +212,9 @@ def run_cmd(
     Run `issuemine repro extract` first.
     """
     assert settings is not None
+    if settings.env == environments.ERA:
+        _run_era(settings, sample, jobs, rerun, build, db, as_json)
+        return
     options = settings.run_options(jobs=jobs, rerun=rerun)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with interrupt.deferred_interrupt(), Progress(*columns, console=err, disable=as_json) as progress:
@@ -222,6 +237,46 @@ def run_cmd(
     if report.verdicts:
         out.print(table("Verdicts", ["verdict", "issues"], report.verdicts.most_common()))
     if report.interrupted:
+        err.print("interrupted: the verdicts above are stored; rerun the same command to go on")
+        raise typer.Exit(130)
+
+
+def _run_era(
+    settings: SandboxSettings, sample: str | None, jobs: int, rerun: bool, build: bool, db: str | None, as_json: bool
+) -> None:
+
+    from issuemine.repro.era import run_era
+
+    found = environments.load(settings.envs_file)
+    options = settings.run_options(env_name=environments.CURRENT, jobs=jobs, rerun=rerun)
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with interrupt.deferred_interrupt(), Progress(*columns, console=err, disable=as_json) as progress:
+        task = progress.add_task("running snippets", total=0)
+
+        def building(stack: environments.Environment) -> None:
+            progress.update(task, description=f"building {stack.name} (once; downloads its pins)")
+
+        def started(total: int) -> None:
+            progress.update(task, total=(progress.tasks[0].total or 0) + total, description="running snippets")
+
+        def finished(outcome: Outcome) -> None:
+            progress.update(task, advance=1, description=f"last: {outcome.verdict.verdict}")
+
+        report = run_era(database(db), options, sample, found, build, building, started, finished)
+    if as_json:
+        print_json(report.as_dict())
+        return
+    runs = report.runs
+    out.print(f"{runs.candidates} candidates: {runs.ran} run, {runs.skipped} already run in their stack")
+    out.print(table("Stacks of their time", ["stack", "issues"], sorted(report.stacks.items())))
+    for stack, added in report.companions.items():
+        out.print(f"installed into {stack}: {', '.join(added)}")
+    if report.not_built:
+        left = ", ".join(f"{k} ({v})" for k, v in report.not_built.items())
+        err.print(f"left out, stack not built (--no-build): {left}")
+    if runs.verdicts:
+        out.print(table("Verdicts", ["verdict", "issues"], runs.verdicts.most_common()))
+    if runs.interrupted:
         err.print("interrupted: the verdicts above are stored; rerun the same command to go on")
         raise typer.Exit(130)
 
@@ -428,13 +483,56 @@ def _print_comparison(comparison: EnvComparison) -> None:
 @env_app.command("list")
 @handle_errors
 def env_list_cmd(envs_file: Path | None = EnvsFileOption, as_json: bool = JsonOption) -> None:
-    """The environments: 'current' and those of the environments file, with their pins and state."""
+    """The environments: 'current', the stacks of their time (data/stacks.toml, oldest first: what
+    `repro run --env era` picks from) and those of the environments file, with their state.
+
+    Size is the virtualenv's size on disk (built ones only)."""
     found = environments.load(envs_file)
-    rows = [[e.name, "yes" if e.built else "no", e.python, " ".join(e.packages) or "-"] for e in found.values()]
+    rows = []
+    for e in found.values():
+        size = environments.size_on_disk(e)
+        rows.append(
+            {
+                "name": e.name,
+                "built": "yes" if e.built else "no",
+                "released": e.released.isoformat() if e.released else "-",
+                "converters": ", ".join(e.converters) or "-",
+                "size_mb": round(size / 2**20) if size else 0,
+                "python": e.python if e.venv is None else (e.base_python or "-"),
+                "packages": " ".join(e.packages) or "-",
+            }
+        )
     if as_json:
-        print_json([dict(zip(["name", "built", "python", "packages"], r, strict=True)) for r in rows])
+        print_json(rows)
         return
-    out.print(table("Environments", ["name", "built", "python", "packages"], rows))
+    columns = ["name", "built", "released", "converters", "size_mb", "python", "packages"]
+    shown = [[str(r[c]) if c != "size_mb" else (f"{r[c]:,}" if r[c] else "-") for c in columns] for r in rows]
+    out.print(table("Environments", ["name", "built", "released", "converters", "MB", "python", "packages"], shown))
+
+
+@env_app.command("prune")
+@handle_errors
+def env_prune_cmd(
+    names: list[str] = typer.Argument(None, help="Environments to delete (default: with --all, every built one)."),
+    every: bool = typer.Option(False, "--all", help="Delete every built environment but 'current'."),
+    envs_file: Path | None = EnvsFileOption,
+) -> None:
+    """Delete built environments' virtualenvs to free disk space (they are rebuilt on demand).
+
+    Examples: `issuemine repro env prune torch-1-8`; `issuemine repro env prune --all`."""
+    found = environments.load(envs_file)
+    if not names and not every:
+        raise IssuemineError("name the environments to prune, or pass --all")
+    unknown = [n for n in names or [] if n not in found or n == environments.CURRENT]
+    if unknown:
+        raise IssuemineError(f"cannot prune {', '.join(unknown)}: not a built environment (see `repro env list`)")
+    chosen = [found[n] for n in names] if names else [e for e in found.values() if e.venv is not None]
+    freed = 0
+    for env in chosen:
+        if env.venv is not None and env.venv.exists():
+            freed += environments.prune(env)
+            out.print(f"pruned {env.name}")
+    out.print(f"freed {freed / 2**20:,.0f} MB")
 
 
 @env_app.command("build")

@@ -18,6 +18,8 @@ The README has the recipe for the exporters of the study's time (torch 1.13 on P
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import functools
 import json
 import os
@@ -26,13 +28,16 @@ import shutil
 import subprocess
 import sys
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from issuemine.errors import IssuemineError
 from issuemine.repro.sandbox import DEFAULT_PRELOAD
+from issuemine.resources import data_dir
 
 CURRENT = "current"
+ERA = "era"  # not an environment: `repro run --env era` picks a stack of its time per issue
 BUILT_MARK = ".issuemine-built"
 
 
@@ -45,11 +50,22 @@ class Environment:
     system_site_packages: bool = False
     preload: tuple[str, ...] = DEFAULT_PRELOAD
     venv: Path | None = None
+    # A stack of its time (data/stacks.toml): when its converter release came out, which converters
+    # it re-runs with which versions, and the companion packages that belong to it.
+    released: datetime.date | None = None
+    converters: tuple[str, ...] = ()
+    versions: dict[str, str] = field(default_factory=dict)
+    companions: dict[str, str] = field(default_factory=dict)
+    source: str = ""  # the file that describes it
 
     @property
     def built(self) -> bool:
         """Created and every pin installed (a build that stopped half-way left no mark)."""
         return self.venv is None or (Path(self.python).exists() and (self.venv / BUILT_MARK).exists())
+
+    @property
+    def is_stack(self) -> bool:
+        return self.released is not None
 
 
 def config_path(explicit: Path | None = None) -> Path | None:
@@ -59,6 +75,11 @@ def config_path(explicit: Path | None = None) -> Path | None:
         return Path(os.environ["ISSUEMINE_REPRO_ENVS"])
     default = Path("repro-envs.toml")
     return default if default.exists() else None
+
+
+def stacks_path() -> Path:
+    """The catalog of stacks of their time: ``$ISSUEMINE_STACKS``, else the bundled one."""
+    return Path(os.environ.get("ISSUEMINE_STACKS") or data_dir() / "stacks.toml")
 
 
 def envs_dir() -> Path:
@@ -73,21 +94,73 @@ def current() -> Environment:
 
 
 def load(path: Path | None = None) -> dict[str, Environment]:
-    """Every environment: ``current`` plus those the config file describes."""
+    """Every environment: ``current``, the stacks of the catalog, then those the config file
+    describes (an entry of the config file with a stack's name replaces it, and says so once)."""
     found = {CURRENT: current()}
+    found.update(_read(stacks_path()))
     path = config_path(path)
     if path is None:
         return found
+    for name, env in _read(path).items():
+        if name in found and name not in _overrides_told:
+            _overrides_told.add(name)
+            print(f"note: {path} redefines the catalog's environment {name!r}", file=sys.stderr)
+        found[name] = env
+    return found
+
+
+_overrides_told: set[str] = set()
+
+
+def companion_packages(path: Path | None = None) -> dict[str, str]:
+    """The allowlist: import name -> package, from the catalog and the config file's ``[companions]``."""
+    allowed: dict[str, str] = {}
+    for source in (stacks_path(), config_path(path)):
+        if source is not None and source.exists():
+            table = _document(source).get("companions") or {}
+            if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+                raise IssuemineError(f"{source}: [companions] maps import names to package names")
+            allowed.update(table)
+    return allowed
+
+
+def _document(path: Path) -> dict[str, Any]:
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise IssuemineError(f"cannot read environments from {path}: {exc}") from exc
-    for name, spec in (doc.get("env") or {}).items():
-        if name == CURRENT or not isinstance(spec, dict):
-            raise IssuemineError(f"{path}: [env.{name}] must be a table and not be called {CURRENT!r}")
+
+
+ENV_KEYS = {
+    "python",
+    "packages",
+    "system_site_packages",
+    "preload",
+    "released",
+    "converters",
+    "versions",
+    "companions",
+}
+
+
+def _read(path: Path) -> dict[str, Environment]:
+    found = {}
+    for name, spec in (_document(path).get("env") or {}).items():
+        if name in (CURRENT, ERA) or not isinstance(spec, dict):
+            raise IssuemineError(f"{path}: [env.{name}] must be a table and not be called {CURRENT!r} or {ERA!r}")
+        unknown = set(spec) - ENV_KEYS
+        if unknown:
+            raise IssuemineError(f"{path}: env.{name} has unknown key(s) {', '.join(sorted(unknown))}")
         packages = spec.get("packages", [])
         if not isinstance(packages, list) or not all(isinstance(p, str) for p in packages):
             raise IssuemineError(f"{path}: env.{name}.packages must be a list of requirement strings")
+        released = spec.get("released")
+        if released is not None and not isinstance(released, datetime.date):
+            raise IssuemineError(f"{path}: env.{name}.released must be a date (2022-10-28)")
+        tables = {key: spec.get(key) or {} for key in ("versions", "companions")}
+        for key, table in tables.items():
+            if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+                raise IssuemineError(f"{path}: env.{name}.{key} must map names to strings")
         venv = envs_dir() / name
         found[name] = Environment(
             name,
@@ -97,11 +170,41 @@ def load(path: Path | None = None) -> dict[str, Environment]:
             bool(spec.get("system_site_packages", False)),
             tuple(spec.get("preload", DEFAULT_PRELOAD)),
             venv,
+            released,
+            tuple(spec.get("converters", ())),
+            dict(tables["versions"]),
+            dict(tables["companions"]),
+            str(path),
         )
     return found
 
 
+def size_on_disk(env: Environment) -> int:
+    """Bytes an environment's virtualenv takes (0 when it is not built)."""
+    if env.venv is None or not env.venv.exists():
+        return 0
+    total = 0
+    for root, _, files in os.walk(env.venv):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+def prune(env: Environment) -> int:
+    """Delete a built environment's virtualenv; the bytes freed."""
+    if env.venv is None:
+        raise IssuemineError(f"{env.name!r} is the interpreter issuemine runs in; nothing to prune")
+    freed = size_on_disk(env)
+    shutil.rmtree(env.venv, ignore_errors=True)
+    if env.venv.exists():
+        raise IssuemineError(f"could not delete {env.venv}")
+    return freed
+
+
 def resolve(name: str, path: Path | None = None) -> Environment:
+    if name == ERA:
+        raise IssuemineError("'era' picks a stack per issue: use it with `repro run` and `repro report`, or name one")
     environments = load(path)
     if name not in environments:
         where = config_path(path) or "no environments file (repro-envs.toml)"

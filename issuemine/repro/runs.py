@@ -63,6 +63,7 @@ class Job:
     runnable: bool = True
     reason: str | None = None
     variant: str = AS_WRITTEN
+    note: dict[str, Any] | None = None  # stored in the run's evidence (an era run: which stack and why)
 
 
 def variants_of(provenance: dict[str, Any] | None, stack: dict[str, object] | None = None) -> list[str]:
@@ -209,7 +210,7 @@ def stored_run(outcome: Outcome, runner: Runner) -> dict[str, Any]:
         "reason": verdict.reason,
         "policy": runner.policy,
         "reached_converter": verdict.reached_converter,
-        "evidence": json_safe(verdict.evidence),
+        "evidence": json_safe({**verdict.evidence, **(outcome.job.note or {})}),
         "versions": json_safe(result.get("versions", {})),
         "sandbox": result.get("isolation", "not run"),
         "mode": result.get("mode", "-"),
@@ -223,8 +224,15 @@ def stored_run(outcome: Outcome, runner: Runner) -> dict[str, Any]:
     }
 
 
-def pending_jobs(db: Database, env: Environment, sample: str | None, rerun: bool) -> tuple[list[Job], int]:
-    """Candidates still to run in ``env`` (and how many were skipped as already run)."""
+def pending_jobs(
+    db: Database,
+    env: Environment,
+    sample: str | None,
+    rerun: bool,
+    notes: dict[int, dict[str, Any]] | None = None,
+) -> tuple[list[Job], int]:
+    """Candidates still to run in ``env`` (and how many were skipped as already run); with
+    ``notes``, only the issues it names, each job carrying its note."""
     query = select(
         ReproCandidate.issue_id,
         ReproCandidate.script,
@@ -248,11 +256,13 @@ def pending_jobs(db: Database, env: Environment, sample: str | None, rerun: bool
     jobs, skipped = [], 0
     stack = features(env.python)
     for issue_id, script, runnable, reason, provenance in rows:
+        if notes is not None and issue_id not in notes:
+            continue
         for variant in variants_of(provenance, stack) if runnable else [AS_WRITTEN]:
             if not rerun and done.get((issue_id, variant)) == script_sha(script):
                 skipped += 1
                 continue
-            jobs.append(Job(issue_id, script, runnable, reason, variant))
+            jobs.append(Job(issue_id, script, runnable, reason, variant, (notes or {}).get(issue_id)))
     return jobs, skipped
 
 
@@ -262,10 +272,15 @@ def run_issues(
     sample: str | None = None,
     on_start: Callable[[int], None] | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
+    notes: dict[int, dict[str, Any]] | None = None,
+    report: RunReport | None = None,
 ) -> RunReport:
-    """Run every pending candidate (of ``sample``) and store the verdicts one by one."""
-    jobs, skipped = pending_jobs(db, options.env, sample, options.rerun)
-    report = RunReport(candidates=len(jobs) + skipped, skipped=skipped)
+    """Run every pending candidate (of ``sample``; of the issues ``notes`` names) and store the
+    verdicts one by one."""
+    jobs, skipped = pending_jobs(db, options.env, sample, options.rerun, notes)
+    report = report or RunReport()
+    report.candidates += len(jobs) + skipped
+    report.skipped += skipped
     runner = Runner(options)
     report.sandbox = runner.kind
     if on_start:

@@ -22,6 +22,7 @@ from issuemine.db.rows import find_issue, sample_id, table_of
 from issuemine.domain.converters import default_catalog_paths, knowledge, load_catalog
 from issuemine.domain.stages import stage_from_pasted
 from issuemine.errors import IssuemineError
+from issuemine.repro.environments import ERA
 from issuemine.repro.runs import AS_WRITTEN, LEGACY, shown_run
 from issuemine.repro.verdicts import VERDICTS
 from issuemine.repro.versions import major_minor
@@ -253,6 +254,13 @@ def _era_variant(created: Any, provenance: dict[str, Any] | None, variants: dict
     return LEGACY
 
 
+def _era_choices(db: Database, sample: str | None) -> dict[int, str]:
+    from issuemine.repro import environments
+    from issuemine.repro.era import plan
+
+    return {issue_id: choice.stack.name for issue_id, choice in plan(db, sample, environments.load()).items()}
+
+
 def repro_report(db: Database, env: str, sample: str | None = None) -> TiebackReport:
     from issuemine.domain.taxonomy import taxonomy
 
@@ -275,18 +283,22 @@ def repro_report(db: Database, env: str, sample: str | None = None) -> TiebackRe
         }
         created = dict(session.execute(select(Issue.id, Issue.created_at).where(Issue.id.in_(ids))).all())
         by_issue: dict[int, dict[str, Any]] = {}
+        # `--env era`: each issue's run in the stack of its time (the choice `repro run --env era` made).
+        era = _era_choices(db, sample) if env == ERA else None
+        wanted = sorted(set(era.values())) if era is not None else [env]
         for r in session.execute(
             select(
                 ReproRun.issue_id,
+                ReproRun.env,
                 ReproRun.variant,
                 ReproRun.exporter,
                 ReproRun.verdict,
                 ReproRun.stage,
                 ReproRun.reached_converter,
                 ReproRun.versions,
-            ).where(ReproRun.env == env)
+            ).where(ReproRun.env.in_(wanted))
         ):
-            if r.issue_id in ids:
+            if r.issue_id in ids and (era is None or era.get(r.issue_id) == r.env):
                 by_issue.setdefault(r.issue_id, {})[r.variant] = r
     in_scope = {i: c for i, c in candidates.items() if i in ids}
     runs = {}

@@ -7,15 +7,21 @@ download nothing. Outside CI a machine without it skips them; in CI a missing st
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import textwrap
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from issuemine.errors import IssuemineError
 from issuemine.repro import environments
+from issuemine.repro.environments import companion_packages
+from issuemine.repro.era import choose, companions_needed, snippet_imports, stacks_for
 from issuemine.repro.runs import AS_WRITTEN, LEGACY, Runner, RunOptions, variants_of
 from issuemine.repro.sandbox import Limits
 from tests.repro.conftest import Harness
@@ -182,3 +188,100 @@ def test_the_shim_and_the_run_server_load_on_every_supported_python(version: str
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[1, 2, 3]"
+
+
+# -- the catalog of stacks and the choice of an issue's stack (offline) ------------------------------
+
+CATALOG = environments.load()
+
+
+@pytest.mark.parametrize(
+    ("converter", "created", "reported", "stack"),
+    [
+        ("torch.onnx", "2023-01-05", {"torch": "1.13.1"}, "torch-1-13"),  # the reported version decides
+        ("torch.onnx", "2023-01-05", {"torch": "1.9.0+cu111"}, "torch-1-8"),  # the nearest older stack
+        ("torch.onnx", "2019-06-01", {"torch": "1.1.0"}, "torch-1-8"),  # older than the catalog
+        ("torch.onnx", "2022-01-10", {}, "torch-1-10"),  # no version: the newest released before
+        ("torch.onnx", "2018-03-01", {}, "torch-1-8"),
+        ("torch.onnx", "2026-11-01", {}, "torch-2-7"),
+        ("tf2onnx", "2022-01-10", {"tf2onnx": "1.9.3"}, "tf-2-7"),
+        ("tf2onnx", "2022-08-10", {"tensorflow": "2.9.1"}, "tf-2-9"),
+        ("tf2onnx", "2023-06-01", {}, "tf-2-12"),
+    ],
+)
+def test_an_issue_gets_the_stack_of_its_time(converter: str, created: str, reported: dict, stack: str) -> None:
+    import datetime
+
+    choice = choose(converter, datetime.date.fromisoformat(created), reported, CATALOG)
+    assert choice.stack.name == stack, choice.why
+    assert choice.why  # recorded with the run
+
+
+def test_the_catalog_covers_every_year_of_the_study_per_converter() -> None:
+    for converter, package in (("torch.onnx", "torch"), ("tf2onnx", "tensorflow")):
+        stacks = stacks_for(converter, CATALOG)
+        assert {s.released.year for s in stacks if s.released} >= {2021, 2022, 2023}
+        for stack in stacks:
+            assert stack.versions.get(package) and stack.python and stack.packages
+            pinned = {p.split("==")[0] for p in stack.packages}
+            assert {"onnx", "onnxruntime"} <= pinned and all("==" in p for p in stack.packages), stack.name
+            # Every companion pin is the allowlisted package for its import name.
+            script = "".join(f"import {name}\n" for name in stack.companions)
+            assert set(companions_needed(stack, script, companion_packages())) == set(stack.companions)
+
+
+def test_only_allowlisted_imports_get_companions() -> None:
+    stack = CATALOG["torch-1-13"]
+    script = "import os\nimport torchvision.models as models\nfrom timm import create_model\nimport totally_evil\n"
+    assert snippet_imports(script) == {"os", "torchvision", "timm", "totally_evil"}
+    needed = companions_needed(stack, script, companion_packages())
+    assert needed == {"timm": "timm==0.6.12", "torchvision": "torchvision==0.14.1"}
+    # A stack whose pin names another package than the allowlist's is refused, not installed.
+    forged = replace(stack, companions={"torchvision": "evil-package==1.0"})
+    with pytest.raises(IssuemineError, match="must pin torchvision"):
+        companions_needed(forged, script, companion_packages())
+
+
+def test_a_sample_runs_in_the_stacks_of_its_time(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    from issuemine.cli.app import app
+    from issuemine.corpus.store import save_issue
+    from issuemine.db import open_db
+    from issuemine.db.models import ReproRun
+    from issuemine.db.rows import ensure_repository
+
+    era_stack()
+    catalog = tmp_path / "stacks.toml"
+    old = '[env.torch-1-8-unbuilt]\nreleased = 2021-03-04\nconverters = ["torch.onnx"]\nversions = { torch = "1.8" }\n'
+    catalog.write_text(ERA_FILE.read_text() + "\n" + old + 'python = "3.8"\npackages = ["torch==1.8.1"]\n')
+    monkeypatch.setenv("ISSUEMINE_STACKS", str(catalog))
+    url = str(tmp_path / "era.db")
+    database = open_db(url)
+    bodies = {
+        1: (TORCH_UNSUPPORTED, "torch 1.13.1", "2023-01-10T00:00:00Z"),
+        2: (TORCH_PASSES, "torch 1.8.0", "2021-05-01T00:00:00Z"),
+    }
+    with database.session() as session:
+        repo = ensure_repository(session, "pytorch/pytorch")
+        for number, (code, versions, created) in bodies.items():
+            body = f"Export fails.\n\n```python\n{code}```\n\nVersions: {versions}\n"
+            raw = {"id": 500 + number, "number": number, "title": "export", "body": body, "state": "closed"}
+            save_issue(session, repo, {**raw, "created_at": created, "labels": [{"id": 1, "name": "module: onnx"}]})
+    assert cli.invoke(app, ["repro", "extract", "--db", url]).exit_code == 0
+
+    result = cli.invoke(app, ["repro", "run", "--env", "era", "--no-build", "--json", "--db", url])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["stacks"] == {"era-2023": 1, "torch-1-8-unbuilt": 1}
+    assert report["not_built"] == {"torch-1-8-unbuilt": 1} and report["ran"] == 1
+    with database.session() as session:
+        (run,) = session.scalars(select(ReproRun))
+    assert (run.env, run.verdict, run.stage) == ("era-2023", "crash", "node-conversion")
+    assert run.evidence["era"] == {"stack": "era-2023", "why": "the thread reports torch 1.13.1"}
+    assert run.versions["torch"].startswith("1.13")
+
+    tied = json.loads(cli.invoke(app, ["repro", "report", "--env", "era", "--json", "--db", url]).stdout)
+    assert tied["coverage"]["run"] == 1, tied["coverage"]
+    listed = json.loads(cli.invoke(app, ["repro", "env", "list", "--json"]).stdout)
+    states = {row["name"]: (row["built"], row["released"]) for row in listed}
+    assert states["era-2023"] == ("yes", "2023-03-22") and states["torch-1-8-unbuilt"] == ("no", "2021-03-04")
+    database.close()
