@@ -374,6 +374,16 @@ def _print_run(data: dict[str, Any]) -> None:
         )
     if evidence.get("stage_from"):
         out.print(f"  stage from: {evidence['stage_from']}")
+    if evidence.get("era"):
+        era = evidence["era"]
+        out.print(f"  stack of its time: {era.get('stack')} ({era.get('why')})", markup=False, highlight=False)
+        for name, why in (era.get("companions") or {}).items():
+            out.print(f"  companion {name}: {why}", markup=False, highlight=False)
+    found = data.get("reported_error")
+    if found:
+        out.print(f"  against the reported error: {found['match']}", markup=False, highlight=False)
+        out.print(f"    reported: {found.get('reported') or '(no readable error in the thread)'}", markup=False)
+        out.print(f"    re-run:   {found.get('rerun')}", markup=False, highlight=False)
     for graph in evidence.get("graph") or []:
         ops = ", ".join(f"{op} {n}" for op, n in (graph.get("op_counts") or {}).items())
         if ops:
@@ -442,6 +452,10 @@ def report_cmd(
     """Coverage, verdicts by converter, and how verdicts and inferred stages agree with the human labels.
 
     With --against OTHER, also the issue-by-issue changes from OTHER to --env (fixed, broke, changed).
+    With --env era, each issue's run in the stack of its time (`repro run --env era`), and per
+    converter and labeled symptom: failing with the error the reporter pasted (same exception and
+    normalized message, and the same innermost converter frame where both show one), failing
+    otherwise, and, beside today's run ('current'), fixed since or still failing.
     """
     from issuemine.repro.tieback import compare_envs, repro_report
 
@@ -464,6 +478,13 @@ def report_cmd(
         out.print(line)
     if report.comparison is not None:
         _print_comparison(report.comparison)
+    if report.era is not None and report.era.rows:
+        from issuemine.repro.tieback import ERA_COLUMNS
+
+        rows = [[c, s, *counts] for c, s, counts in report.era.rows]
+        title = "Labeled failures in the stack of their time, and today ('current')"
+        out.print(table(title, ["converter", "labeled symptom", *ERA_COLUMNS], rows))
+        out.print(f"{report.era.strongest} labeled crash(es) crash in their era with the reported error and pass today")
     for agreement, what in (
         (report.stage_agreement, "the re-run crash"),
         (report.traceback_stage_agreement, "the reported traceback"),

@@ -31,7 +31,10 @@ TB_FRAME = re.compile(
     re.M,
 )
 TB_EXCEPTION = re.compile(
-    r"^(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Failure))(?::[ \t]*(?P<message>.*))?$", re.M
+    r"^(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Failure)"
+    # ONNX Runtime's exceptions are named by status: Fail, InvalidGraph, NotImplemented...
+    r"|[\w.]*onnxruntime_pybind11_state\.\w+)(?::[ \t]*(?P<message>.*))?$",
+    re.M,
 )
 LOOKS_LIKE = re.compile(r"Traceback \(most recent call last\)|^\s*File \"[^\"]+\", line \d+", re.M)
 STACK_DUMP = re.compile(

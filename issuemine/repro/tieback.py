@@ -22,6 +22,7 @@ from issuemine.db.rows import find_issue, sample_id, table_of
 from issuemine.domain.converters import default_catalog_paths, knowledge, load_catalog
 from issuemine.domain.stages import stage_from_pasted
 from issuemine.errors import IssuemineError
+from issuemine.repro import same_error
 from issuemine.repro.environments import ERA
 from issuemine.repro.runs import AS_WRITTEN, LEGACY, shown_run
 from issuemine.repro.verdicts import VERDICTS
@@ -48,6 +49,11 @@ def issue_runs(db: Database, ref: str, env: str | None = None) -> dict[str, Any]
             query = query.where(ReproRun.env == env)
         columns = [c.name for c in table_of(ReproRun).columns]
         runs = [shown_run({c: getattr(r, c) for c in columns}) for r in session.scalars(query)]
+        pasted = list(candidate.tracebacks or []) if candidate is not None else []
+        for run in runs:
+            found = same_error.compare(pasted, run["verdict"], run.get("evidence") or {})
+            if found is not None:
+                run["reported_error"] = found
         return {
             "issue": f"{repo.full_name if repo else '?'}#{issue.number}",
             "issue_id": issue.id,
@@ -120,6 +126,7 @@ class TiebackReport:
     traceback_stage_agreement: StageAgreement
     by_variant: Crosstab | None = None  # every run, by variant and the exporter it used
     comparison: EnvComparison | None = None
+    era: EraOutcomes | None = None  # --env era: reproduced in the stack of its time, and since
 
     def as_dict(self) -> dict[str, Any]:
         data = {
@@ -136,7 +143,38 @@ class TiebackReport:
         }
         if self.comparison is not None:
             data["comparison"] = self.comparison.as_dict()
+        if self.era is not None:
+            data["era"] = self.era.as_dict()
         return data
+
+
+ERA_COLUMNS = (
+    "same error",  # fails in its stack with the error the reporter pasted
+    "another error",
+    "fails, nothing to compare",  # a wrong model, or no readable error in the thread
+    "passes in its era",
+    "no result",  # not runnable, converted but not compared, sandbox
+    "fixed since",  # fails in its stack, passes today
+    "still failing today",
+)
+
+
+@dataclass
+class EraOutcomes:
+    """Labeled failures re-run in the stack of their time, per converter and labeled symptom, and what
+    today's stack says of the same snippet."""
+
+    rows: list[tuple[str, str, list[int]]]  # (converter, labeled symptom, counts in ERA_COLUMNS order)
+    strongest: int  # labeled crashes that crash in their era with the reported error and pass today
+    stage_by_stack: list[tuple[str, str, str, int]]  # (stack, labeled stage, stage of the era crash, n)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "columns": list(ERA_COLUMNS),
+            "rows": [[c, s, counts] for c, s, counts in self.rows],
+            "strongest": self.strongest,
+            "stage_by_stack": [list(row) for row in self.stage_by_stack],
+        }
 
 
 def _crosstab(rows: list[tuple[str, str]], index: str) -> Crosstab:
@@ -169,6 +207,8 @@ def _issues(db: Database, sample: str | None) -> list[tuple[int, str, str]]:
 
 
 FAILING = {"crash", "ort-load-fail", "wrong-model", "hang"}
+FAILING_SYMPTOMS = {"crash", "wrong-model", "hang", "bad-performance"}
+CURRENT_ENV = "current"
 
 
 @dataclass
@@ -341,6 +381,9 @@ def repro_report(db: Database, env: str, sample: str | None = None) -> TiebackRe
             confusion.append((str(stage), str(run.stage)))
     traceback_agreement = _traceback_agreement(in_scope, labeled)
     lines = _reproduction_lines(symptom_rows, ran, labeled) + switched + _version_gap(ran, candidates)
+    era_outcomes = (
+        _era_outcomes(db, ran, candidates, labeled, converter_of, created) if env == ERA and labeled else None
+    )
     return TiebackReport(
         env,
         sample,
@@ -352,7 +395,63 @@ def repro_report(db: Database, env: str, sample: str | None = None) -> TiebackRe
         StageAgreement(confusion),
         traceback_agreement,
         by_variant=by_variant,
+        era=era_outcomes,
     )
+
+
+def _era_outcomes(
+    db: Database,
+    ran: list[Any],
+    candidates: dict[int, Any],
+    labeled: dict[int, Any],
+    converter_of: dict[int, str],
+    created: dict[int, Any],
+) -> EraOutcomes:
+    """Each labeled failure's run in its own stack, beside today's run of the same snippet."""
+    today: dict[int, dict[str, Any]] = {}
+    with db.session() as session:
+        for r in session.execute(
+            select(ReproRun.issue_id, ReproRun.variant, ReproRun.verdict).where(ReproRun.env == CURRENT_ENV)
+        ):
+            today.setdefault(r.issue_id, {})[r.variant] = r
+    with db.session() as session:
+        evidence = {
+            (r.issue_id, r.env, r.variant): r.evidence or {}
+            for r in session.execute(select(ReproRun.issue_id, ReproRun.env, ReproRun.variant, ReproRun.evidence))
+        }
+    counts: dict[tuple[str, str], list[int]] = {}
+    strongest = 0
+    stages: dict[tuple[str, str, str], int] = {}
+    for run in ran:
+        label = labeled.get(run.issue_id)
+        symptom = getattr(label, "symptom", None) if label is not None else None
+        if symptom not in FAILING_SYMPTOMS:
+            continue
+        row = counts.setdefault((converter_of[run.issue_id], str(symptom)), [0] * len(ERA_COLUMNS))
+        pasted = list(candidates[run.issue_id].tracebacks or [])
+        found = same_error.compare(pasted, run.verdict, evidence.get((run.issue_id, run.env, run.variant), {}))
+        if run.verdict in FAILING:
+            match = (found or {}).get("match", same_error.NOTHING)
+            row[{same_error.SAME: 0, same_error.DIFFERENT: 1}.get(match, 2)] += 1
+            now = today.get(run.issue_id)
+            if now:
+                provenance = candidates[run.issue_id].provenance
+                verdict = now[_era_variant(created.get(run.issue_id), provenance, now)].verdict
+                if verdict == "passes":
+                    row[5] += 1
+                    strongest += symptom == "crash" and run.verdict == "crash" and match == same_error.SAME
+                elif verdict in FAILING:
+                    row[6] += 1
+            stage = getattr(label, "stage", None)
+            if run.verdict == "crash" and run.stage and stage:
+                key = (run.env, str(stage), str(run.stage))
+                stages[key] = stages.get(key, 0) + 1
+        elif run.verdict == "passes":
+            row[3] += 1
+        else:
+            row[4] += 1
+    rows = [(c, s, v) for (c, s), v in sorted(counts.items())]
+    return EraOutcomes(rows, strongest, [(*k, n) for k, n in sorted(stages.items())])
 
 
 def _reproduction_lines(symptom_rows: list[tuple[str, str]], ran: list[Any], labeled: dict[int, Any]) -> list[str]:

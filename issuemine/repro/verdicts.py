@@ -247,6 +247,7 @@ def converter_crash(d: _Decision) -> Verdict | None:
     run = d.run
     if run.failed_calls:
         error = _dict(run.failed_calls[0].get("error"))
+        d.evidence["error"] = error  # compared with what the reporter pasted (repro.same_error)
         return d.verdict("crash", d.stage_of(error), root_summary(error), True)
     if run.signal is not None and run.converter_running and run.converted < len(run.starts):
         stage = d.stage_of(None)
@@ -311,6 +312,7 @@ def script_failed(d: _Decision) -> Verdict | None:
         converter_errors = [e for e in run.errors if touches_converter(e, d.context.knowledge)]
         if converter_errors:
             error = converter_errors[0]
+            d.evidence["error"] = error
             return d.verdict("crash", d.stage_of(error), root_summary(error), True)
         d.evidence["error"] = run.errors[0]
         return d.verdict("not-runnable", None, not_runnable_reason(run.errors[0]), False)

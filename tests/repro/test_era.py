@@ -63,6 +63,26 @@ TORCH_PASSES = script(
     """
 )
 
+# As torch 1.13 prints it, in a reporter's environment.
+UNSUPPORTED_1_13 = (
+    "Exporting the operator 'aten::fft_fft' to ONNX opset version 11 is not supported. Please feel free to "
+    "request support or submit a pull request on PyTorch GitHub: https://github.com/pytorch/pytorch/issues"
+)
+SITE = "/home/someone/.venv/lib/python3.10/site-packages/torch/onnx/utils.py"
+PASTED_1_13 = f"""```
+Traceback (most recent call last):
+  File "/home/someone/work/export.py", line 9, in <module>
+    torch.onnx.export(Spectrum(), (torch.randn(2, 8),), "spectrum.onnx", opset_version=11)
+  File "{SITE}", line 504, in export
+    _export(
+  File "{SITE}", line 1529, in _export
+    graph, params_dict, torch_out = _model_to_graph(
+  File "{SITE}", line 1891, in _run_symbolic_function
+    raise errors.UnsupportedOperatorError(
+torch.onnx.errors.UnsupportedOperatorError: {UNSUPPORTED_1_13}
+```
+"""
+
 TORCH_UNSUPPORTED = script(
     """
     import torch
@@ -257,13 +277,13 @@ def test_a_sample_runs_in_the_stacks_of_its_time(tmp_path: Path, cli, monkeypatc
     url = str(tmp_path / "era.db")
     database = open_db(url)
     bodies = {
-        1: (TORCH_UNSUPPORTED, "torch 1.13.1", "2023-01-10T00:00:00Z"),
-        2: (TORCH_PASSES, "torch 1.8.0", "2021-05-01T00:00:00Z"),
+        1: (TORCH_UNSUPPORTED, "torch 1.13.1", "2023-01-10T00:00:00Z", PASTED_1_13),
+        2: (TORCH_PASSES, "torch 1.8.0", "2021-05-01T00:00:00Z", ""),
     }
     with database.session() as session:
         repo = ensure_repository(session, "pytorch/pytorch")
-        for number, (code, versions, created) in bodies.items():
-            body = f"Export fails.\n\n```python\n{code}```\n\nVersions: {versions}\n"
+        for number, (code, versions, created, pasted) in bodies.items():
+            body = f"Export fails.\n\n```python\n{code}```\n\n{pasted}\nVersions: {versions}\n"
             raw = {"id": 500 + number, "number": number, "title": "export", "body": body, "state": "closed"}
             save_issue(session, repo, {**raw, "created_at": created, "labels": [{"id": 1, "name": "module: onnx"}]})
     assert cli.invoke(app, ["repro", "extract", "--db", url]).exit_code == 0
@@ -279,8 +299,30 @@ def test_a_sample_runs_in_the_stacks_of_its_time(tmp_path: Path, cli, monkeypatc
     assert run.evidence["era"] == {"stack": "era-2023", "why": "the thread reports torch 1.13.1"}
     assert run.versions["torch"].startswith("1.13")
 
-    tied = json.loads(cli.invoke(app, ["repro", "report", "--env", "era", "--json", "--db", url]).stdout)
+    # What the reporter pasted (opset 11, their paths) is the error the era's re-run raised (opset 13).
+    shown = json.loads(cli.invoke(app, ["repro", "show", "pytorch/pytorch#1", "--json", "--db", url]).stdout)
+    found = shown["runs"][0]["reported_error"]
+    assert found["match"] == "same-error", found
+    assert found["reported"].startswith("UnsupportedOperatorError: exporting the operator 'aten::fft_fft'")
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "repo,number,symptom,stage,cause\n"
+        + "".join(f"pytorch/pytorch,{n},Crash,Node Transformation,Incompatability\n" for n in bodies)
+    )
+    imported = ["labels", "import", str(labels), "--rater", "R1", "--sample", "old", "--db", url]
+    assert cli.invoke(app, imported).exit_code == 0
+    assert cli.invoke(app, ["repro", "run", "--env", "current", "--json", "--db", url]).exit_code == 0
+    tied = json.loads(
+        cli.invoke(app, ["repro", "report", "--env", "era", "--sample", "old", "--json", "--db", url]).stdout
+    )
     assert tied["coverage"]["run"] == 1, tied["coverage"]
+    # Reproduced in its era with the reported error; today's torch (dynamo) fails on it as well.
+    (row,) = tied["era"]["rows"]
+    counts = dict(zip(tied["era"]["columns"], row[2], strict=True))
+    assert row[:2] == ["torch.onnx", "crash"] and counts["same error"] == 1 and counts["another error"] == 0
+    assert counts["fixed since"] + counts["still failing today"] == 1 and tied["era"]["strongest"] == 0
+    assert tied["era"]["stage_by_stack"] == [["era-2023", "node-conversion", "node-conversion", 1]]
     listed = json.loads(cli.invoke(app, ["repro", "env", "list", "--json"]).stdout)
     states = {row["name"]: (row["built"], row["released"]) for row in listed}
     assert states["era-2023"] == ("yes", "2023-03-22") and states["torch-1-8-unbuilt"] == ("no", "2021-03-04")
