@@ -24,6 +24,7 @@ SKIP = {
     "issuemine repro env build": "downloads the environment's packages",
     "issuemine repro run --env old": "needs a built environment",
     "issuemine repro run --env era": "builds the stacks of their time (downloads; tests/repro/test_era.py runs one)",
+    "issuemine repro bisect": "builds and runs stacks of their time (tests/repro/test_era.py bisects an issue)",
     "issuemine difftest run": "a campaign of 360 generated models (tests/difftest runs small ones)",
     "issuemine difftest report": "needs a campaign (tests/difftest renders it)",
     "issuemine difftest show": "needs a campaign",

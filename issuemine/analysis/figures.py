@@ -222,3 +222,29 @@ def save(fig: Figure, folder: Path, name: str) -> list[Path]:
         for path in paths:
             fig.savefig(path, dpi=300 if path.suffix == ".png" else None)
     return paths
+
+
+@styled
+def fixed_vs_closed(table: pd.DataFrame, title: str) -> Figure:
+    """Per bisected issue: when it was closed (x) and when the first stack where it passes came out
+    (y). Points below the diagonal were closed after the release that fixed them; regressions are
+    marked apart."""
+    fig, ax = _figure((WIDTH, 2.8))
+    colors = converter_color(sorted(table["converter"].unique()))
+    for (converter, regression), part in table.groupby(["converter", "regression"]):
+        ax.scatter(
+            pd.to_datetime(part["closed"]),
+            pd.to_datetime(part["fixed in (released)"]),
+            color=colors[converter],
+            marker="x" if regression else "o",
+            s=18,
+            label=f"{converter}{' (regression)' if regression else ''}",
+        )
+    dates = pd.to_datetime(pd.concat([table["closed"], table["fixed in (released)"]]).dropna())
+    if not dates.empty:
+        ax.plot([dates.min(), dates.max()], [dates.min(), dates.max()], color="grey", linewidth=0.5, linestyle=":")
+    ax.set_xlabel("issue closed")
+    ax.set_ylabel("first stack that passes (released)")
+    _title(ax, title)
+    ax.legend(loc="upper left", frameon=False, fontsize=6)
+    return fig

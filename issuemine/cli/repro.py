@@ -438,6 +438,74 @@ def show_cmd(
         out.print("not run yet: `issuemine repro run`")
 
 
+@repro_app.command("bisect")
+@handle_errors
+@sandbox_options
+def bisect_cmd(
+    issue: str | None = typer.Argument(None, help="The issue: owner/repo#N, its URL, or issuemine's issue id."),
+    sample: str | None = typer.Option(None, "--sample", help="Every issue of this sample with a runnable snippet."),
+    converter: str | None = typer.Option(
+        None, "--converter", help="Whose stacks to walk (default: the converter of the issue's repository)."
+    ),
+    full: bool = typer.Option(
+        False, "--full", help="Run every stack from its era to today instead of a binary search (finds regressions)."
+    ),
+    build: bool = typer.Option(True, "--build/--no-build", help="Build missing stacks (downloads), or skip them."),
+    db: str | None = DbOption,
+    as_json: bool = JsonOption,
+    settings: SandboxSettings | None = None,
+) -> None:
+    """The release that fixed an issue: its snippet across the stacks of their time, in release order.
+
+    Starting from the stack of the issue's time (where it must fail as reported: the same error, or
+    a failure where the thread pasted none) and today's, a binary search finds the last stack where
+    it fails and the first where it passes, reusing stored runs; the result is stored and shown
+    beside the issue's close date and the commit or pull request its timeline names.
+
+    Examples: `issuemine repro bisect pytorch/pytorch#49403`; `issuemine repro bisect --sample study --no-build`.
+    """
+    from issuemine.repro.bisect import bisect_issue, sample_issues, store
+
+    assert settings is not None
+    if (issue is None) == (sample is None):
+        raise IssuemineError("name one issue, or a sample with --sample")
+    database_ = database(db)
+    found = environments.load(settings.envs_file)
+    options = settings.run_options(env_name=environments.CURRENT)
+    issues: list[str | int] = [issue] if issue else list(sample_issues(database_, sample or ""))
+    results = []
+    with (
+        interrupt.deferred_interrupt(),
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            disable=as_json,
+        ) as progress,
+    ):
+        task = progress.add_task("bisecting", total=len(issues))
+        for ref in issues:
+
+            def running(stack: str, ref: str | int = ref) -> None:
+                progress.update(task, description=f"{ref}: running in {stack}")
+
+            result = bisect_issue(database_, ref, options, found, converter, full, build, running)
+            store(database_, result)
+            results.append(result)
+            progress.update(task, advance=1)
+            interrupt.check()  # between issues: every finished bisection is stored
+    if as_json:
+        print_json([r.as_dict() for r in results] if sample else results[0].as_dict())
+        return
+    for result in results:
+        out.print(f"{result.issue}: {result.status}: {result.summary}", markup=False, highlight=False)
+        if issue:
+            rows = [[s.stack, s.released, s.verdict, s.match or "-", s.state] for s in result.steps]
+            out.print(table("Runs", ["stack", "released", "verdict", "against the report", "reads as"], rows))
+
+
 @repro_app.command("report")
 @handle_errors
 def report_cmd(

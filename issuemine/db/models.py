@@ -432,3 +432,19 @@ class DifftestModel(Base):
     finished_at: Mapped[datetime] = mapped_column(DateTime)
     graph: Mapped[dict[str, Any] | None] = mapped_column()  # the converted model's operators and edges
     localized: Mapped[dict[str, Any] | None] = mapped_column()  # difftest localize: first diverging node
+
+
+class ReproBisection(Base):
+    """Where an issue's failure stopped: its snippet run across the stacks of the catalog."""
+
+    __tablename__ = "repro_bisections"
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True)
+    converter: Mapped[str] = mapped_column(String(80))
+    status: Mapped[str] = mapped_column(String(30))  # fixed, still-failing, never-failed, regression, ...
+    last_failing: Mapped[str | None] = mapped_column(String(80))  # a stack name
+    first_passing: Mapped[str | None] = mapped_column(String(80))
+    summary: Mapped[str] = mapped_column(Text)
+    steps: Mapped[list[Any]] = mapped_column()  # per stack tried: stack, released, verdict, match
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    closed_by: Mapped[str | None] = mapped_column(Text)  # the commit or pull request the timeline names
+    computed_at: Mapped[datetime] = mapped_column(DateTime)

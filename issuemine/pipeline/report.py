@@ -42,6 +42,7 @@ class Report:
     repro: TiebackReport | None = None
     quality: pd.DataFrame | None = None  # the latest quality suite, per model × target
     difftest: dict[str, Any] | None = None  # differential-testing campaigns: difftest.report.summary
+    bisections: pd.DataFrame | None = None  # repro bisect: where each issue's failure stopped
     seconds_tables: float = 0.0
     seconds_total: float = 0.0
 
@@ -104,6 +105,14 @@ def _quality(db: Database) -> tuple[str, pd.DataFrame] | None:
         return None
     table = pd.DataFrame(quality_store.report_rows(rows))
     return str(rows[0]["suite"]), table.reindex(columns=QUALITY_COLUMNS)
+
+
+def _bisections(db: Database, sample: str | None) -> pd.DataFrame | None:
+    """The stored `repro bisect` results (of the sample's issues), or None when there are none."""
+    from issuemine.repro.bisect import bisection_table
+
+    table = bisection_table(db, sample)
+    return table if not table.empty else None
 
 
 def _difftest(db: Database) -> dict[str, Any] | None:
@@ -197,6 +206,12 @@ def build(
                 path = out / "tables" / f"{key}.{'tex' if fmt == 'latex' else fmt}"
                 path.write_text(tables.render(table, fmt) + "\n", encoding="utf-8")
                 report.files.append(path)
+    report.bisections = _bisections(db, name)
+    if report.bisections is not None:
+        for fmt in tables.FORMATS:
+            path = out / "tables" / f"repro-bisect.{'tex' if fmt == 'latex' else fmt}"
+            path.write_text(tables.render(report.bisections.set_index("issue"), fmt) + "\n", encoding="utf-8")
+            report.files.append(path)
     report.seconds_tables = time.perf_counter() - start
     repos = {c.repo: c.name for c in catalog.values()}
     agreement_rows = _agreement_rows(db, taxonomy, repos)
@@ -254,6 +269,15 @@ def build(
                 report.difftest["shares"],
                 [*TABLE_11[::-1], "other"],
                 title("Differential testing: outcomes by model size"),
+            )
+        dated = (
+            report.bisections.dropna(subset=["fixed in (released)", "closed"])
+            if report.bisections is not None
+            else None
+        )
+        if dated is not None and not dated.empty:
+            made["repro-fixed-vs-closed"] = figures.fixed_vs_closed(
+                dated, title("Release that fixed each issue vs when it was closed")
             )
         for key, fig in made.items():
             paths = figures.save(fig, fig_dir, key)
@@ -370,6 +394,7 @@ def _write_html(
         _table_html(tables.time_to_close(final, taxonomy, "stage")),
         "<p>Issues known only as stubs have no closing date; fetch them for these figures.</p>",
         *_repro_html(report.repro, images),
+        *_bisect_html(report.bisections, images),
         *_quality_html(report.quality, images),
         *_difftest_html(report.difftest, images),
         "</body></html>",
@@ -423,6 +448,21 @@ def _quality_html(quality: pd.DataFrame | None, images: dict[str, Path]) -> list
     ]
     if "quality-ratios" in images:
         parts.append(_img(images["quality-ratios"], "converted / original ratios"))
+    return parts
+
+
+def _bisect_html(table: pd.DataFrame | None, images: dict[str, Path]) -> list[str]:
+    if table is None:
+        return []
+    parts = [
+        "<h2>The release that fixed it (<code>repro bisect</code>)</h2>",
+        "<p>Each issue's snippet across the stacks of their time, from the one of its time (where it must fail "
+        "as reported) to today's: the last stack where it fails, the first where it passes, beside the issue's "
+        "close date and the commit or pull request its timeline names.</p>",
+        _table_html(table.set_index("issue")),
+    ]
+    if "repro-fixed-vs-closed" in images:
+        parts.append(_img(images["repro-fixed-vs-closed"], "fixed-in release vs close date"))
     return parts
 
 

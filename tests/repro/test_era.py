@@ -7,6 +7,7 @@ download nothing. Outside CI a machine without it skips them; in CI a missing st
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -327,3 +328,89 @@ def test_a_sample_runs_in_the_stacks_of_its_time(tmp_path: Path, cli, monkeypatc
     states = {row["name"]: (row["built"], row["released"]) for row in listed}
     assert states["era-2023"] == ("yes", "2023-03-22") and states["torch-1-8-unbuilt"] == ("no", "2021-03-04")
     database.close()
+
+
+def test_bisect_finds_the_stack_that_fixed_it_beside_the_close(
+    tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from issuemine.cli.app import app
+    from issuemine.corpus.store import save_issue, save_timeline
+    from issuemine.db import open_db
+    from issuemine.db.models import ReproBisection, ReproRun
+    from issuemine.db.rows import ensure_repository
+
+    era_stack()
+    catalog = tmp_path / "stacks.toml"
+    catalog.write_text(ERA_FILE.read_text())
+    monkeypatch.setenv("ISSUEMINE_STACKS", str(catalog))
+    url = str(tmp_path / "bisect.db")
+    database = open_db(url)
+    body = f"Export fails.\n\n```python\n{TORCH_UNSUPPORTED}```\n\n{PASTED_1_13}\nVersions: torch 1.13.1\n"
+    closed = {"id": 71, "event": "closed", "commit_id": "0123456789abcdef", "created_at": "2023-02-20T10:00:00Z"}
+    with database.session() as session:
+        repo = ensure_repository(session, "pytorch/pytorch")
+        raw = {"id": 600, "number": 7, "title": "fft", "body": body, "state": "closed"}
+        raw |= {"created_at": "2023-01-10T00:00:00Z", "closed_at": "2023-02-20T10:00:00Z"}
+        issue_id = save_issue(session, repo, {**raw, "labels": [{"id": 1, "name": "module: onnx"}]})
+        save_timeline(session, issue_id, [closed], replace=True)
+    assert cli.invoke(app, ["repro", "extract", "--db", url]).exit_code == 0
+
+    result = cli.invoke(app, ["repro", "bisect", "pytorch/pytorch#7", "--no-build", "--json", "--db", url])
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    # torch 1.13's TorchScript exporter has no fft; today's default exporter converts it.
+    assert (found["status"], found["last_failing"], found["first_passing"]) == ("fixed", "era-2023", "current")
+    assert found["summary"] == (
+        "fails through torch 1.13 (Mar 2023), passes from today's stack; closed in Feb 2023 by commit 0123456789"
+    )
+    assert [(s["stack"], s["match"], s["state"]) for s in found["steps"]] == [
+        ("era-2023", "same-error", "fails"),
+        ("current", None, "passes"),
+    ]
+    with database.session() as session:
+        stored = session.get(ReproBisection, issue_id)
+        runs = {r.env: r.finished_at for r in session.scalars(select(ReproRun))}
+    assert stored is not None and stored.status == "fixed" and set(runs) == {"era-2023", "current"}
+    # Stored runs are reused: a second bisection runs nothing.
+    again = cli.invoke(app, ["repro", "bisect", "pytorch/pytorch#7", "--no-build", "--json", "--db", url])
+    assert json.loads(again.stdout)["summary"] == found["summary"]
+    with database.session() as session:
+        assert {r.env: r.finished_at for r in session.scalars(select(ReproRun))} == runs
+    bad = cli.invoke(app, ["repro", "bisect", "--db", url])
+    assert bad.exit_code == 2 and "name one issue" in bad.output
+
+    # The analysis report gets the bisections as a table.
+    labels = tmp_path / "labels.csv"
+    labels.write_text("repo,number,symptom,stage,cause\npytorch/pytorch,7,Crash,Node Transformation,Incompatability\n")
+    assert (
+        cli.invoke(app, ["labels", "import", str(labels), "--rater", "R1", "--sample", "s", "--db", url]).exit_code == 0
+    )
+    out = tmp_path / "report"
+    analyzed = cli.invoke(app, ["analyze", "--sample", "s", "--out", str(out), "--no-figures", "--db", url])
+    assert analyzed.exit_code == 0, analyzed.output
+    rows = list(csv.DictReader((out / "tables" / "repro-bisect.csv").open()))
+    assert [(r["issue"], r["status"], r["closed by"]) for r in rows] == [
+        ("pytorch/pytorch#7", "fixed", "commit 0123456789")
+    ]
+    assert "The release that fixed it" in (out / "report.html").read_text()
+    database.close()
+
+
+def test_the_fixed_in_figure_draws_releases_against_close_dates(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from issuemine.analysis import figures
+
+    table = pd.DataFrame(
+        [
+            {
+                "converter": "torch.onnx",
+                "closed": "2022-03-01",
+                "fixed in (released)": "2022-06-28",
+                "regression": False,
+            },
+            {"converter": "tf2onnx", "closed": "2021-12-01", "fixed in (released)": "2021-11-04", "regression": True},
+        ]
+    )
+    paths = figures.save(figures.fixed_vs_closed(table, "fixed vs closed"), tmp_path, "fixed")
+    assert paths and all(p.stat().st_size > 1000 for p in paths)
