@@ -209,6 +209,13 @@ def test_the_shim_and_the_run_server_load_on_every_supported_python(version: str
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[1, 2, 3]"
+    # And the run server serves a snippet there, sandboxed (cold: one fresh interpreter).
+    bare = environments.Environment(f"python-{version}", python, preload=("json",))
+    runner = Runner(RunOptions(env=bare, limits=Limits(timeout=60), warm=False))
+    with runner.zygote(0) as zygote:
+        outcome = Harness(runner, zygote).run("import sys\nprint(sys.version_info[:2])\n")
+    assert outcome.result["exit_code"] == 0 and outcome.result["versions"]["python"].startswith(version)
+    assert outcome.verdict.reason == "the script never called a converter"
 
 
 # -- the catalog of stacks and the choice of an issue's stack (offline) ------------------------------

@@ -322,7 +322,7 @@ def run(request: dict[str, Any], root: str) -> dict[str, Any]:
     leftovers = _kill_leftovers(_ancestors())  # they may hold the pipe open: only then can it close
     output.finish(OUTPUT_GRACE_SECONDS)
     return {
-        "exit_code": os.waitstatus_to_exitcode(status) if status is not None and os.WIFEXITED(status) else None,
+        "exit_code": os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else None,
         "signal": os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None,
         "timed_out": timed_out,
         "duration": duration,
