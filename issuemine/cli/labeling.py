@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -183,17 +184,82 @@ def label_cmd(
 
     The header (issue, title, your labels) and the question stay on screen; the issue text scrolls
     between them. Keys: number keys choose (with more than 9 choices, type the number and Enter),
-    Enter accepts (the suggestion or your earlier answer), b back, u undo, s skip, f flag as not a
-    converter failure, n note, g go to an issue, PgUp/PgDn (or Space, arrows) scroll, t unfolds the
-    tracebacks, c comments, e the evidence behind a suggestion, ? codebook, o open in a browser, q quit.
-    Suggestions (from the current `suggest` model; the study model until you train one) are
-    pre-selected with their confidence unless the sample hides them (`issuemine suggest mode`).
+    Enter accepts (your earlier answer, or a pre-selected suggestion), b back, u undo, s skip, f flag
+    as not a converter failure, n note, g go to an issue, PgUp/PgDn (or Space, arrows) scroll, t
+    unfolds the tracebacks, c comments, e the evidence behind a suggestion, ? codebook, o open in a
+    browser, q quit. Suggestions (from the current `suggest` model; the study model until you train
+    one) are shown after you answer, with whether the model agreed, so they do not anchor your
+    answer; a sample can pre-select them above a confidence, or hide them (`issuemine suggest
+    mode`). The first rater of a double-labeled sample never sees them.
     """
     tax, _ = load_taxonomy(taxonomy_dir)
     database_ = database(db)
     shown = _prepare_suggestions(database_, tax, sample, needed=order == "uncertain")
-    session = LabelSession(database_, tax, sample, rater, review=review, suggestions=shown, order=order)
+    if shown and first_of_double_labeled(database_, sample, rater):
+        shown = False
+        err.print("suggestions are hidden: you are the first rater of this double-labeled sample")
+    from issuemine.suggest.store import sample_preselect
+
+    preselect = sample_preselect(database_, sample) if shown else None
+    session = LabelSession(
+        database_, tax, sample, rater, review=review, suggestions=shown, order=order, preselect=preselect
+    )
     label_ui.run(session, issue=issue)
+
+
+def suggestion_agreement(db: Database, sample: str | None) -> list[dict[str, Any]]:
+    """Per dimension, how often raters chose the model's suggestion when it was visible before the
+    answer (pre-selected) and when it was shown only after: a gap is anchoring."""
+    from sqlalchemy import select
+
+    from issuemine.db.models import Assignment, Rating
+    from issuemine.db.rows import sample_id
+
+    query = select(Rating.dimension, Rating.code, Rating.suggested, Rating.suggestion_shown).where(
+        Rating.suggested.is_not(None)
+    )
+    with db.session() as session:
+        if sample:
+            sid = sample_id(session, sample)
+            query = query.join(
+                Assignment,
+                (Assignment.issue_id == Rating.issue_id)
+                & (Assignment.rater_id == Rating.rater_id)
+                & (Assignment.sample_id == sid),
+            )
+        rows = session.execute(query).all()
+    found: dict[tuple[str, bool], list[bool]] = {}
+    for dim, code, suggested, shown in rows:
+        found.setdefault((dim, bool(shown)), []).append(code == suggested)
+    return [
+        {"dimension": dim, "visible before the answer": shown, "n": len(hits), "agree": sum(hits) / len(hits)}
+        for (dim, shown), hits in sorted(found.items())
+    ]
+
+
+def first_of_double_labeled(db: Database, sample: str, rater: str) -> bool:
+    """Whether ``rater`` is the first rater of a sample whose issues two raters label: the first
+    assigned (the lowest rater id among the raters of issues assigned twice)."""
+    from sqlalchemy import func, select
+
+    from issuemine.db.models import Assignment, Rater
+    from issuemine.db.rows import sample_id
+
+    with db.session() as session:
+        sid = sample_id(session, sample)
+        doubled = (
+            select(Assignment.issue_id)
+            .where(Assignment.sample_id == sid)
+            .group_by(Assignment.issue_id)
+            .having(func.count() > 1)
+        )
+        first = session.scalar(
+            select(func.min(Assignment.rater_id)).where(Assignment.sample_id == sid, Assignment.issue_id.in_(doubled))
+        )
+        if first is None:
+            return False
+        me = session.scalar(select(Rater.id).where(Rater.name == rater))
+        return me == first
 
 
 def _prepare_suggestions(db: Database, tax: Taxonomy, sample: str, needed: bool) -> bool:
@@ -232,9 +298,23 @@ def agree_cmd(
     repos = {c.repo: c.name for c in catalog().values()}
     frame = ratings_frame(database(db), sample, repos)
     results = agreement.agreement(frame, tax, dimension or None)
+    anchoring = suggestion_agreement(database(db), sample)
     if as_json:
-        print_json([r.as_dict() for r in results])
+        print_json(
+            [r.as_dict() for r in results] + [{"suggestion_agreement": anchoring}]
+            if anchoring
+            else [r.as_dict() for r in results]
+        )
         return
+    if anchoring:
+        rows_ = [(a["dimension"], a["visible before the answer"], a["n"], f"{a['agree']:.1%}") for a in anchoring]
+        out.print(
+            table(
+                "Raters vs the suggestion (an anchoring check)",
+                ["dimension", "suggestion seen first", "n", "agree"],
+                rows_,
+            )
+        )
     if not results:
         raise IssuemineError(
             "no issue has labels from two or more raters" + (f" in sample {sample!r}" if sample else "")

@@ -197,18 +197,38 @@ def show_cmd(
 def mode_cmd(
     sample: str = typer.Option(..., "--sample", help="The sample whose label sessions this applies to."),
     show: bool | None = typer.Option(
-        None, "--show/--hide", help="Show suggestions in the label session, or keep the raters blind."
+        None, "--show/--hide", help="Show suggestions after each answer (the default), or keep the raters blind."
+    ),
+    preselect: float | None = typer.Option(
+        None,
+        "--preselect",
+        min=0.0,
+        max=1.0,
+        help="Pre-select suggestions before the answer, only at or above this confidence (take it from "
+        "`suggest evaluate`: the confidence at which accuracy reaches 0.90).",
     ),
     db: str | None = DbOption,
 ) -> None:
-    """Whether the label session shows suggestions for a sample (shown unless hidden).
+    """How the label session shows suggestions for a sample.
 
-    A study can keep its first rater blind (--hide) and show suggestions to a later one (--show).
+    By default a suggestion is shown only after the rater answered (the screen then says whether the
+    model agreed), so it cannot anchor the answer; `e` shows the evidence at any time. --hide keeps
+    the raters blind; --preselect T pre-selects suggestions of confidence T or more (Enter accepts).
+    In a double-labeled sample the first rater never sees suggestions. Every answer records the
+    suggestion and whether it was visible before the answer (`agree` reports both).
     """
-    from issuemine.suggest.store import HIDE, SHOW, sample_mode, set_sample_mode
+    from issuemine.suggest.store import HIDE, SHOW, sample_mode, sample_preselect, set_sample_mode
 
     database_ = database(db)
-    if show is not None:
-        set_sample_mode(database_, sample, SHOW if show else HIDE)
-    mode = sample_mode(database_, sample)
-    err.print(f"sample {sample!r}: suggestions are {'shown' if mode == SHOW else 'hidden'} in the label session")
+    if preselect is not None and show is False:
+        raise IssuemineError("--preselect shows suggestions: it cannot go with --hide")
+    if show is not None or preselect is not None:
+        set_sample_mode(database_, sample, HIDE if show is False else SHOW, preselect)
+    mode, threshold = sample_mode(database_, sample), sample_preselect(database_, sample)
+    if mode != SHOW:
+        said = "hidden"
+    elif threshold is not None:
+        said = f"pre-selected at confidence {threshold:.2f} or more, otherwise shown after each answer"
+    else:
+        said = "shown after each answer"
+    err.print(f"sample {sample!r}: suggestions are {said} in the label session")

@@ -251,6 +251,10 @@ class Rating(Base):
     taxonomy_version: Mapped[str] = mapped_column(String(50))
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+    # The model's suggestion when the rater answered, and whether it was visible before the answer
+    # (pre-selected) rather than after: `agree`'s anchoring check. None: no suggestion, or imported.
+    suggested: Mapped[str | None] = mapped_column(String(100))
+    suggestion_shown: Mapped[bool | None] = mapped_column(Boolean)
     __table_args__ = (UniqueConstraint("issue_id", "rater_id", "dimension"),)
 
 

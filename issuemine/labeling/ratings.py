@@ -49,8 +49,18 @@ def ensure_rater(session: Session, name: str) -> int:
     return session.scalars(select(Rater.id).where(Rater.name == name)).one()
 
 
-def save_rating(session: Session, issue_id: int, rater_id: int, dimension: str, code: str | None, version: str) -> None:
-    """Set (or, with ``code=None``, clear) one rating; committed by the caller's transaction."""
+def save_rating(
+    session: Session,
+    issue_id: int,
+    rater_id: int,
+    dimension: str,
+    code: str | None,
+    version: str,
+    suggested: str | None = None,
+    suggestion_shown: bool | None = None,
+) -> None:
+    """Set (or, with ``code=None``, clear) one rating, with the suggestion the rater had (its code,
+    and whether it was visible before the answer); committed by the caller's transaction."""
     if code is None:
         session.execute(
             Rating.__table__.delete().where(  # type: ignore[attr-defined]
@@ -71,6 +81,8 @@ def save_rating(session: Session, issue_id: int, rater_id: int, dimension: str, 
                 "taxonomy_version": version,
                 "created_at": now,
                 "updated_at": now,
+                "suggested": suggested,
+                "suggestion_shown": suggestion_shown,
             }
         ],
         ["issue_id", "rater_id", "dimension"],

@@ -111,6 +111,9 @@ class LabelSession:
     dim_index: int = 0
     review: bool = False
     suggestions: bool = True  # False keeps the rater blind (a per-sample setting: `suggest mode`)
+    # A suggestion is shown after the rater answered, so it cannot anchor the answer; a sample that
+    # opts in pre-selects it before the answer, but only at or above this confidence.
+    preselect: float | None = None
     order: str = "queue"  # or "uncertain": the issues the suggestion model is least sure of first
     typed: str = ""
     message: str = ""
@@ -322,13 +325,30 @@ class LabelSession:
             self._answer(choices[number - 1].code)
             return
         current = self._answers.get(dimension)
-        suggestion = self._view.suggestions.get(dimension) if self._view else None
+        suggestion = self._visible_suggestion(dimension)
         if current is not None:
             self._answer(current)
         elif suggestion and suggestion[0] in {c.code for c in self.choices(dimension)}:
             self._answer(suggestion[0])
         else:
-            self.message = "choose a number (no suggestion for this question)"
+            self.message = "choose a number"
+
+    def _suggestion(self, dimension: str | None) -> tuple[str, float, str] | None:
+        if not (self._view and dimension and self.suggestions):
+            return None
+        return self._view.suggestions.get(dimension)
+
+    def _preselected(self, dimension: str | None) -> bool:
+        """Visible before the answer: only where the sample opted in, and above its threshold."""
+        suggestion = self._suggestion(dimension)
+        return bool(suggestion and self.preselect is not None and suggestion[1] >= self.preselect)
+
+    def _visible_suggestion(self, dimension: str | None) -> tuple[str, float, str] | None:
+        """The suggestion the screen may show now: pre-selected, or once the rater has answered."""
+        suggestion = self._suggestion(dimension)
+        if suggestion and (self._preselected(dimension) or (dimension and dimension in self._answers)):
+            return suggestion
+        return None
 
     # -- answering ----------------------------------------------------------------------------
 
@@ -346,22 +366,36 @@ class LabelSession:
                 self._answers.pop(dim, None)
             else:
                 self._answers[dim] = value
+        suggestion = self._suggestion(dimension)
+        shown = self._preselected(dimension)
+        if suggestion and not shown:
+            # Shown now that the rater has answered: whether the model agreed.
+            agreed = "agrees" if suggestion[0] == code else f"suggested {suggestion[0]}"
+            self.message = f"{dimension}: the model {agreed} ({suggestion[1]:.0%})"
         self.dim_index += 1
         complete = self.dim_index >= len(self.dimensions())
         if complete:
             self._status = "done"
-        self._commit(changes)
+        self._commit(changes, dimension, suggestion[0] if suggestion else None, shown)
         if complete:
             self._next()
 
-    def _commit(self, changes: dict[str, str | None]) -> None:
-        """Write the changed ratings and the work state in one transaction, right now."""
+    def _commit(
+        self,
+        changes: dict[str, str | None],
+        answered: str | None = None,
+        suggested: str | None = None,
+        shown: bool | None = None,
+    ) -> None:
+        """Write the changed ratings (the answered one with the suggestion the rater had) and the
+        work state in one transaction, right now."""
         assert self._view is not None
         issue_id = self._view.issue_id
 
         def work(session: Any) -> None:
             for dim, value in changes.items():
-                save_rating(session, issue_id, self.rater_id, dim, value, self.taxonomy.version)
+                extra = (suggested, shown if suggested else None) if dim == answered else (None, None)
+                save_rating(session, issue_id, self.rater_id, dim, value, self.taxonomy.version, *extra)
             self._write_state(session)
 
         self.db.write(work)
@@ -547,7 +581,7 @@ class LabelSession:
             question=question,
             choices=self.choices(dimension),
             answers=dict(self._answers),
-            suggestion=self._view.suggestions.get(dimension) if self._view and dimension else None,
+            suggestion=self._visible_suggestion(dimension),
             typed=self.typed,
             status=self._status,
             note=self._note,

@@ -27,6 +27,8 @@ import numpy as np
 from issuemine.domain.taxonomy import SUBCAUSE, Taxonomy
 from issuemine.errors import IssuemineError
 from issuemine.suggest.features import FEATURES_VERSION, IssueText, domain_features, tokens
+from issuemine.suggest.prior import WEIGHTS as PRIOR_WEIGHTS
+from issuemine.suggest.prior import combine, prior
 
 DIMENSIONS = ("stage", "symptom", "cause")
 MIN_EXAMPLES = 2  # per class: fewer cannot be learned nor calibrated
@@ -144,6 +146,9 @@ class SuggestionModel:
     taxonomy_version: str = ""
     features_version: str = FEATURES_VERSION
     seed: int = 0
+    # The prior's weight per dimension (issuemine.suggest.prior): rules over the whole thread that a
+    # model trained on titles cannot learn, folded into its ranking.
+    prior_weights: dict[str, float] = field(default_factory=lambda: dict(PRIOR_WEIGHTS))
 
     # -- training -------------------------------------------------------------------------------
 
@@ -188,6 +193,9 @@ class SuggestionModel:
         for dim, clf in self.dimensions.items():
             for i, row in enumerate(clf.proba(x)):
                 ranked[i][dim] = sorted(zip(clf.classes, map(float, row), strict=True), key=lambda p: -p[1])
+        weights = getattr(self, "prior_weights", PRIOR_WEIGHTS)  # models stored before the prior: its default
+        if any(weights.values()):
+            ranked = [combine(per, prior(text), weights) for per, text in zip(ranked, texts, strict=True)]
         for i, per in enumerate(ranked):
             if not per.get("cause"):
                 continue

@@ -328,10 +328,19 @@ def sample_mode(db: Database, sample: str) -> str:
         return str((row.params or {}).get("suggestions", SHOW))
 
 
-def set_sample_mode(db: Database, sample: str, mode: str) -> None:
+def sample_preselect(db: Database, sample: str) -> float | None:
+    """The confidence from which the sample's label session pre-selects suggestions (None: never)."""
+    with db.session() as session:
+        row = session.get(Sample, sample_id(session, sample))
+        assert row is not None
+        value = (row.params or {}).get("preselect")
+        return float(value) if isinstance(value, int | float) else None
+
+
+def set_sample_mode(db: Database, sample: str, mode: str, preselect: float | None = None) -> None:
     if mode not in (SHOW, HIDE):
         raise IssuemineError(f"suggestions are {SHOW!r} or {HIDE!r}, not {mode!r}")
     with db.session() as session:
         row = session.get(Sample, sample_id(session, sample))
         assert row is not None
-        row.params = {**(row.params or {}), "suggestions": mode}
+        row.params = {**(row.params or {}), "suggestions": mode, "preselect": preselect}

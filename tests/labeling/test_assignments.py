@@ -71,3 +71,22 @@ def test_overlap_counts_and_shares_are_told_apart():
 def test_a_share_of_one_is_every_issue(study):
     report = plan_sample(study, "study", ["ana", "bob"], 1.0)
     assert report.shared == {"tf2onnx": 100, "torch.onnx": 100}, report.shared
+
+
+def test_the_first_rater_of_a_double_labeled_sample_labels_blind(study):
+    from issuemine.cli.labeling import first_of_double_labeled, suggestion_agreement
+
+    assert first_of_double_labeled(study, "study", "ana") is False  # no plan: nobody is first
+    plan_sample(study, "study", ["ana", "bob"], 5)
+    assert first_of_double_labeled(study, "study", "ana") is True
+    assert first_of_double_labeled(study, "study", "bob") is False
+    plan_sample(study, "study", ["ana", "bob"], 0, replace=True)  # no overlap: nobody labels blind
+    assert first_of_double_labeled(study, "study", "ana") is False
+    # The anchoring check: how often raters took the suggestion, seen first or only after.
+    with study.engine.connect() as conn:
+        conn.execute(text("UPDATE ratings SET suggested = code, suggestion_shown = 1 WHERE dimension = 'stage'"))
+        conn.execute(text("UPDATE ratings SET suggested = 'export', suggestion_shown = 0 WHERE dimension = 'symptom'"))
+        conn.commit()
+    rows = {(r["dimension"], r["visible before the answer"]): r for r in suggestion_agreement(study, None)}
+    assert rows[("stage", True)]["agree"] == 1.0 and rows[("stage", True)]["n"] == 200
+    assert rows[("symptom", False)]["agree"] == 0.0

@@ -167,24 +167,59 @@ def test_time_per_issue_is_recorded(label_db):
     assert seconds == 42.5
 
 
-def test_suggestion_is_preselected_and_enter_accepts_it(label_db):
-    s = session(label_db)
-    issue_id = s.screen().issue.issue_id
+def _suggest(label_db, issue_id: int, code: str, confidence: float) -> None:  # type: ignore[no-untyped-def]
     with label_db.session() as db:
         db.add(
             Suggestion(
                 issue_id=issue_id,
                 dimension="stage",
-                code="export",
-                confidence=0.81,
+                code=code,
+                confidence=confidence,
                 model="tfidf-lr",
                 created_at=utcnow(),
             )
         )
+
+
+def stored_suggestion(label_db, number: int) -> tuple:  # type: ignore[no-untyped-def]
+    with label_db.engine.connect() as conn:
+        return tuple(
+            conn.execute(
+                text(
+                    "SELECT r.code, r.suggested, r.suggestion_shown FROM ratings r JOIN issues i ON i.id = r.issue_id "
+                    "WHERE i.number = :n AND r.dimension = 'stage'"
+                ),
+                {"n": number},
+            ).one()
+        )
+
+
+def test_a_suggestion_is_shown_after_the_answer_so_it_cannot_anchor_it(label_db):
     s = session(label_db)
+    issue_id, number = s.screen().issue.issue_id, s.screen().issue.number
+    _suggest(label_db, issue_id, "export", 0.81)
+    s = session(label_db)
+    assert s.screen().suggestion is None  # nothing before the answer
+    s.press("\r")  # Enter does not take an unseen suggestion
+    assert s.screen().message == "choose a number" and s.screen().dimension == "stage"
+    first = s.screen().choices[0].code
+    s.press("1")
+    assert s.screen().message == "stage: the model suggested export (81%)"
+    code, suggested, shown = stored_suggestion(label_db, number)
+    assert (code, suggested, bool(shown)) == (first, "export", False)
+
+
+def test_a_sample_can_preselect_confident_suggestions_only(label_db):
+    s = session(label_db)
+    issue_id, number = s.screen().issue.issue_id, s.screen().issue.number
+    _suggest(label_db, issue_id, "export", 0.81)
+    low = LabelSession(label_db, taxonomy(), "s", "ana", clock=Clock(), preselect=0.9).start()
+    assert low.screen().suggestion is None  # 0.81 is below the sample's threshold
+    s = LabelSession(label_db, taxonomy(), "s", "ana", clock=Clock(), preselect=0.8).start()
     assert s.screen().suggestion == ("export", 0.81, "tfidf-lr")
-    s.press("\r")
-    assert ratings(label_db)[f"{s.screen().issue.number}:stage"] == "export"
+    s.press("\r")  # Enter accepts a pre-selected suggestion
+    code, suggested, shown = stored_suggestion(label_db, number)
+    assert (code, suggested, bool(shown)) == ("export", "export", True)
 
 
 def test_a_rater_never_sees_another_raters_labels(label_db):

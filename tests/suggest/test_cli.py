@@ -109,14 +109,28 @@ def test_the_session_shows_suggestions_with_evidence_unless_the_sample_hides_the
     tax = taxonomy()
     assert _prepare_suggestions(label_db, tax, "s", needed=False) is True
     session = LabelSession(label_db, tax, "s", "ana").start()
-    screen = session.screen()
-    assert screen.suggestion is not None and screen.suggestion[2] == "study#1"
-    assert 0 < screen.suggestion[1] <= 1
-    session.press("e")
+    assert session.screen().suggestion is None  # shown after the answer, not before
+    session.press("e")  # the evidence is there at any time
     assert session.screen().pane == "evidence" and session.screen().issue.evidence["stage"]
-    session.press("\r")  # Enter accepts the suggested stage
+    suggested = session.screen().issue.suggestions["stage"]
+    assert suggested[2] == "study#1" and 0 < suggested[1] <= 1
+    session.press("e")
+    session.press("1")
+    assert session.screen().message.startswith("stage: the model ")
+
+    # A sample that opts in pre-selects from its threshold; Enter then accepts.
+    result = run(cli, "suggest", "mode", "--sample", "s", "--preselect", "0", "--db", str(db_path))
+    assert "pre-selected at confidence 0.00" in result.output
+    from issuemine.suggest.store import sample_preselect
+
+    pre = LabelSession(label_db, tax, "s", "carl", preselect=sample_preselect(label_db, "s")).start()
+    assert pre.screen().suggestion == suggested
+    pre.press("\r")
     with label_db.engine.connect() as conn:
-        assert conn.execute(text("SELECT code FROM ratings WHERE dimension = 'stage'")).scalar() == screen.suggestion[0]
+        stored = conn.execute(
+            text("SELECT r.code FROM ratings r JOIN raters p ON p.id = r.rater_id WHERE p.name = 'carl'")
+        ).scalar()
+    assert stored == suggested[0]
 
     result = run(cli, "suggest", "mode", "--sample", "s", "--hide", "--db", str(db_path))
     assert "hidden" in result.output
