@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from issuemine.domain.converters import Converter, default_catalog_paths, load_catalog
 from issuemine.errors import IssuemineError
@@ -51,13 +53,25 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except IssuemineError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            # The message carries user data (file names, values): printed as text, never as markup.
+            err.print(Text.assemble(("error:", "bold red"), " ", printable(str(exc))), highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted: everything stored so far is kept; rerun the same command to resume")
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+# C0 and C1 control characters but newline and tab: escape sequences, carriage returns, bells.
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Untrusted text (a snippet's output, an issue's text) with its control characters shown as
+    ``\\x1b`` and the like, so that nothing in it can move the cursor, clear the screen, set the
+    terminal's title or clipboard, or hide a line behind a carriage return."""
+    return CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def database(db: str | None) -> Database:

@@ -23,6 +23,7 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
+from issuemine.cli.common import printable
 from issuemine.errors import IssuemineError
 from issuemine.labeling.adjudication import AdjudicationSession
 from issuemine.labeling.issue_text import TextPane, fold_body
@@ -129,7 +130,7 @@ def _header(screen: Screen, session: LabelSession) -> RenderableType:
     assert issue is not None
     head = Text()
     head.append(f"{issue.converter}  {issue.repo}#{issue.number}  ", style="bold cyan")
-    head.append(issue.title, style="bold")
+    head.append(printable(issue.title), style="bold")
     minutes, seconds = divmod(int(screen.seconds), 60)
     mode = "review · " if screen.review else ""
     meta = Text(
@@ -152,8 +153,8 @@ def _pane_text(screen: Screen, session: LabelSession) -> RenderableType:
     if screen.pane == "comments":
         parts: list[RenderableType] = []
         for author, when, body in issue.comments:
-            parts.append(Rule(f"{author} {_date(when)}", align="left", style="dim"))
-            parts.append(GithubMarkdown(body if session.text.unfold else fold_body(body)))
+            parts.append(Rule(Text(f"{printable(author)} {_date(when)}"), align="left", style="dim"))
+            parts.append(GithubMarkdown(printable(body if session.text.unfold else fold_body(body))))
         return Group(*parts)
     count = len(issue.comments)
     comments = Text(
@@ -162,7 +163,7 @@ def _pane_text(screen: Screen, session: LabelSession) -> RenderableType:
     if not issue.body:
         return Group(Text("(the issue has no description)", style="dim"), comments)
     body = issue.body if session.text.unfold else fold_body(issue.body)
-    return Group(GithubMarkdown(body), comments)
+    return Group(GithubMarkdown(printable(body)), comments)
 
 
 def _codebook(session: LabelSession, screen: Screen) -> RenderableType:
@@ -382,7 +383,7 @@ def render_adjudication(session: AdjudicationSession, console: Console) -> Rende
         bottom.append(Text(session.message, style="yellow"))
     bottom.append(Text("number chooses · s skip · PgUp/PgDn scroll · t traceback · q quit", style="reverse"))
     body = item.body if session.text.unfold else fold_body(item.body)
-    text = GithubMarkdown(body) if body else Text("(the issue has no description)", style="dim")
+    text = GithubMarkdown(printable(body)) if body else Text("(the issue has no description)", style="dim")
     return frame(console, [head, heading], session.text, text, bottom)
 
 

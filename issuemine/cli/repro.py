@@ -11,9 +11,21 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from issuemine import interrupt
-from issuemine.cli.common import DbOption, JsonOption, database, err, fmt, handle_errors, out, print_json, table
+from issuemine.cli.common import (
+    DbOption,
+    JsonOption,
+    database,
+    err,
+    fmt,
+    handle_errors,
+    out,
+    print_json,
+    printable,
+    table,
+)
 from issuemine.errors import IssuemineError
 from issuemine.repro import environments
 from issuemine.repro.candidates import extract_issues
@@ -355,7 +367,8 @@ def _print_provenance(provenance: dict[str, Any]) -> None:
 
 def _print_run(data: dict[str, Any]) -> None:
     stage = f" at stage {data['stage']}" if data.get("stage") else ""
-    out.print(f"[bold]{data['verdict']}[/]{stage}" + (f": {data['reason']}" if data.get("reason") else ""))
+    reason = f": {printable(data['reason'])}" if data.get("reason") else ""
+    out.print(Text.assemble((data["verdict"], "bold"), f"{stage}{reason}"), highlight=False)
     versions = ", ".join(f"{k} {v}" for k, v in (data.get("versions") or {}).items())
     out.print(f"environment {data.get('env')}: {versions or 'not run'}")
     out.print(f"sandbox: {data.get('sandbox') or 'not run'} ({data.get('mode') or '-'})")
@@ -396,10 +409,11 @@ def _print_run(data: dict[str, Any]) -> None:
             highlight=False,
         )
     for violation in evidence.get("violations") or []:
-        out.print(f"  violation ({violation.get('kind')}): {violation.get('detail')}", markup=False, highlight=False)
+        detail = printable(str(violation.get("detail")))
+        out.print(f"  violation ({violation.get('kind')}): {detail}", markup=False, highlight=False)
     if data.get("output_tail"):
         out.rule("last lines of output")
-        out.print(data["output_tail"], markup=False, highlight=False)
+        out.print(printable(data["output_tail"]), markup=False, highlight=False)
 
 
 @repro_app.command("show")
@@ -429,7 +443,7 @@ def show_cmd(
     _print_provenance(candidate.get("provenance") or {})
     if candidate.get("script"):
         out.rule("snippet")
-        out.print(candidate["script"], markup=False, highlight=False)
+        out.print(printable(candidate["script"]), markup=False, highlight=False)
     for run in data["runs"]:
         variant = "" if run.get("variant", "as-written") == "as-written" else f", {run['variant']}"
         out.rule(f"run in {run['env']}{variant} ({run['finished_at']})")

@@ -353,7 +353,7 @@ class Zygote:
             return None
         try:
             answer = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
         return answer if isinstance(answer, dict) else None
 

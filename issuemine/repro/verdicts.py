@@ -106,7 +106,7 @@ class RunResult:
             starts=by_kind.get("convert-start", []),
             calls=by_kind.get("convert", []),
             converted=len(by_kind.get("converted", [])),
-            violations=by_kind.get("violation", []),
+            violations=_server_findings(answer) + by_kind.get("violation", []),  # the server's own first
             errors=[e for e in errors if e],
         )
 
@@ -118,6 +118,16 @@ class RunResult:
     def converter_running(self) -> bool:
         """A conversion had started and not returned when the run ended."""
         return len(self.starts) > len(self.calls)
+
+
+def _server_findings(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the run server found wrong with the run itself: events the shim never writes (forged,
+    flooded, malformed) and files the snippet left that cannot be deleted."""
+    found = [{"kind": "events", "detail": _text(p)} for p in _list(answer.get("event_problems"))[:5]]
+    left = [_text(p, 200) for p in _list(answer.get("cleanup_failed"))[:5]]
+    if left:
+        found.append({"kind": "cleanup", "detail": f"left what cannot be deleted: {', '.join(left)}"})
+    return found
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,8 @@ def emit(event: dict[str, Any]) -> None:
         line = json.dumps({"event": event.get("event"), "pid": os.getpid(), "truncated": True})
     _local.busy = True
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        # Non-blocking: a snippet that turned the file into a FIFO must not hang its own events.
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o600)
         try:
             os.write(fd, (line + "\n").encode())
         finally:

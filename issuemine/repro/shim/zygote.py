@@ -5,8 +5,8 @@ one JSON request per line on stdin and answers one JSON line on its stdout (whic
 may write to: the interpreter's own stdout is pointed at stderr). Per request it:
 
 1. empties ROOT (the sandbox's private temp directory) so nothing of an earlier run survives;
-2. writes the script to ROOT/run/snippet.py and forks a child that starts a new session, points
-   its output at a pipe, sets the resource limits, and runs the script as __main__;
+2. writes the script to ROOT/runN/snippet.py (a fresh directory per run) and forks a child that
+   starts a new session, points its output at a pipe, sets the resource limits, and runs the script as __main__;
 3. drains the pipe (the last 256 KB kept, every byte counted against the output limit) while it
    waits for the child up to the wall-clock limit, kills it on time-out or too much output, then
    kills every other process left in the sandbox's PID namespace (snippets that leave a child behind);
@@ -26,6 +26,7 @@ import resource
 import select
 import shutil
 import signal
+import stat
 import sys
 import time
 import traceback
@@ -59,19 +60,43 @@ def _versions() -> dict[str, Any]:
     return found
 
 
-def _empty(directory: str, keep: tuple[str, ...] = ()) -> None:
-    """Delete everything under ``directory`` but the read-only environment mounts in ``keep``."""
+def _empty(directory: str, keep: tuple[str, ...] = ()) -> list[str]:
+    """Delete everything under ``directory`` but the read-only environment mounts in ``keep``; what
+    could not be deleted. Entries a snippet made read-only (``chmod 0555``) are made writable and
+    deleted again: a cleanup that fails must not go unnoticed, nor let the next snippet run among
+    what the last one left."""
+    left = []
     for entry in os.listdir(directory):
         path = os.path.join(directory, entry)
         if path in keep:
             continue
         if any(k.startswith(path + "/") for k in keep):
-            _empty(path, keep)
-        elif os.path.isdir(path) and not os.path.islink(path):
+            left += _empty(path, keep)
+            continue
+        _remove(path)
+        if os.path.lexists(path):
+            left.append(path)
+    return left
+
+
+def _remove(path: str) -> None:
+    def writable(function: Any, failed: str, _info: Any) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(failed) or failed, 0o700)
+            if os.path.isdir(failed) and not os.path.islink(failed):
+                os.chmod(failed, 0o700)
+        with contextlib.suppress(OSError):
+            function(failed)
+
+    if os.path.isdir(path) and not os.path.islink(path):
+        with contextlib.suppress(OSError):
+            os.chmod(path, 0o700)
+        shutil.rmtree(path, onerror=writable)
+        if os.path.lexists(path):  # a second pass, now that the directories are writable
             shutil.rmtree(path, ignore_errors=True)
-        else:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+    else:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def _ancestors() -> set[int]:
@@ -120,21 +145,61 @@ def _reap() -> None:
             return
 
 
-def _events(path: str) -> list[Any]:
+MAX_EVENTS = 5_000
+MAX_DEPTH = 24
+MAX_INT = 2**53  # exact in a float: larger numbers are not something the shim writes
+
+
+def _events(path: str) -> tuple[list[Any], list[str]]:
+    """The shim's events, and what was wrong with them. The events file is the snippet's to write
+    too: lines that the shim never writes (malformed, nested too deep, huge numbers, a flood) are
+    the snippet's doing, reported as a violation rather than failing the server."""
+    problems: list[str] = []
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_EVENTS_BYTES)
+        if not stat.S_ISREG(os.lstat(path).st_mode):  # a FIFO would block the server, a link lead elsewhere
+            return [], [f"the events file was replaced by something else than a file ({path})"]
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as handle:
+            data = handle.read(MAX_EVENTS_BYTES + 1)
     except OSError:
-        return []
-    events = []
+        return [], []
+    if len(data) > MAX_EVENTS_BYTES:
+        problems.append(f"more than {MAX_EVENTS_BYTES} bytes of events (a flood)")
+        data = data[:MAX_EVENTS_BYTES]
+    events: list[Any] = []
+    bad = 0
     for line in data.decode("utf-8", errors="replace").splitlines():
+        if len(events) >= MAX_EVENTS:
+            problems.append(f"more than {MAX_EVENTS} events (a flood)")
+            break
         try:
             event = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
+            bad += 1
             continue
-        if isinstance(event, dict):
-            events.append(event)
-    return events
+        if not isinstance(event, dict) or not _sane(event, 0):
+            bad += 1
+            continue
+        events.append(event)
+    if bad:
+        problems.append(f"{bad} malformed event line(s): too deep, huge numbers, or not JSON objects")
+    return events, problems
+
+
+def _sane(value: Any, depth: int) -> bool:
+    if depth > MAX_DEPTH:
+        return False
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return True
+    if isinstance(value, int):
+        return -MAX_INT <= value <= MAX_INT
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _sane(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_sane(v, depth + 1) for v in value)
+    return False
 
 
 def _limit(kind: int, value: int | None) -> None:
@@ -297,11 +362,25 @@ def _wait(pid: int, timeout: float, output: _Output) -> tuple[int | None, Any, b
             os.close(handle)
 
 
-def run(request: dict[str, Any], root: str) -> dict[str, Any]:
-    _empty(root, tuple(filter(None, os.environ.get("ISSUEMINE_SANDBOX_KEEP", "").split(os.pathsep))))
+_runs = {"count": 0}
+
+
+def _clean(root: str) -> list[str]:
+    keep = tuple(filter(None, os.environ.get("ISSUEMINE_SANDBOX_KEEP", "").split(os.pathsep)))
+    left = _empty(root, keep)
     if os.environ.get("ISSUEMINE_SANDBOX_PRIVATE_SHM"):  # bwrap's own /dev/shm, never the host's
-        _empty("/dev/shm")
-    run_dir = os.path.join(root, "run")
+        left += _empty("/dev/shm")
+    return left
+
+
+def run(request: dict[str, Any], root: str) -> dict[str, Any]:
+    left = _clean(root)
+    if left:
+        # What an earlier run left cannot be removed: never run a snippet among it.
+        return {"error": f"cannot clean the sandbox before the run: {', '.join(left[:5])}"}
+    # A directory no earlier snippet could have written: a fresh name per run.
+    _runs["count"] += 1
+    run_dir = os.path.join(root, f"run{_runs['count']}")
     for sub in ("", "tmp", "home"):
         os.makedirs(os.path.join(run_dir, sub), exist_ok=True)
     script = os.path.join(run_dir, "snippet.py")
@@ -321,6 +400,7 @@ def run(request: dict[str, Any], root: str) -> dict[str, Any]:
     duration = time.monotonic() - started
     leftovers = _kill_leftovers(_ancestors())  # they may hold the pipe open: only then can it close
     output.finish(OUTPUT_GRACE_SECONDS)
+    events, problems = _events(os.path.join(run_dir, ".events.jsonl"))
     return {
         "exit_code": os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else None,
         "signal": os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None,
@@ -332,7 +412,9 @@ def run(request: dict[str, Any], root: str) -> dict[str, Any]:
         "output_bytes": output.total,
         "output_exceeded": output.exceeded,
         "tail": output.tail(),
-        "events": _events(os.path.join(run_dir, ".events.jsonl")),
+        "events": events,
+        "event_problems": problems,
+        "cleanup_failed": _clean(root),  # this run's leftovers: its own doing, reported with it
     }
 
 
