@@ -573,6 +573,9 @@ def report_cmd(
     ):
         share = f" ({agreement.share:.0%})" if agreement.share is not None else ""
         out.print(f"stage inferred from {what} vs labeled stage: {agreement.agree} of {agreement.n} agree{share}")
+        if agreement.rules:
+            tallies = [[rule, f"{agreed}/{fired}"] for rule, (agreed, fired) in agreement.rules.items()]
+            out.print(table(f"Rules that read {what}: raters agreed / fired", ["rule", "agreed"], tallies))
 
 
 def _print_comparison(comparison: EnvComparison) -> None:

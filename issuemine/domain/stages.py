@@ -176,8 +176,24 @@ def _by_log(tail: str, rules: StageRules) -> tuple[str, str] | None:
 
 def stage_from_pasted(tracebacks: list[str], rules: StageRules) -> str | None:
     """The stage the first readable traceback a reporter pasted implies (None when none is readable)."""
+    found = reading_of_pasted(tracebacks, rules)
+    return found[0] if found else None
+
+
+def reading_of_pasted(tracebacks: list[str], rules: StageRules) -> tuple[str, str] | None:
+    """(stage, the rule that decided) for the first readable traceback a reporter pasted."""
     for text in tracebacks:
         error = parse_traceback(str(text))
         if error:
-            return infer_stage(error, str(text), rules)[0]
+            return infer_stage(error, str(text), rules)
     return None
+
+
+def rule_name(how: str) -> str:
+    """A deciding rule by name: a frame's rule by the package path of its file (the same rule fires
+    on many installs), others as they say it."""
+    if not how.startswith("frame "):
+        return how
+    path = how[len("frame ") :].split(":")[0]
+    found = re.search(r"(?:^|/)((?:torch|tf2onnx|onnx|onnxruntime|onnxscript|tensorflow|keras)/.*)", path)
+    return f"frame {found.group(1) if found else path}"

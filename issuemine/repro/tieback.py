@@ -20,7 +20,7 @@ from issuemine.db.labels import final_labels
 from issuemine.db.models import Issue, Repository, ReproCandidate, ReproRun, SampleMember
 from issuemine.db.rows import find_issue, sample_id, table_of
 from issuemine.domain.converters import default_catalog_paths, knowledge, load_catalog
-from issuemine.domain.stages import stage_from_pasted
+from issuemine.domain.stages import reading_of_pasted, rule_name
 from issuemine.errors import IssuemineError
 from issuemine.repro import same_error
 from issuemine.repro.environments import ERA
@@ -89,6 +89,7 @@ class StageAgreement:
     """Labeled stage vs the stage inferred (from a re-run crash, or a pasted traceback)."""
 
     pairs: list[tuple[str, str]] = field(default_factory=list)  # (labeled, inferred)
+    rules: dict[str, list[int]] = field(default_factory=dict)  # deciding rule -> [raters agreed, fired]
 
     @property
     def n(self) -> int:
@@ -108,6 +109,7 @@ class StageAgreement:
             "n": self.n,
             "share": self.share,
             "pairs": [{"labeled": a, "inferred": b} for a, b in self.pairs],
+            "rules": [{"rule": r, "agreed": a, "fired": f} for r, (a, f) in self.rules.items()],
         }
 
 
@@ -523,13 +525,17 @@ def _traceback_agreement(candidates: dict[int, Any], labeled: dict[int, Any]) ->
 
     Needs no run at all, so it covers issues whose code cannot run (external files, old APIs)."""
     rules = knowledge().stages
-    pairs = []
+    agreement = StageAgreement()
     for issue_id, candidate in sorted(candidates.items()):
         label = labeled.get(issue_id)
         stage = getattr(label, "stage", None) if label is not None else None
         if not stage:
             continue
-        inferred = stage_from_pasted(candidate.tracebacks or [], rules)
-        if inferred is not None:
-            pairs.append((str(stage), inferred))
-    return StageAgreement(pairs)
+        found = reading_of_pasted(candidate.tracebacks or [], rules)
+        if found is not None:
+            agreement.pairs.append((str(stage), found[0]))
+            tally = agreement.rules.setdefault(rule_name(found[1]), [0, 0])
+            tally[0] += str(stage) == found[0]
+            tally[1] += 1
+    agreement.rules = dict(sorted(agreement.rules.items(), key=lambda kv: -kv[1][1]))
+    return agreement

@@ -28,7 +28,7 @@ from issuemine.suggest.features import SIGNALS, IssueText
 
 # How much the prior's answer is multiplied by before the ranking is renormalized, per dimension.
 # 0 ignores the prior. Chosen on the development set (see the module doc); the cause has no prior.
-WEIGHTS = {"stage": 6.0, "symptom": 12.0}
+WEIGHTS = {"stage": 2.0, "symptom": 4.0}
 
 ERROR_LINE = re.compile(r"^\s*(?:[\w.]+(?:Error|Exception|Failure)|RuntimeError|\[ONNXRuntimeError\])\b.*", re.M)
 REQUEST = re.compile(

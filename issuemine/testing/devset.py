@@ -11,10 +11,10 @@ expectation can have been written from the rules it measures.
 from __future__ import annotations
 
 import csv
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from issuemine.domain.stages import rule_name
 from issuemine.domain.taxonomy import parse_label_row, taxonomy
 from issuemine.errors import IssuemineError
 from issuemine.resources import data_dir
@@ -105,7 +105,7 @@ def stage_agreement(readings: list[StageReading]) -> dict[str, object]:
     for r in read:
         key = (r.thread.labels.get("stage", "?"), str(r.stage))
         confusion[key] = confusion.get(key, 0) + 1
-        hits = rules.setdefault(_rule_name(r.how or ""), [0, 0])
+        hits = rules.setdefault(rule_name(r.how or ""), [0, 0])
         hits[0] += r.stage == r.thread.labels.get("stage")
         hits[1] += 1
     return {
@@ -116,12 +116,3 @@ def stage_agreement(readings: list[StageReading]) -> dict[str, object]:
         "confusion": dict(sorted(confusion.items())),
         "rules": {name: tuple(v) for name, v in sorted(rules.items(), key=lambda kv: -kv[1][1])},
     }
-
-
-def _rule_name(how: str) -> str:
-    """A frame's rule by the package path of its file (the same rule fires on many installs)."""
-    if not how.startswith("frame "):
-        return how
-    path = how[len("frame ") :].split(":")[0]
-    found = re.search(r"(?:^|/)((?:torch|tf2onnx|onnx|onnxruntime|onnxscript|tensorflow|keras)/.*)", path)
-    return f"frame {found.group(1) if found else path}"
