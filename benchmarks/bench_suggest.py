@@ -53,7 +53,6 @@ def main() -> None:
     result = cross_validate(study, tax, folds=5, seed=0)
     took = time.perf_counter() - start
     print(f"\n{result.how} on the study labels ({took:.0f} s)")
-    print(f"{'dimension':<10} {'n':>4} {'accuracy':>9} {'macro-F1':>9} {'top-3':>6} {'kappa':>6} {'baseline':>9}")
     show(result.scores)
 
     print("\ntraining on generated labeled issues (report + traceback + environment lines)")
