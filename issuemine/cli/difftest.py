@@ -46,20 +46,26 @@ def _need_extra() -> None:
 def run_cmd(
     converter: str = typer.Option("torch.onnx", "--converter", help="torch.onnx or tf2onnx."),
     nodes: str = typer.Option("15..100:5", "--nodes", help="Model sizes: a range 15..100:5, a list 15,30, or 20."),
-    per_size: int = typer.Option(20, "--per-size", help="Models per size."),
-    seed: int = typer.Option(1, "--seed", help="Campaign seed: the same seed gives the same models."),
+    per_size: int = typer.Option(20, "--per-size", min=1, max=100_000, help="Models per size."),
+    seed: int = typer.Option(
+        1, "--seed", min=0, max=2**31 - 1, help="Campaign seed: the same seed gives the same models."
+    ),
     exporter: str | None = typer.Option(
         None, "--exporter", help="torch.onnx: torchscript (default) or dynamo; tf2onnx: tf2onnx."
     ),
-    opset: int = typer.Option(17, "--opset", help="ONNX opset to export to."),
-    inputs: int = typer.Option(100, "--inputs", help="Random input sets per model, run in both framework and runtime."),
+    opset: int = typer.Option(17, "--opset", min=7, max=30, help="ONNX opset to export to (7-30)."),
+    inputs: int = typer.Option(
+        100, "--inputs", min=1, max=10_000, help="Random input sets per model, run in both framework and runtime."
+    ),
     dtypes: str = typer.Option(
         "float32", "--dtypes", help="Tensor types to generate, comma-separated (the study: float32), or all."
     ),
     policy: str | None = typer.Option(
         None, "--policy", help="Tolerance policy that decides a mismatch (default: the study's, max |Δ| < 1e-7)."
     ),
-    jobs: int = typer.Option(2, "--jobs", help="Worker processes (with Ray: models in flight at once)."),
+    jobs: int = typer.Option(
+        2, "--jobs", min=1, max=256, help="Worker processes (with Ray: models in flight at once)."
+    ),
     executor: str = typer.Option(
         "pool",
         "--executor",
@@ -71,10 +77,13 @@ def run_cmd(
     timeout: float = typer.Option(
         60.0,
         "--timeout",
+        min=1.0,
         help="Seconds one model may take (generate, convert, 2 × --inputs runs) before it counts as a hang; "
         "a model takes 1-12 s on one core here.",
     ),
-    limit: int | None = typer.Option(None, "--limit", help="Stop after this many models (the next run resumes)."),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="Stop after this many models (the next run resumes)."
+    ),
     memory: float | None = typer.Option(
         None,
         "--memory",

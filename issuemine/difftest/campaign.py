@@ -31,20 +31,27 @@ EXPORTERS = {"torch.onnx": ("torchscript", "dynamo"), "tf2onnx": ("tf2onnx",)}
 PACKAGES = ("nnsmith", "torch", "onnxscript", "tensorflow-cpu", "tf2onnx", "onnx", "onnxruntime", "numpy", "z3-solver")
 
 
+MAX_NODES = 1_000  # NNSmith's models; the study went to 100
+MAX_SIZES = 1_000
+
+
 def parse_sizes(text: str) -> list[int]:
     """``15..100:5`` (from 15 to 100 in steps of 5), ``15,30,60``, or ``20``."""
     value = text.strip()
     found = re.fullmatch(r"(\d+)\.\.(\d+)(?::(\d+))?", value)
+    usage = f"--nodes {text!r}: give a range (15..100:5), a list (15,30) or a number (20), sizes 1-{MAX_NODES}"
     try:
         if found:
             low, high, step = int(found[1]), int(found[2]), int(found[3] or 1)
+            if step < 1 or high > MAX_NODES:  # checked before the range is made: 15..1000000000:1
+                raise IssuemineError(usage)
             sizes = list(range(low, high + 1, step))
         else:
             sizes = [int(part) for part in value.split(",") if part.strip()]
     except ValueError:
         sizes = []
-    if not sizes or min(sizes) < 1 or (found and int(found[3] or 1) < 1):
-        raise IssuemineError(f"--nodes {text!r}: give a range (15..100:5), a list (15,30) or a number (20)")
+    if not sizes or min(sizes) < 1 or max(sizes) > MAX_NODES or len(sizes) > MAX_SIZES:
+        raise IssuemineError(usage)
     return sizes
 
 

@@ -312,3 +312,24 @@ def test_a_broken_symbolic_is_localized_to_its_node_and_reduced(tmp_path):
     summary = json.loads(cli.invoke(app, ["difftest", "report", "--db", db_path, "--format", "json"]).stdout)
     assert summary["localized"][0]["operator"] == "ReLU"
     assert summary["table_12"][0]["mismatched_models"] == 1 and summary["table_12"][0]["correct_models"] == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--opset", "0"],
+        ["--opset", "9999"],
+        ["--timeout", "-1"],
+        ["--jobs", "0"],
+        ["--seed", "99999999999999999999999"],
+        ["--nodes", "15..1000000000:1"],
+        ["--nodes", "15..100:0"],
+        ["--per-size", "0"],
+    ],
+)
+def test_bad_campaign_settings_are_one_line_and_store_nothing(args: list[str], tmp_path: Path) -> None:
+    db = tmp_path / "dt.db"
+    result = CliRunner().invoke(app, ["difftest", "run", *args, "--db", str(db)])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "MemoryError" not in result.output
+    assert not db.exists()  # refused before anything was opened
