@@ -251,6 +251,7 @@ class Fetcher:
         since, page = stored_cursor, 1
         total: int | None = None
         touched: set[int] = set()
+        previous_ids: list[Any] = []
         while True:
             etag = stored_etag if (page == 1 and since == stored_cursor) else None
             response = list_issues_page(
@@ -261,6 +262,11 @@ class Fetcher:
                 self._tick(converter, "listing", report, report.listed)
                 return touched
             items: list[dict[str, Any]] = response.data
+            ids = [item.get("id") for item in items if isinstance(item, dict)]
+            if ids and ids == previous_ids:
+                # A server that ignores `page` and `since` returns the same page with a `next` link forever.
+                raise GitHubError(f"{converter.repo}: the server repeats the same page of issues; stopping")
+            previous_ids = ids
             if total is None:
                 total = _estimate_total(response.links, len(items), report.listed)
             self._store_page(converter, repo_id, items, report, touched, total)

@@ -80,6 +80,8 @@ def fetch_timeline(
     if page > 1:
         params["page"] = page
     response = client.get(timeline_path(repo, number), params, etag=etag)
+    followed: set[str] = set()
+    previous: list[Any] | None = None
     while True:
         if response.not_modified:
             result.not_modified = True
@@ -95,5 +97,11 @@ def fetch_timeline(
         next_url = response.links.get("next")
         if not next_url:
             return result
+        # A broken server or proxy can link a page to itself, or ignore the page asked for: refuse a
+        # link already followed and a page equal to the one before, instead of looping forever.
+        followed.add(response.url)
+        if next_url in followed or (previous is not None and response.data == previous):
+            raise GitHubError(f"the server's pagination loops at {next_url}: it repeats a page already read")
+        previous = response.data
         page += 1
         response = client.get(next_url)

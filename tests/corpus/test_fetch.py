@@ -278,3 +278,18 @@ def test_datetimes_are_naive_utc(fresh_db, client, gh, corpus, catalog):
         payload = corpus.repos["onnx/tensorflow-onnx"].issues[issue.number]
         assert issue.created_at.strftime("%Y-%m-%dT%H:%M:%SZ") == payload["created_at"]
         assert issue.closed_at is None or issue.closed_at - issue.created_at >= timedelta(0)
+
+
+@pytest.mark.parametrize(("pattern", "kind"), [(r"/timeline$", "self-link"), (r"/timeline$", "ignore-page")])
+def test_pagination_that_loops_ends_the_fetch_with_an_error(fresh_db, client, gh, catalog, reference, pattern, kind):
+    """A `next` link to a page already read, or a server that ignores `page`, is refused (GitHub never
+    does this; a proxy or a broken Enterprise server can) instead of fetching until killed."""
+    from issuemine.errors import GitHubError
+
+    gh.inject(pattern, kind, times=1000)
+    with pytest.raises(GitHubError, match="repeats"):
+        crawl(fresh_db, client, catalog)
+    assert len(gh.requests()) < 200  # it stopped at the first repeat, not after a long loop
+    gh.state.faults.clear()
+    assert all(r.status == "completed" for r in crawl(fresh_db, client, catalog))
+    assert snapshot(fresh_db) == reference

@@ -28,7 +28,9 @@ from urllib.parse import parse_qs, urlencode, urlparse
 
 from issuemine.testing.ghserver.corpus import Corpus
 
-FAULTS = ("502", "reset", "secondary", "truncate", "exhaust")
+# self-link: the page's `next` link points to itself; ignore-page: the server answers page 1 whatever
+# was asked, always with a `next` link (a broken proxy or Enterprise server; GitHub never does this).
+FAULTS = ("502", "reset", "secondary", "truncate", "exhaust", "self-link", "ignore-page")
 
 
 @dataclass
@@ -125,6 +127,7 @@ class Handler(BaseHTTPRequestHandler):
         if state.remaining <= 0 and url.path != "/rate_limit":
             self._send(403, {"message": "API rate limit exceeded for 127.0.0.1."}, url.path, query, counted=False)
             return
+        self._pagination_fault = fault.kind if fault and fault.kind in ("self-link", "ignore-page") else None
         try:
             status, body, links = self._route(url.path, query)
         except KeyError:
@@ -254,6 +257,12 @@ class Handler(BaseHTTPRequestHandler):
             return base + "?" + urlencode({**query, "page": p})
 
         links: dict[str, str] = {}
+        broken = getattr(self, "_pagination_fault", None)
+        if broken == "ignore-page":
+            chunk = items[:per_page]
+            return 200, chunk, {"next": link(page + 1), "last": link(page + 2)}
+        if broken == "self-link":
+            return 200, chunk, {"next": link(page), "last": link(last)}
         if page < last:
             links["next"] = link(page + 1)
             links["last"] = link(last)
