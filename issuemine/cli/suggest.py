@@ -39,6 +39,12 @@ def train_cmd(
         False, "--study", help="Retrain the study model on the bundled data/study-labels.csv instead."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the estimators (the same labels and seed: the same model)."),
+    exclude_sample: str | None = typer.Option(
+        None,
+        "--exclude-sample",
+        help="With --study: leave this sample's issues out of training, so that a replication of the study is "
+        "not suggested the study's own labels.",
+    ),
     db: str | None = DbOption,
     taxonomy_dir: Path | None = TaxonomyOption,
     as_json: bool = JsonOption,
@@ -54,8 +60,10 @@ def train_cmd(
 
     tax, _ = load_taxonomy(taxonomy_dir)
     database_ = database(db)
+    if exclude_sample and not study:
+        raise IssuemineError("--exclude-sample goes with --study (your own labels never include another sample's)")
     if study:
-        model_id = train_study_model(database_, tax, seed)
+        model_id = train_study_model(database_, tax, seed, exclude_sample)
     else:
         examples = db_examples(database_, tax, sample)
         if not examples:

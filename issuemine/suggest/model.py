@@ -163,6 +163,8 @@ class SuggestionModel:
         x = featurizer.fit_transform([e.text for e in usable])
         dimensions: dict[str, Classifier] = {}
         trained_on: dict[str, Any] = {"issues": len(usable), "per_dimension": {}, "too_rare": {}}
+        # Which issues it learned from: a suggestion for one of them repeats its own label, and says so.
+        trained_on["keys"] = sorted({e.key.lower() for e in usable})
         for dim in DIMENSIONS:
             rows = [i for i, e in enumerate(usable) if e.labels.get(dim)]
             if not rows:
@@ -220,6 +222,10 @@ class SuggestionModel:
         names = self.featurizer.names()
         order = np.argsort(-contributions)[:top]
         return [(names[j], round(float(contributions[j]), 3)) for j in order if contributions[j] > 0]
+
+    def trained_on_issue(self, key: str) -> bool:
+        """Whether the issue ``owner/repo#N`` was in the training data."""
+        return key.lower() in set(self.trained_on.get("keys") or [])
 
     def majority(self, dimension: str) -> str | None:
         clf = self.dimensions.get(dimension)

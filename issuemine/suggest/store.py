@@ -202,10 +202,19 @@ def _study_key(taxonomy: Taxonomy, seed: int) -> str:
     return digest.hexdigest()[:16]
 
 
-def train_study_model(db: Database, taxonomy: Taxonomy, seed: int = 0) -> int:
-    """The study model, stored in ``db``: from the cache when this machine trained it already."""
+def train_study_model(db: Database, taxonomy: Taxonomy, seed: int = 0, exclude_sample: str | None = None) -> int:
+    """The study model, stored in ``db``: from the cache when this machine trained it already. With
+    ``exclude_sample``, trained without that sample's issues (a replication must not be suggested
+    the study's own labels), stored as study-without-SAMPLE."""
+    if exclude_sample:
+        excluded = {key.lower() for key in _keys(db, sample_issue_ids(db, exclude_sample)).values()}
+        examples = [e for e in file_examples(study_labels(), taxonomy) if e.key.lower() not in excluded]
+        without = SuggestionModel.train(examples, taxonomy, seed)
+        without.trained_on["source"] = "data/study-labels.csv"
+        without.trained_on["excluded"] = {"sample": exclude_sample, "issues": len(excluded)}
+        return save_model(db, without, f"{STUDY_MODEL}-without-{exclude_sample}", "data/study-labels.csv")
     cached = cache_dir() / f"study-model-{_study_key(taxonomy, seed)}.pkl"
-    model = None
+    model: SuggestionModel | None = None
     if cached.exists():
         try:
             model = SuggestionModel.from_bytes(cached.read_bytes())
@@ -256,10 +265,16 @@ def current_model(db: Database, taxonomy: Taxonomy, model_id: int | None = None)
 # -- suggestions ---------------------------------------------------------------------------------
 
 
-def evidence(model: SuggestionModel, text: IssueText, dimension: str, code: str) -> list[str]:
-    """Readable reasons for one suggestion: the harness's reading of the traceback, the re-run
-    verdict, and the features that pushed hardest toward the code."""
+def evidence(model: SuggestionModel, text: IssueText, dimension: str, code: str, key: str = "") -> list[str]:
+    """Readable reasons for one suggestion: whether the model was trained on this very issue, the
+    harness's reading of the traceback, the re-run verdict, and the features that pushed hardest
+    toward the code."""
     reasons = []
+    if key and model.trained_on_issue(key):
+        reasons.append(
+            "this issue is in the model's training data: the suggestion repeats its own label "
+            "(train without it: `suggest train --study --exclude-sample SAMPLE`)"
+        )
     if dimension == "stage":
         reading = harness_reading(text)
         if reading:
@@ -268,6 +283,18 @@ def evidence(model: SuggestionModel, text: IssueText, dimension: str, code: str)
         reasons.append(f"re-run verdict today: {text.verdict}")
     reasons += [f"{name} (+{weight:g})" for name, weight in model.explain(text, dimension, code)]
     return reasons
+
+
+def _keys(db: Database, issue_ids: list[int]) -> dict[int, str]:
+    from issuemine.db.models import Issue, Repository
+
+    with db.session() as session:
+        rows = session.execute(
+            select(Issue.id, Repository.full_name, Issue.number)
+            .join(Repository, Repository.id == Issue.repository_id)
+            .where(Issue.id.in_(issue_ids))
+        ).all()
+    return {issue_id: f"{repo}#{number}" for issue_id, repo, number in rows}
 
 
 def fill(db: Database, stored: StoredModel, issue_ids: list[int], *, replace: bool = False) -> int:
@@ -281,6 +308,7 @@ def fill(db: Database, stored: StoredModel, issue_ids: list[int], *, replace: bo
     if not todo:
         return 0
     ranked = stored.model.predict([texts[i] for i in todo])
+    keys = _keys(db, todo)
     now = utcnow()
     rows = []
     for issue_id, per in zip(todo, ranked, strict=True):
@@ -295,7 +323,7 @@ def fill(db: Database, stored: StoredModel, issue_ids: list[int], *, replace: bo
                         "confidence": round(confidence, 4),
                         "model": stored.label,
                         "created_at": now,
-                        "evidence": evidence(stored.model, texts[issue_id], dimension, code),
+                        "evidence": evidence(stored.model, texts[issue_id], dimension, code, keys.get(issue_id, "")),
                     }
                 )
     with db.session() as session:

@@ -105,3 +105,35 @@ def test_evaluate_model_on_unseen_issues_uses_the_training_majority():
     assert stage.baseline_code == model.majority("stage")
     expected = np.mean([e.labels["stage"] == stage.baseline_code for e in data[40:]])
     assert stage.baseline == pytest.approx(expected)
+
+
+def test_a_suggestion_for_a_training_issue_says_so_and_a_replication_can_train_without_it(fresh_db, catalog, tmp_path):
+    import csv
+
+    from issuemine.labeling.ratings import import_labels
+    from issuemine.resources import data_dir
+    from issuemine.suggest.store import current_model, evidence, train_study_model
+
+    tax = taxonomy()
+    with (data_dir() / "study-labels.csv").open(encoding="utf-8", newline="") as handle:
+        titled = [row for row in csv.DictReader(handle) if row["title"]][:4]
+    path = tmp_path / "replication.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["url", "symptom"])
+        writer.writerows([[row["url"], row["symptom"]] for row in titled])
+    import_labels(fresh_db, tax, path, rater="me", sample="rep", catalog=catalog)
+    keys = [f"{row['repo']}#{row['number']}" for row in titled]
+
+    study = current_model(fresh_db, tax).model  # the study model: trained on every titled issue
+    assert all(study.trained_on_issue(k) for k in keys)
+    said = evidence(study, IssueText(titled[0]["title"]), "symptom", "crash", keys[0])
+    assert said[0].startswith("this issue is in the model's training data")
+    assert not evidence(study, IssueText("an unseen title"), "symptom", "crash", "someone/else#1")[0].startswith(
+        "this issue"
+    )
+
+    without = current_model(fresh_db, tax, train_study_model(fresh_db, tax, exclude_sample="rep"))
+    assert without.name == "study-without-rep" and without.trained_on["excluded"] == {"sample": "rep", "issues": 4}
+    assert not any(without.model.trained_on_issue(k) for k in keys)
+    assert without.trained_on["issues"] == study.trained_on["issues"] - 4
