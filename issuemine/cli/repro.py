@@ -148,6 +148,25 @@ _SANDBOX_OPTIONS: list[tuple[str, Any, Any]] = [
 ]
 
 
+ExecutorOption = typer.Option(
+    "threads",
+    "--executor",
+    help="threads: sandboxes on this machine; ray: the same sandboxes on Ray workers, one warm sandbox per "
+    "stack per worker (pip install 'issuemine[ray]').",
+)
+AddressOption = typer.Option(
+    None, "--address", help="With --executor ray: join this cluster (HOST:PORT); default: a local Ray on loopback."
+)
+
+
+def _executor(executor: str, address: str | None) -> dict[str, Any]:
+    if executor not in ("threads", "ray"):
+        raise IssuemineError(f"--executor {executor!r}: choose threads or ray")
+    if address and executor != "ray":
+        raise IssuemineError("--address joins a Ray cluster: give it with --executor ray")
+    return {"executor": executor, "address": address}
+
+
 def sandbox_options(fn: Callable[..., None]) -> Callable[..., None]:
     """Give a command the shared sandbox options, handed to it as one ``settings`` argument."""
     names = [name for name, _, _ in _SANDBOX_OPTIONS]
@@ -206,6 +225,8 @@ def run_cmd(
     build: bool = typer.Option(
         True, "--build/--no-build", help="With --env era: build a missing stack (downloads), or leave its issues out."
     ),
+    executor: str = ExecutorOption,
+    address: str | None = AddressOption,
     db: str | None = DbOption,
     as_json: bool = JsonOption,
     settings: SandboxSettings | None = None,
@@ -224,10 +245,11 @@ def run_cmd(
     Run `issuemine repro extract` first.
     """
     assert settings is not None
+    ray = _executor(executor, address)
     if settings.env == environments.ERA:
-        _run_era(settings, sample, jobs, rerun, build, db, as_json)
+        _run_era(settings, sample, jobs, rerun, build, db, as_json, ray)
         return
-    options = settings.run_options(jobs=jobs, rerun=rerun)
+    options = settings.run_options(jobs=jobs, rerun=rerun, **ray)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with interrupt.deferred_interrupt(), Progress(*columns, console=err, disable=as_json) as progress:
         task = progress.add_task("running snippets", total=0)
@@ -254,13 +276,20 @@ def run_cmd(
 
 
 def _run_era(
-    settings: SandboxSettings, sample: str | None, jobs: int, rerun: bool, build: bool, db: str | None, as_json: bool
+    settings: SandboxSettings,
+    sample: str | None,
+    jobs: int,
+    rerun: bool,
+    build: bool,
+    db: str | None,
+    as_json: bool,
+    ray: dict[str, Any],
 ) -> None:
 
     from issuemine.repro.era import run_era
 
     found = environments.load(settings.envs_file)
-    options = settings.run_options(env_name=environments.CURRENT, jobs=jobs, rerun=rerun)
+    options = settings.run_options(env_name=environments.CURRENT, jobs=jobs, rerun=rerun, **ray)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with interrupt.deferred_interrupt(), Progress(*columns, console=err, disable=as_json) as progress:
         task = progress.add_task("running snippets", total=0)
@@ -465,6 +494,8 @@ def bisect_cmd(
         False, "--full", help="Run every stack from its era to today instead of a binary search (finds regressions)."
     ),
     build: bool = typer.Option(True, "--build/--no-build", help="Build missing stacks (downloads), or skip them."),
+    executor: str = ExecutorOption,
+    address: str | None = AddressOption,
     db: str | None = DbOption,
     as_json: bool = JsonOption,
     settings: SandboxSettings | None = None,
@@ -485,7 +516,7 @@ def bisect_cmd(
         raise IssuemineError("name one issue, or a sample with --sample")
     database_ = database(db)
     found = environments.load(settings.envs_file)
-    options = settings.run_options(env_name=environments.CURRENT)
+    options = settings.run_options(env_name=environments.CURRENT, **_executor(executor, address))
     issues: list[str | int] = [issue] if issue else list(sample_issues(database_, sample or ""))
     results = []
     with (

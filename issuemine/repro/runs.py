@@ -48,6 +48,8 @@ class RunOptions:
     warm: bool = True
     policy: str | None = None
     rerun: bool = False
+    executor: str = "threads"  # or "ray": the same sandboxes on Ray workers (issuemine.repro.ray_runs)
+    address: str | None = None  # with ray: a cluster to join (default: a local instance on loopback)
 
 
 AS_WRITTEN = "as-written"
@@ -133,6 +135,10 @@ class Runner:
 
     def run_all(self, jobs: list[Job], on_outcome: Callable[[Outcome], None]) -> bool:
         """Run every job on ``options.jobs`` sandboxes; False when interrupted (Ctrl-C)."""
+        if self.options.executor == "ray" and jobs:
+            from issuemine.repro import ray_runs
+
+            return ray_runs.run_all(self.options, jobs, on_outcome)
         todo: queue.Queue[Job | None] = queue.Queue()
         for job in jobs:
             todo.put(job)
