@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import typer
+from rich.text import Text
 
 from issuemine.cli import label_ui
 from issuemine.cli.common import (
@@ -165,7 +167,9 @@ def assign_cmd(
 @handle_errors
 def label_cmd(
     sample: str = typer.Option(..., "--sample", help="Sample to label."),
-    rater: str = typer.Option(..., "--rater", help="Your rater name; your resume point and labels are yours alone."),
+    rater: str | None = typer.Option(
+        None, "--rater", help="Your rater name; your resume point and labels are yours alone."
+    ),
     issue: str | None = typer.Option(
         None, "--issue", help="Open this issue first (123, owner/repo#123 or its URL) instead of the resume point."
     ),
@@ -176,6 +180,16 @@ def label_cmd(
         "queue",
         "--order",
         help="queue (the sample's order) or uncertain: the issues the suggestion model is least sure of first.",
+    ),
+    llm: str | None = typer.Option(
+        None,
+        "--llm",
+        help="Instead of you: an OpenAI-compatible chat-completions endpoint (a local llama.cpp, Ollama or "
+        "vLLM server, or a hosted one) labels the sample as rater llm:MODEL.",
+    ),
+    model: str | None = typer.Option(None, "--model", help="With --llm: the model to ask."),
+    key_env: str = typer.Option(
+        "OPENAI_API_KEY", "--key-env", help="With --llm: the environment variable holding the key (never stored)."
     ),
     db: str | None = DbOption,
     taxonomy_dir: Path | None = TaxonomyOption,
@@ -193,6 +207,11 @@ def label_cmd(
     mode`). The first rater of a double-labeled sample never sees them.
     """
     tax, _ = load_taxonomy(taxonomy_dir)
+    if llm:
+        _label_with_llm(llm, model, key_env, sample, db, tax)
+        return
+    if not rater:
+        raise IssuemineError("--rater NAME: who is labeling (or --llm URL --model NAME for an LLM rater)")
     database_ = database(db)
     shown = _prepare_suggestions(database_, tax, sample, needed=order == "uncertain")
     if shown and first_of_double_labeled(database_, sample, rater):
@@ -205,6 +224,21 @@ def label_cmd(
         database_, tax, sample, rater, review=review, suggestions=shown, order=order, preselect=preselect
     )
     label_ui.run(session, issue=issue)
+
+
+def _label_with_llm(url: str, model: str | None, key_env: str, sample: str, db: str | None, tax: Taxonomy) -> None:
+    from issuemine.labeling.llm import ChatClient, label_with_llm
+
+    if not model:
+        raise IssuemineError("--llm needs --model NAME: the model the endpoint serves")
+    if not url.startswith(("http://", "https://")):
+        raise IssuemineError(f"--llm {url!r}: give the endpoint's URL (http://127.0.0.1:8080/v1)")
+    client = ChatClient(url, model, os.environ.get(key_env))
+    with err.status("the LLM rater is labeling") as status:
+        report = label_with_llm(database(db), tax, sample, client, lambda name: status.update(f"asking about {name}"))
+    out.print(f"{report.rater} labeled {report.labeled} issue(s) of sample {sample!r}", highlight=False)
+    for name, why in report.refused.items():
+        err.print(Text(f"refused for {name}: {why}"), highlight=False, soft_wrap=True)
 
 
 def suggestion_agreement(db: Database, sample: str | None) -> list[dict[str, Any]]:
