@@ -266,6 +266,18 @@ def read_key(fd: int) -> str:
     return data.decode(errors="ignore")
 
 
+LABEL_NEEDS_TERMINAL = (
+    "`issuemine label` is interactive and needs a terminal; without one, use "
+    "`issuemine labels import FILE` to load labels and `issuemine labels export` to read them"
+)
+
+
+def require_terminal(why: str) -> None:
+    """Refuse at once, before anything is prepared or stored, where there is no terminal to label in."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise IssuemineError(why)
+
+
 def key_loop(
     why_terminal: str,
     start: Callable[[], object],
@@ -276,8 +288,7 @@ def key_loop(
 ) -> Console:
     """Draw, read one key, handle it, until ``done()``; Ctrl-C or a closed input ends the loop.
     Work is saved by ``handle`` as it happens, so leaving the loop loses nothing."""
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise IssuemineError(why_terminal)
+    require_terminal(why_terminal)
     start()
     console = console or Console()
     fd = sys.stdin.fileno()
@@ -307,12 +318,8 @@ def run(session: LabelSession, issue: str | None = None, console: Console | None
         else:
             session.press(key)
 
-    why = (
-        "`issuemine label` is interactive and needs a terminal; without one, use "
-        "`issuemine labels import FILE` to load labels and `issuemine labels export` to read them"
-    )
     console = key_loop(
-        why,
+        LABEL_NEEDS_TERMINAL,
         lambda: session.start(issue),
         lambda con: render(session.screen(), session, con),
         handle,

@@ -212,7 +212,11 @@ def label_cmd(
         return
     if not rater:
         raise IssuemineError("--rater NAME: who is labeling (or --llm URL --model NAME for an LLM rater)")
+    # Refused before the suggestion model is trained or stored: a bad call changes nothing.
+    label_ui.require_terminal(label_ui.LABEL_NEEDS_TERMINAL)
     database_ = database(db)
+    if issue is not None:
+        _check_issue(database_, sample, issue)
     shown = _prepare_suggestions(database_, tax, sample, needed=order == "uncertain")
     if shown and first_of_double_labeled(database_, sample, rater):
         shown = False
@@ -224,6 +228,23 @@ def label_cmd(
         database_, tax, sample, rater, review=review, suggestions=shown, order=order, preselect=preselect
     )
     label_ui.run(session, issue=issue)
+
+
+def _check_issue(db: Database, sample: str, issue: str) -> None:
+    from sqlalchemy import select
+
+    from issuemine.db.models import SampleMember
+    from issuemine.db.rows import find_issue, sample_id
+
+    with db.session() as session:
+        found = find_issue(session, issue)
+        member = session.scalar(
+            select(SampleMember.issue_id).where(
+                SampleMember.sample_id == sample_id(session, sample), SampleMember.issue_id == found.id
+            )
+        )
+    if member is None:
+        raise IssuemineError(f"--issue {issue}: not an issue of sample {sample!r}")
 
 
 def _label_with_llm(url: str, model: str | None, key_env: str, sample: str, db: str | None, tax: Taxonomy) -> None:

@@ -110,3 +110,15 @@ def test_errors_print_user_data_as_text_not_markup(tmp_path, cli) -> None:  # ty
         )
         assert result.exit_code != 0 and name in result.output, result.output
         assert "Traceback" not in result.output and "MarkupError" not in result.output
+
+
+def test_label_without_a_terminal_refuses_before_training_anything(cli, label_db, db_path) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+
+    from issuemine.cli.app import app
+
+    result = cli.invoke(app, ["label", "--sample", "s", "--rater", "ana", "--db", str(db_path)])
+    assert result.exit_code == 2 and "needs a terminal" in result.output
+    with label_db.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM suggest_models")).scalar() == 0
+        assert conn.execute(text("SELECT count(*) FROM raters WHERE name = 'ana'")).scalar() == 0
