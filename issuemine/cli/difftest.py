@@ -53,15 +53,29 @@ def run_cmd(
     exporter: str | None = typer.Option(
         None, "--exporter", help="torch.onnx: torchscript (default) or dynamo; tf2onnx: tf2onnx."
     ),
-    opset: int = typer.Option(17, "--opset", min=7, max=30, help="ONNX opset to export to (7-30)."),
-    inputs: int = typer.Option(
-        100, "--inputs", min=1, max=10_000, help="Random input sets per model, run in both framework and runtime."
+    protocol: str = typer.Option(
+        "default",
+        "--protocol",
+        help="default: float32 tensors, opset 17, 100 inputs, policy abs-1e-7. study: the ISSTA 2024 artifact's "
+        "settings: every data type NNSmith generates, opset 16, torch.onnx one input under study-torch "
+        "(rtol 1e-3, atol 1e-7), tf2onnx 10 inputs under study-tf2onnx (max |Δ| ≤ 1e-7). Options given "
+        "explicitly override the protocol's.",
     ),
-    dtypes: str = typer.Option(
-        "float32", "--dtypes", help="Tensor types to generate, comma-separated (the study: float32), or all."
+    opset: int | None = typer.Option(
+        None, "--opset", min=7, max=30, help="ONNX opset to export to (7-30; default: the protocol's)."
+    ),
+    inputs: int | None = typer.Option(
+        None,
+        "--inputs",
+        min=1,
+        max=10_000,
+        help="Random input sets per model, run in both framework and runtime (default: the protocol's).",
+    ),
+    dtypes: str | None = typer.Option(
+        None, "--dtypes", help="Tensor types to generate, comma-separated, or all (default: the protocol's)."
     ),
     policy: str | None = typer.Option(
-        None, "--policy", help="Tolerance policy that decides a mismatch (default: the study's, max |Δ| < 1e-7)."
+        None, "--policy", help="Tolerance policy that decides a mismatch (default: the protocol's)."
     ),
     jobs: int = typer.Option(
         2, "--jobs", min=1, max=256, help="Worker processes (with Ray: models in flight at once)."
@@ -111,16 +125,18 @@ def run_cmd(
     if address and executor != "ray":
         raise IssuemineError("--address joins a Ray cluster: give it with --executor ray")
 
+    preset = protocol_settings(protocol, converter)
+    chosen_dtypes = dtypes if dtypes is not None else preset["dtypes"]
     plan = Plan(
         converter,
         exporter or EXPORTERS.get(converter, ("",))[0],
-        opset,
+        opset if opset is not None else preset["opset"],
         seed,
         _sizes(nodes),
         per_size,
-        inputs,
-        policy or "study",
-        [] if dtypes.strip() == "all" else [d.strip() for d in dtypes.split(",") if d.strip()],
+        inputs if inputs is not None else preset["inputs"],
+        policy or preset["policy"],
+        [] if chosen_dtypes.strip() == "all" else [d.strip() for d in chosen_dtypes.split(",") if d.strip()],
     )
     plan.check()
     database_ = database(db)
@@ -369,6 +385,20 @@ def coverage_cmd(
     ]
     columns = ["campaign", "setup", "mismatch-only sequences", "covered", "share", "uncovered, most carried"]
     out.print(table("Coverage of mismatch-only operator sequences", columns, rows))
+
+
+def protocol_settings(protocol: str, converter: str) -> dict[str, Any]:
+    """A protocol's campaign settings. ``study`` is the ISSTA 2024 artifact's, as its code runs
+    them (exporter_test.py, config/main.yaml and tf2onnx_analysis.ipynb): NNSmith symbolic-cinit
+    with every data type, opset 16; torch.onnx compared on one input (NNSmith's oracle) with
+    find_mismatch's tolerances, tf2onnx on 10 random inputs with max |Δ| ≤ 1e-7."""
+    if protocol == "default":
+        return {"opset": 17, "inputs": 100, "dtypes": "float32", "policy": "abs-1e-7"}
+    if protocol == "study":
+        if converter == "tf2onnx":
+            return {"opset": 16, "inputs": 10, "dtypes": "all", "policy": "study-tf2onnx"}
+        return {"opset": 16, "inputs": 1, "dtypes": "all", "policy": "study-torch"}
+    raise IssuemineError(f"--protocol {protocol!r}: choose default or study")
 
 
 def _sizes(text: str) -> list[int]:

@@ -23,7 +23,7 @@ from issuemine.db.rows import upsert, utcnow
 from issuemine.difftest.execute import OUTCOMES, TABLE_11
 from issuemine.difftest.generate import FRAMEWORKS, METHOD
 from issuemine.difftest.pool import DEFAULT_RUNNER, WorkerPool, default_memory
-from issuemine.domain.tolerances import load_policies
+from issuemine.domain.tolerances import load_policies, stored_verdict
 from issuemine.errors import IssuemineError
 from issuemine.installed import versions as installed_versions
 
@@ -73,7 +73,7 @@ class Plan:
     per_size: int
     inputs: int = 100
     policy: str | None = None
-    dtypes: list[str] = field(default_factory=lambda: ["float32"])  # the study's; [] = all NNSmith knows
+    dtypes: list[str] = field(default_factory=lambda: ["float32"])  # [] = all NNSmith knows (the study's)
 
     def check(self) -> None:
         if self.converter not in FRAMEWORKS:
@@ -305,9 +305,12 @@ def models(db: Database, campaign_id: int) -> list[DifftestModel]:
 def outcome_under(model: DifftestModel, policy: str | None) -> str:
     """The model's outcome, with a compared model's mismatch or success decided by ``policy``
     (every policy's verdict is stored, so switching needs no re-run)."""
-    if policy is None or model.outcome not in ("mismatch", "success") or policy not in model.policies:
+    if policy is None or model.outcome not in ("mismatch", "success"):
         return model.outcome
-    return "success" if model.policies[policy] else "mismatch"
+    within = stored_verdict(model.policies or {}, load_policies().get(policy))
+    if within is None:
+        return model.outcome
+    return "success" if within else "mismatch"
 
 
 def table_11(db: Database, campaign_ids: list[int] | None = None, policy: str | None = None) -> list[dict[str, Any]]:

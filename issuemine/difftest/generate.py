@@ -72,8 +72,8 @@ def operator_set(framework: str, dtypes: list[str] | None = None) -> list[Any]:
     caches the probe on disk), narrowed to ``dtypes``.
 
     NNSmith's ``dtype_choices`` only types new placeholders: an operator whose probed type
-    combinations include float16 still asks for a float16 input. Restricting the study's way
-    (float32 tensors only) means keeping, per operator, the input and output type combinations made
+    combinations include float16 still asks for a float16 input. Restricting it (float32 tensors
+    only, the default protocol) means keeping, per operator, the input and output type combinations made
     of those types alone, and dropping operators left with none. NNSmith keeps these combinations
     on the operator classes (``auto_opset`` sets them), so they are re-applied whenever a process
     asks for other types than last time."""
@@ -105,7 +105,7 @@ def generate(
     framework: str, seed: int, nodes: int, dtypes: list[str] | None = None, timeout_ms: int = 10_000
 ) -> Generated:
     """One model of about ``nodes`` operators, fully determined by ``seed``; its tensors are of
-    ``dtypes`` (the study: float32 only; None or empty: every type NNSmith generates)."""
+    ``dtypes`` (None or empty: every type NNSmith generates, as the study's artifact did)."""
     from nnsmith import graph_gen
     from nnsmith.graph_gen import model_gen
 

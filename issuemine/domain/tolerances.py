@@ -21,6 +21,7 @@ class Policy:
     atol: float
     rtol: float
     source: str = ""
+    aliases: tuple[str, ...] = ()  # earlier names, still found in stored runs and campaigns
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "atol": self.atol, "rtol": self.rtol}
@@ -34,7 +35,7 @@ class Policies:
     def get(self, name: str | None) -> Policy:
         name = name or self.default
         for policy in self.policies:
-            if policy.name == name:
+            if policy.name == name or name in policy.aliases:
                 return policy
         raise IssuemineError(f"unknown tolerance policy {name!r}; known: {', '.join(p.name for p in self.policies)}")
 
@@ -44,9 +45,18 @@ def load_policies(path: Path | None = None) -> Policies:
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
         policies = tuple(
-            Policy(p["name"], float(p["atol"]), float(p["rtol"]), p.get("source", "")) for p in doc["policy"]
+            Policy(p["name"], float(p["atol"]), float(p["rtol"]), p.get("source", ""), tuple(p.get("aliases", ())))
+            for p in doc["policy"]
         )
     except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
         raise IssuemineError(f"cannot read tolerance policies from {path}: {exc}") from exc
     default = doc.get("default", policies[0].name)
     return Policies(policies, default)
+
+
+def stored_verdict(verdicts: dict[str, Any], policy: Policy) -> Any:
+    """A stored per-policy verdict, found under the policy's name or an earlier one (None: absent)."""
+    for name in (policy.name, *policy.aliases):
+        if name in verdicts:
+            return verdicts[name]
+    return None

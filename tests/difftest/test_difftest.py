@@ -34,7 +34,7 @@ def job(seed: int, nodes: int, tmp_path: Path, **extra: object) -> dict:  # type
         "nodes": nodes,
         "inputs": 10,
         "policies": POLICIES,
-        "policy": "study",
+        "policy": "abs-1e-7",
         "out_dir": str(tmp_path),
         **extra,
     }
@@ -92,8 +92,8 @@ def _spin() -> None:
 def test_compare_reads_policies_nan_integers_and_shapes():
     f = np.array([1.0, np.nan, np.inf], dtype=np.float32)
     close = np.array([1.0 + 1e-6, np.nan, np.inf], dtype=np.float32)
-    verdicts, worst, differing = compare([[f]], [[close]], ["y"], POLICIES, "study")
-    assert verdicts["study"] is False and verdicts["torch-testing"] is True and verdicts["nnsmith"] is True
+    verdicts, worst, differing = compare([[f]], [[close]], ["y"], POLICIES, "abs-1e-7")
+    assert verdicts["abs-1e-7"] is False and verdicts["torch-testing"] is True and verdicts["nnsmith"] is True
     assert worst == pytest.approx(1e-6, rel=0.1) and differing == ["y"]
     verdicts, _, _ = compare([[np.array([1, 2])]], [[np.array([1, 3])]], ["i"], POLICIES, "nnsmith")
     assert not any(verdicts.values())  # integers must be equal under every policy
@@ -333,3 +333,48 @@ def test_bad_campaign_settings_are_one_line_and_store_nothing(args: list[str], t
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and "MemoryError" not in result.output
     assert not db.exists()  # refused before anything was opened
+
+
+def test_the_study_policies_at_their_boundaries():
+    from issuemine.difftest.execute import within_each
+
+    policies = [p.as_dict() for p in load_policies().policies]
+    torch_out = np.array([1000.0, 0.0], dtype=np.float32)
+    # study-torch: |Δ| ≤ 1e-7 + 1e-3 |torch|, elementwise: 0.9 at 1000 is within, 1.1 is not.
+    assert within_each(torch_out, torch_out + np.array([0.9, 0.0], dtype=np.float32), policies)["study-torch"]
+    assert not within_each(torch_out, torch_out + np.array([1.1, 0.0], dtype=np.float32), policies)["study-torch"]
+    # At zero only atol counts.
+    assert not within_each(torch_out, torch_out + np.array([0.0, 1e-6], dtype=np.float32), policies)["study-torch"]
+    # study-tf2onnx: the max absolute difference must not exceed 1e-7, whatever the magnitude.
+    near = np.array([1.0, 2.0])
+    assert within_each(near, near + 1e-8, policies)["study-tf2onnx"]
+    assert not within_each(near, near + 1e-6, policies)["study-tf2onnx"]
+    # Stored campaigns and runs from before call abs-1e-7 "study": the name still finds it.
+    assert load_policies().get("study").name == "abs-1e-7"
+
+
+def test_the_study_protocol_runs_the_artifacts_settings(tmp_path):
+    from sqlalchemy import select
+
+    from issuemine.db import open_db
+    from issuemine.db.models import DifftestCampaign
+
+    db = str(tmp_path / "p.db")
+    base = ["difftest", "run", "--nodes", "5", "--per-size", "1", "--seed", "3", "--jobs", "1", "--db", db]
+    for converter in ("torch.onnx", "tf2onnx"):
+        result = CliRunner().invoke(app, [*base, "--converter", converter, "--protocol", "study", "--json"])
+        assert result.exit_code == 0, result.output
+    # An explicit option overrides the protocol's.
+    result = CliRunner().invoke(app, [*base, "--protocol", "study", "--opset", "17", "--json"])
+    assert result.exit_code == 0, result.output
+    database = open_db(db)
+    with database.session() as session:
+        rows = [(c.converter, c.opset, c.inputs, c.dtypes, c.policy) for c in session.scalars(select(DifftestCampaign))]
+    database.close()
+    assert rows == [
+        ("torch.onnx", 16, 1, [], "study-torch"),
+        ("tf2onnx", 16, 10, [], "study-tf2onnx"),
+        ("torch.onnx", 17, 1, [], "study-torch"),
+    ]
+    bad = CliRunner().invoke(app, [*base, "--protocol", "paper"])
+    assert bad.exit_code == 2 and "choose default or study" in bad.output

@@ -250,7 +250,7 @@ def test_runs_on_postgres(pg_db: Database, tmp_path: Path, cli) -> None:
         verdicts = sorted(r.verdict for r in session.scalars(select(ReproRun).where(ReproRun.variant == "as-written")))
         evidence = session.scalars(select(ReproRun.evidence).where(ReproRun.verdict == "wrong-model")).one()
     assert verdicts == ["crash", "crash", "not-runnable", "not-runnable", "passes", "wrong-model"]
-    assert evidence["mismatched_outputs"][0]["within"]["study"] is False  # JSON evidence round-trips
+    assert evidence["mismatched_outputs"][0]["within"]["abs-1e-7"] is False  # JSON evidence round-trips
     # ReLU gives zeros where Sigmoid never does: an infinite relative difference, stored as strict JSON.
     assert evidence["mismatched_outputs"][0]["max_rel"] == "inf"
     tied = json.loads(cli.invoke(app, ["repro", "report", "--sample", "study", "--json", "--db", url]).stdout)

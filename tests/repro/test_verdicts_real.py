@@ -13,7 +13,7 @@ def test_a_torchscript_export_matches(warm: Harness) -> None:
     (call,) = outcome.verdict.evidence["calls"]
     assert call["exporter"] == "torchscript" and call["opset"] == 17
     assert call["trials"] == 3  # the captured input and two random ones of the same shape
-    assert all(row["within"]["study"] is not None for row in call["compare"])
+    assert all(row["within"]["abs-1e-7"] is not None for row in call["compare"])
     assert "Conv" in call["ops"] and outcome.result["versions"]["torch"].startswith("2.13")
 
 
@@ -87,7 +87,14 @@ def test_policy_decides_wrong_model(warm: Harness) -> None:
     outcome = warm.run(script)
     assert outcome.verdict.verdict == "wrong-model"  # torch-testing (atol 1e-5) rejects 1e-4
     (row,) = outcome.verdict.evidence["mismatched_outputs"]
-    assert row["within"] == {"study": False, "torch-testing": False, "polygraphy": False, "nnsmith": True}
+    assert row["within"] == {
+        "abs-1e-7": False,
+        "study-torch": False,
+        "study-tf2onnx": False,
+        "torch-testing": False,
+        "polygraphy": False,
+        "nnsmith": True,
+    }
 
 
 @pytest.fixture(scope="module")
