@@ -36,6 +36,22 @@ def _suggest_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         os.environ["ISSUEMINE_CACHE"] = old
 
 
+@pytest.fixture(scope="session")
+def warm_study_model(_suggest_cache: None, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The study model trained once into the run's cache, before terminal sessions that wait for their
+    first screen: a label session in a subprocess then loads it instead of training it (spaCy's
+    start and the training take most of a screen's time limit on a busy machine)."""
+    from issuemine.db import open_db
+    from issuemine.domain.taxonomy import taxonomy
+    from issuemine.suggest.store import train_study_model
+
+    db = open_db(str(tmp_path_factory.mktemp("study-model") / "warm.db"))
+    try:
+        train_study_model(db, taxonomy())
+    finally:
+        db.close()
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "issuemine.db"

@@ -231,20 +231,29 @@ def label_cmd(
 
 
 def _check_issue(db: Database, sample: str, issue: str) -> None:
+    """--issue as the session reads it (123, #123, owner/repo#123 or its URL), among the sample's issues."""
     from sqlalchemy import select
 
-    from issuemine.db.models import SampleMember
-    from issuemine.db.rows import find_issue, sample_id
+    from issuemine.db.models import Issue, Repository, SampleMember
+    from issuemine.db.rows import sample_id
+    from issuemine.labeling.session import ISSUE_REF
 
+    match = ISSUE_REF.search(issue.strip())
+    if match is None:
+        raise IssuemineError(f"--issue {issue!r} is not an issue: give 123, owner/repo#123 or the issue's URL")
+    repo = match.group("repo") or match.group("url_repo")
+    number = int(match.group("number") or match.group("url_number"))
     with db.session() as session:
-        found = find_issue(session, issue)
-        member = session.scalar(
-            select(SampleMember.issue_id).where(
-                SampleMember.sample_id == sample_id(session, sample), SampleMember.issue_id == found.id
-            )
-        )
-    if member is None:
-        raise IssuemineError(f"--issue {issue}: not an issue of sample {sample!r}")
+        rows = session.execute(
+            select(Repository.full_name)
+            .join(Issue, Issue.repository_id == Repository.id)
+            .join(SampleMember, SampleMember.issue_id == Issue.id)
+            .where(SampleMember.sample_id == sample_id(session, sample), Issue.number == number)
+        ).all()
+    hits = [name for (name,) in rows if repo is None or name.lower() == repo.lower()]
+    if len(hits) != 1:
+        why = "is not an issue of" if not hits else "is ambiguous in (give owner/repo#number)"
+        raise IssuemineError(f"--issue {issue}: {why} sample {sample!r}")
 
 
 def _label_with_llm(url: str, model: str | None, key_env: str, sample: str, db: str | None, tax: Taxonomy) -> None:

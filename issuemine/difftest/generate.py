@@ -21,9 +21,11 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import time
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -65,6 +67,31 @@ def model_type(framework: str) -> Any:
 
 
 _APPLIED: dict[str, tuple[tuple[str, ...], list[Any]]] = {}
+CACHE_ENV = "ISSUEMINE_NNSMITH_CACHE"
+
+
+def prepare_operator_cache(framework: str, folder: Path) -> Path:
+    """Build NNSmith's operator cache for ``framework`` once, in ``folder`` (a campaign's own), with
+    its operators in a stable order, before any worker starts; workers then all load the same file.
+
+    NNSmith infers its operator set on first use and caches it in the user's cache folder: workers
+    that each had to build it generated other models for their first jobs than every later run
+    (the set inferred in memory is not ordered as the one read back from the file), and two
+    creating the folder at once failed with FileExistsError."""
+    from nnsmith import narrow_spec
+
+    folder.mkdir(parents=True, exist_ok=True)
+    narrow_spec.NNSMITH_CACHE_DIR = str(folder)
+    path = folder / f"{narrow_spec.get_cache_name(model_type(framework), None)}.yaml"
+    if not path.exists():
+        with quiet():
+            narrow_spec.auto_opset(model_type(framework))
+        topset = narrow_spec.load_topset(str(path))
+        partial = path.with_suffix(".partial")
+        narrow_spec.dump_topset(dict(sorted(topset.items())), str(partial))
+        partial.replace(path)
+    _APPLIED.pop(framework, None)  # this process, too, reads the file from now on
+    return folder
 
 
 def operator_set(framework: str, dtypes: list[str] | None = None) -> list[Any]:
@@ -77,8 +104,11 @@ def operator_set(framework: str, dtypes: list[str] | None = None) -> list[Any]:
     of those types alone, and dropping operators left with none. NNSmith keeps these combinations
     on the operator classes (``auto_opset`` sets them), so they are re-applied whenever a process
     asks for other types than last time."""
+    from nnsmith import narrow_spec
     from nnsmith.narrow_spec import auto_opset
 
+    if os.environ.get(CACHE_ENV):  # the campaign's own cache, built before its workers started
+        narrow_spec.NNSMITH_CACHE_DIR = os.environ[CACHE_ENV]
     key = tuple(sorted(dtypes or ()))
     if framework in _APPLIED and _APPLIED[framework][0] == key:
         return _APPLIED[framework][1]

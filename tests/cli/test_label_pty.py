@@ -9,7 +9,11 @@ import sys
 
 import pandas as pd
 import pexpect
+import pytest
 from sqlalchemy import text
+
+# Label sessions in subprocesses load the study model from the run's cache.
+pytestmark = pytest.mark.usefixtures("warm_study_model")
 
 STAGE_Q = "In which stage"
 SYMPTOM_Q = "How does the failure"

@@ -21,6 +21,9 @@ import pyte
 import pytest
 from sqlalchemy import text
 
+# Label sessions in subprocesses load the study model from the run's cache.
+pytestmark = pytest.mark.usefixtures("warm_study_model")
+
 LONG = (Path(__file__).parent / "threads" / "long-resize.md").read_text()
 PGDN, PGUP, END = "\x1b[6~", "\x1b[5~", "\x1b[F"
 
