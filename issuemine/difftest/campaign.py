@@ -8,7 +8,6 @@ with the same parameters resumes: models already stored are not redone.
 
 from __future__ import annotations
 
-import os
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -275,10 +274,9 @@ def run(
     if todo:
         # NNSmith's operator cache, built once here, where the campaign's files are, before any worker
         # starts: every worker then loads the same, order-stable file (see prepare_operator_cache).
-        from issuemine.difftest.generate import CACHE_ENV, FRAMEWORKS, prepare_operator_cache
+        from issuemine.difftest.generate import FRAMEWORKS, prepare_operator_cache
 
-        cache = prepare_operator_cache(FRAMEWORKS[plan.converter], out_dir / "nnsmith-cache")
-        os.environ[CACHE_ENV] = str(cache.resolve())
+        prepare_operator_cache(FRAMEWORKS[plan.converter], out_dir / "nnsmith-cache")
     if memory is None and not (executor == "ray" and address):  # a cluster's machines are not this one
         memory = default_memory(jobs_)
     if executor == "ray":

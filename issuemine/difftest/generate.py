@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from issuemine.errors import IssuemineError
+
 FRAMEWORKS = {"torch.onnx": "torch", "tf2onnx": "tensorflow"}
 METHOD = "symbolic-cinit"
 
@@ -77,21 +79,44 @@ def prepare_operator_cache(framework: str, folder: Path) -> Path:
     NNSmith infers its operator set on first use and caches it in the user's cache folder: workers
     that each had to build it generated other models for their first jobs than every later run
     (the set inferred in memory is not ordered as the one read back from the file), and two
-    creating the folder at once failed with FileExistsError."""
+    creating the folder at once failed with FileExistsError. The inference runs in a fresh
+    interpreter: it probes NNSmith's operator classes, which a process that generated models has
+    already narrowed."""
+    import subprocess
+    import sys
+
     from nnsmith import narrow_spec
 
     folder.mkdir(parents=True, exist_ok=True)
-    narrow_spec.NNSMITH_CACHE_DIR = str(folder)
     path = folder / f"{narrow_spec.get_cache_name(model_type(framework), None)}.yaml"
     if not path.exists():
-        with quiet():
-            narrow_spec.auto_opset(model_type(framework))
-        topset = narrow_spec.load_topset(str(path))
-        partial = path.with_suffix(".partial")
-        narrow_spec.dump_topset(dict(sorted(topset.items())), str(partial))
-        partial.replace(path)
+        code = (
+            "import sys; from issuemine.difftest.generate import _build_cache; _build_cache(sys.argv[1], sys.argv[2])"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code, framework, str(folder)], capture_output=True, text=True, timeout=1800
+        )
+        if done.returncode != 0 or not path.exists():
+            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise IssuemineError(f"cannot build NNSmith's operator set for {framework}: {tail[0][:300]}")
+    narrow_spec.NNSMITH_CACHE_DIR = str(folder)
+    os.environ[CACHE_ENV] = str(folder.resolve())  # this process and the workers it starts read it
     _APPLIED.pop(framework, None)  # this process, too, reads the file from now on
     return folder
+
+
+def _build_cache(framework: str, folder: str) -> None:
+    """In a fresh interpreter: infer the operator set into ``folder``, then rewrite it sorted."""
+    from nnsmith import narrow_spec
+
+    narrow_spec.NNSMITH_CACHE_DIR = folder
+    path = Path(folder) / f"{narrow_spec.get_cache_name(model_type(framework), None)}.yaml"
+    with quiet():
+        narrow_spec.auto_opset(model_type(framework))
+    topset = narrow_spec.load_topset(str(path))
+    partial = path.with_suffix(".partial")
+    narrow_spec.dump_topset(dict(sorted(topset.items())), str(partial))
+    partial.replace(path)
 
 
 def operator_set(framework: str, dtypes: list[str] | None = None) -> list[Any]:
