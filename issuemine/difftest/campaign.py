@@ -272,11 +272,14 @@ def run(
 
     log = out_dir / f"campaign-{campaign_id}" / "workers.log"
     if todo:
-        # NNSmith's operator cache, built once here, where the campaign's files are, before any worker
+        # NNSmith's operator cache, made once here, where the campaign's files are, before any worker
         # starts: every worker then loads the same, order-stable file (see prepare_operator_cache).
+        # It travels with each job, so workers started earlier (a Ray cluster's) read it too.
         from issuemine.difftest.generate import FRAMEWORKS, prepare_operator_cache
 
-        prepare_operator_cache(FRAMEWORKS[plan.converter], out_dir / "nnsmith-cache")
+        cache = prepare_operator_cache(FRAMEWORKS[plan.converter], out_dir / "nnsmith-cache")
+        if cache is not None:
+            todo = [{**job, "nnsmith_cache": str(cache.resolve())} for job in todo]
     if memory is None and not (executor == "ray" and address):  # a cluster's machines are not this one
         memory = default_memory(jobs_)
     if executor == "ray":

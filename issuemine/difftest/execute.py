@@ -13,6 +13,7 @@ Runs inside a worker process: it imports the framework, and may die.
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from pathlib import Path
@@ -20,7 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from issuemine.difftest.generate import Generated, computing, exportable, generate, random_inputs, run_instructions
+from issuemine.difftest.generate import (
+    CACHE_ENV,
+    Generated,
+    computing,
+    exportable,
+    generate,
+    random_inputs,
+    run_instructions,
+)
 from issuemine.difftest.sequences import load_onnx_graph
 from issuemine.domain.converters import knowledge
 from issuemine.domain.stages import infer_stage
@@ -64,6 +73,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {"seed": job["seed"], "nodes": job["nodes"], "durations": timings}
     framework = "torch" if job["converter"] == "torch.onnx" else "tensorflow"
     one_thread(framework)
+    if job.get("nnsmith_cache"):  # the campaign's operator cache (generate.prepare_operator_cache)
+        os.environ[CACHE_ENV] = str(job["nnsmith_cache"])
     start = time.perf_counter()
     try:
         generated = generate(framework, job["seed"], job["nodes"], job.get("dtypes"))

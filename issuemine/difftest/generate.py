@@ -30,8 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from issuemine.errors import IssuemineError
-
 FRAMEWORKS = {"torch.onnx": "torch", "tf2onnx": "tensorflow"}
 METHOD = "symbolic-cinit"
 
@@ -72,37 +70,62 @@ _APPLIED: dict[str, tuple[tuple[str, ...], list[Any]]] = {}
 CACHE_ENV = "ISSUEMINE_NNSMITH_CACHE"
 
 
-def prepare_operator_cache(framework: str, folder: Path) -> Path:
-    """Build NNSmith's operator cache for ``framework`` once, in ``folder`` (a campaign's own), with
-    its operators in a stable order, before any worker starts; workers then all load the same file.
+def prepare_operator_cache(framework: str, folder: Path) -> Path | None:
+    """NNSmith's operator cache for ``framework`` in ``folder`` (a campaign's own), made once,
+    before any worker starts, with its operators in a stable order; workers then all load the same
+    file. None when it cannot be made: workers then use NNSmith's own cache, as before.
 
     NNSmith infers its operator set on first use and caches it in the user's cache folder: workers
     that each had to build it generated other models for their first jobs than every later run
-    (the set inferred in memory is not ordered as the one read back from the file), and two
-    creating the folder at once failed with FileExistsError. The inference runs in a fresh
-    interpreter: it probes NNSmith's operator classes, which a process that generated models has
-    already narrowed."""
+    (the set inferred in memory is not the one read back from the file), and two creating the
+    folder at once failed with FileExistsError. The set is copied from NNSmith's own cache where
+    this machine has one; else it is inferred in a fresh interpreter (a process that generated
+    models has narrowed NNSmith's operator classes). NNSmith's inference probes operators on random
+    shapes and can fail its own assertions: it is tried three times."""
+    import shutil
     import subprocess
     import sys
 
     from nnsmith import narrow_spec
 
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{narrow_spec.get_cache_name(model_type(framework), None)}.yaml"
+    name = f"{narrow_spec.get_cache_name(model_type(framework), None)}.yaml"
+    path = folder / name
     if not path.exists():
-        code = (
-            "import sys; from issuemine.difftest.generate import _build_cache; _build_cache(sys.argv[1], sys.argv[2])"
-        )
-        done = subprocess.run(
-            [sys.executable, "-c", code, framework, str(folder)], capture_output=True, text=True, timeout=1800
-        )
-        if done.returncode != 0 or not path.exists():
-            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise IssuemineError(f"cannot build NNSmith's operator set for {framework}: {tail[0][:300]}")
+        users = Path(_user_cache_dir()) / name
+        if users.exists():
+            shutil.copyfile(users, path.with_suffix(".partial"))
+            _sort_cache(path.with_suffix(".partial"))
+            path.with_suffix(".partial").replace(path)
+        else:
+            code = "import sys\nfrom issuemine.difftest.generate import _build_cache\n_build_cache(*sys.argv[1:3])"
+            for _ in range(3):
+                done = subprocess.run(
+                    [sys.executable, "-c", code, framework, str(folder)], capture_output=True, text=True, timeout=1800
+                )
+                if done.returncode == 0 and path.exists():
+                    break
+    if not path.exists():
+        logging.getLogger(__name__).warning("no operator cache for %s in %s: NNSmith's own is used", framework, folder)
+        return None
     narrow_spec.NNSMITH_CACHE_DIR = str(folder)
     os.environ[CACHE_ENV] = str(folder.resolve())  # this process and the workers it starts read it
     _APPLIED.pop(framework, None)  # this process, too, reads the file from now on
     return folder
+
+
+def _user_cache_dir() -> str:
+    import nnsmith
+    from appdirs import user_cache_dir
+
+    return str(user_cache_dir(f"nnsmith-{nnsmith.__version__}"))
+
+
+def _sort_cache(path: Path) -> None:
+    from nnsmith import narrow_spec
+
+    topset = narrow_spec.load_topset(str(path))
+    narrow_spec.dump_topset(dict(sorted(topset.items())), str(path))
 
 
 def _build_cache(framework: str, folder: str) -> None:
@@ -111,11 +134,11 @@ def _build_cache(framework: str, folder: str) -> None:
 
     narrow_spec.NNSMITH_CACHE_DIR = folder
     path = Path(folder) / f"{narrow_spec.get_cache_name(model_type(framework), None)}.yaml"
+    partial = path.with_suffix(".inferred")
     with quiet():
         narrow_spec.auto_opset(model_type(framework))
-    topset = narrow_spec.load_topset(str(path))
-    partial = path.with_suffix(".partial")
-    narrow_spec.dump_topset(dict(sorted(topset.items())), str(partial))
+    path.replace(partial)
+    _sort_cache(partial)
     partial.replace(path)
 
 
@@ -134,16 +157,17 @@ def operator_set(framework: str, dtypes: list[str] | None = None) -> list[Any]:
 
     if os.environ.get(CACHE_ENV):  # the campaign's own cache, built before its workers started
         narrow_spec.NNSMITH_CACHE_DIR = os.environ[CACHE_ENV]
-    key = tuple(sorted(dtypes or ()))
+    types = tuple(sorted(dtypes or ()))
+    key = (*types, f"cache={narrow_spec.NNSMITH_CACHE_DIR}")  # another cache, another operator set
     if framework in _APPLIED and _APPLIED[framework][0] == key:
         return _APPLIED[framework][1]
     with quiet():
         ops = list(auto_opset(model_type(framework)))
-    if key:
+    if types:
         kept = []
         for op in ops:
-            ins = [c for c in op.in_dtypes if all(str(d) in key for d in c)]
-            outs = [c for c in op.out_dtypes if all(str(d) in key for d in c)]
+            ins = [c for c in op.in_dtypes if all(str(d) in types for d in c)]
+            outs = [c for c in op.out_dtypes if all(str(d) in types for d in c)]
             if ins and outs:
                 op.in_dtypes, op.out_dtypes = ins, outs
                 kept.append(op)
