@@ -25,7 +25,6 @@ import requests
 from sqlalchemy import select
 
 from issuemine.db import Database
-from issuemine.db.models import Issue, Repository
 from issuemine.db.rows import utcnow
 from issuemine.domain.taxonomy import SUBCAUSE, Taxonomy
 from issuemine.errors import IssuemineError
@@ -134,7 +133,7 @@ def label_with_llm(
     """Label every issue of ``sample`` the LLM rater has not finished; each answer is stored at once."""
     from issuemine.labeling.assignments import rater_queue
     from issuemine.labeling.ratings import save_rating
-    from issuemine.suggest.store import texts_for
+    from issuemine.suggest.store import issue_keys, texts_for
 
     rater = f"llm:{client.model}"
     report = LlmReport(rater)
@@ -143,7 +142,7 @@ def label_with_llm(
     finished = _finished(db, rater_id)
     todo = [i for i in queue if i not in finished]
     texts = texts_for(db, todo)
-    names = _names(db, todo)
+    names = issue_keys(db, todo)
     for issue_id in todo:
         text = texts.get(issue_id)
         if text is None or not (text.title or text.body):
@@ -200,13 +199,3 @@ def _finished(db: Database, rater_id: int) -> set[int]:
                 select(RaterIssue.issue_id).where(RaterIssue.rater_id == rater_id, RaterIssue.status == "done")
             )
         )
-
-
-def _names(db: Database, issue_ids: list[int]) -> dict[int, str]:
-    with db.session() as session:
-        rows = session.execute(
-            select(Issue.id, Repository.full_name, Issue.number)
-            .join(Repository, Repository.id == Issue.repository_id)
-            .where(Issue.id.in_(issue_ids))
-        ).all()
-    return {i: f"{repo}#{number}" for i, repo, number in rows}

@@ -207,7 +207,7 @@ def train_study_model(db: Database, taxonomy: Taxonomy, seed: int = 0, exclude_s
     ``exclude_sample``, trained without that sample's issues (a replication must not be suggested
     the study's own labels), stored as study-without-SAMPLE."""
     if exclude_sample:
-        excluded = {key.lower() for key in _keys(db, sample_issue_ids(db, exclude_sample)).values()}
+        excluded = {key.lower() for key in issue_keys(db, sample_issue_ids(db, exclude_sample)).values()}
         examples = [e for e in file_examples(study_labels(), taxonomy) if e.key.lower() not in excluded]
         without = SuggestionModel.train(examples, taxonomy, seed)
         without.trained_on["source"] = "data/study-labels.csv"
@@ -285,7 +285,8 @@ def evidence(model: SuggestionModel, text: IssueText, dimension: str, code: str,
     return reasons
 
 
-def _keys(db: Database, issue_ids: list[int]) -> dict[int, str]:
+def issue_keys(db: Database, issue_ids: list[int]) -> dict[int, str]:
+    """owner/repo#number per issue id."""
     from issuemine.db.models import Issue, Repository
 
     with db.session() as session:
@@ -308,7 +309,7 @@ def fill(db: Database, stored: StoredModel, issue_ids: list[int], *, replace: bo
     if not todo:
         return 0
     ranked = stored.model.predict([texts[i] for i in todo])
-    keys = _keys(db, todo)
+    keys = issue_keys(db, todo)
     now = utcnow()
     rows = []
     for issue_id, per in zip(todo, ranked, strict=True):
