@@ -83,8 +83,6 @@ def prepare_operator_cache(framework: str, folder: Path) -> Path | None:
     models has narrowed NNSmith's operator classes). NNSmith's inference probes operators on random
     shapes and can fail its own assertions: it is tried three times."""
     import shutil
-    import subprocess
-    import sys
 
     from nnsmith import narrow_spec
 
@@ -98,13 +96,7 @@ def prepare_operator_cache(framework: str, folder: Path) -> Path | None:
             _sort_cache(path.with_suffix(".partial"))
             path.with_suffix(".partial").replace(path)
         else:
-            code = "import sys\nfrom issuemine.difftest.generate import _build_cache\n_build_cache(*sys.argv[1:3])"
-            for _ in range(3):
-                done = subprocess.run(
-                    [sys.executable, "-c", code, framework, str(folder)], capture_output=True, text=True, timeout=1800
-                )
-                if done.returncode == 0 and path.exists():
-                    break
+            _infer_cache(framework, folder, path)
     if not path.exists():
         logging.getLogger(__name__).warning("no operator cache for %s in %s: NNSmith's own is used", framework, folder)
         return None
@@ -112,6 +104,35 @@ def prepare_operator_cache(framework: str, folder: Path) -> Path | None:
     os.environ[CACHE_ENV] = str(folder.resolve())  # this process and the workers it starts read it
     _APPLIED.pop(framework, None)  # this process, too, reads the file from now on
     return folder
+
+
+def _infer_cache(framework: str, folder: Path, path: Path) -> None:
+    """Infer the operator set into ``folder`` in a fresh interpreter, up to three times."""
+    import subprocess
+    import sys
+
+    code = "import sys\nfrom issuemine.difftest.generate import _build_cache\n_build_cache(*sys.argv[1:3])"
+    for _ in range(3):
+        done = subprocess.run(
+            [sys.executable, "-c", code, framework, str(folder)], capture_output=True, text=True, timeout=1800
+        )
+        if done.returncode == 0 and path.exists():
+            return
+
+
+@lru_cache(maxsize=4)
+def _ensure_user_cache(framework: str) -> None:
+    """Outside a campaign, NNSmith's own cache: made the way a campaign's is (inferred in a fresh
+    interpreter, sorted) when this machine has none yet, so that the first generation on a fresh
+    machine reads the same operator set from the file as every later one (NNSmith's own first
+    inference keeps another order in memory than the one it writes)."""
+    from nnsmith import narrow_spec
+
+    folder = Path(_user_cache_dir())
+    path = folder / f"{narrow_spec.get_cache_name(model_type(framework), None)}.yaml"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        _infer_cache(framework, folder, path)
 
 
 def _user_cache_dir() -> str:
@@ -157,6 +178,8 @@ def operator_set(framework: str, dtypes: list[str] | None = None) -> list[Any]:
 
     if os.environ.get(CACHE_ENV):  # the campaign's own cache, built before its workers started
         narrow_spec.NNSMITH_CACHE_DIR = os.environ[CACHE_ENV]
+    elif _user_cache_dir() == narrow_spec.NNSMITH_CACHE_DIR:
+        _ensure_user_cache(framework)
     types = tuple(sorted(dtypes or ()))
     key = (*types, f"cache={narrow_spec.NNSMITH_CACHE_DIR}")  # another cache, another operator set
     if framework in _APPLIED and _APPLIED[framework][0] == key:

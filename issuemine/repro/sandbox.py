@@ -322,7 +322,8 @@ class Zygote:
             "script": script,
             "timeout": timeout,
             "limits": limits.for_child(0 if uid_root else _own_threads()),
-            "env": {**(env or {}), "ISSUEMINE_POLICIES": json.dumps(policies)},
+            "env": dict(env or {}),
+            "policies": policies,  # for the run server's checker, never shown to the snippet
         }
         assert self._process is not None and self._process.stdin is not None
         try:
@@ -339,6 +340,8 @@ class Zygote:
             return {"sandbox_failure": f"the sandbox server stopped during the run: {log[-1000:]}", **self.info}
         if not self.warm:
             self.close()
+        if answer.get("server_lost"):  # the snippet killed or stopped the process serving it (same user)
+            return {"sandbox_failure": f"{answer['server_lost']} during the run", **self.info}
         if "error" in answer:
             raise SandboxError(f"the sandbox server failed: {answer['error']}")
         return {**answer, **self.info}

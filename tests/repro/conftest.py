@@ -36,3 +36,9 @@ def make_harness(warm: bool, limits: Limits, slot: int = 0, sandbox: str = "auto
 @pytest.fixture(scope="session")
 def warm() -> Iterator[Harness]:
     yield from make_harness(True, Limits(timeout=90))
+
+
+@pytest.fixture(scope="session")
+def cold() -> Iterator[Harness]:
+    """A fresh sandboxed interpreter per snippet (its own uid slot: nothing shared with ``warm``)."""
+    yield from make_harness(False, Limits(timeout=90), slot=1)

@@ -118,9 +118,17 @@ def test_a_converter_killing_the_interpreter_is_a_crash():
     events = [{"event": "start", "pid": 5}, {"event": "convert-start", "pid": 5}]
     verdict = decide({"events": events, "signal": signal.SIGSEGV, "tail": ""}, "torch-testing", RULES)
     assert verdict.verdict == "crash" and "signal 11" in (verdict.reason or "")
-    events.append({"event": "converted", "pid": 5})  # export done; onnxruntime died loading the model
+    events.append({"event": "converted", "pid": 5})  # export done; the framework's reference run died
     verdict = decide({"events": events, "signal": signal.SIGSEGV, "tail": ""}, "torch-testing", RULES)
-    assert verdict.verdict == "ort-load-fail"
+    assert verdict.verdict == "converted-not-compared" and "signal 11" in (verdict.reason or "")
+
+
+def test_onnx_runtime_dying_in_the_checker_is_a_runtime_failure():
+    """ONNX Runtime runs in the run server's checker: its crash comes back as the call's ``ort``."""
+    ort = {"status": "load-fail", "error": {"type": "issuemine.CheckFailed", "message": "killed (signal 11)"}}
+    events = [{"event": "start", "pid": 5}, {"event": "convert", "status": "ok", "ort": ort, "pid": 5}]
+    verdict = decide({"events": events, "exit_code": 0, "tail": ""}, "torch-testing", RULES)
+    assert verdict.verdict == "ort-load-fail" and "signal 11" in (verdict.reason or "")
 
 
 def test_forged_or_malformed_events_do_not_break_the_verdict():

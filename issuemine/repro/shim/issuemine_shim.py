@@ -1,22 +1,23 @@
 """Runtime shim loaded into every sandboxed interpreter (by ``sitecustomize``).
 
-It records, as JSON lines appended to ``$ISSUEMINE_EVENTS``:
+It records, as JSON lines sent to the run server (``$ISSUEMINE_EVENTS``: its socket, or a file):
 
 - each converter call (the entry points of the host's converter catalog, passed as JSON in
   ``$ISSUEMINE_ENTRIES``: torch.onnx.export, tf2onnx.convert.from_*, ...): the API, the
   exporter, the opset, the inputs' shapes, the outcome and, on failure, the exception with its
   frames (the host infers the failing stage from them);
-- after a successful export, whether ONNX Runtime loads the model and how its outputs differ from
-  the framework's on the captured inputs and a few random ones of the same shapes, under each
-  tolerance policy the host passed in ``$ISSUEMINE_POLICIES``;
+- after a successful export, the framework side of the comparison: the model, the captured inputs
+  and a few random ones of the same shapes, and the framework's outputs on them, handed over to
+  the run server, which runs ONNX Runtime and compares in a process of its own (``checker.py``);
 - attempts the sandbox forbids, seen through an audit hook (network, secret files, writes
   outside the run's directory, the script reading credential variables). The sandbox contains
   them; the hook only makes them visible, and a determined snippet can evade it;
 - how the script ended.
 
 It runs inside whatever environment the user picked, so it imports nothing of issuemine and
-only the standard library at import time. A hostile snippet can forge these events: they decide
-the verdict, never the containment.
+only the standard library at import time. A hostile snippet can add events of its own, never
+remove or read the shim's; it cannot touch ONNX Runtime's side of a comparison. Events decide the
+verdict, never the containment.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ import traceback
 from typing import Any
 
 EVENTS_ENV = "ISSUEMINE_EVENTS"
-POLICIES_ENV = "ISSUEMINE_POLICIES"
 RUN_DIR_ENV = "ISSUEMINE_RUN_DIR"
 ENTRIES_ENV = "ISSUEMINE_ENTRIES"
 COMMAND_LINES_ENV = "ISSUEMINE_COMMAND_LINES"
@@ -54,9 +54,36 @@ WRITE_EVENTS = {"os.mkdir", "os.remove", "os.rename", "os.rmdir", "os.truncate",
 NETWORK_EVENTS = {"socket.connect", "socket.sendto", "socket.getaddrinfo", "socket.gethostbyname"}
 
 
+_sink: dict[str, Any] = {}
+_sink_lock = threading.Lock()
+
+
+def _send(target: str, data: bytes) -> None:
+    """``@NAME``: the run server's abstract Unix socket, one connection per process (a snippet can
+    add lines to it, never read or take back what the shim sent). Otherwise a file, appended to."""
+    if not target.startswith("@"):
+        # Non-blocking: a snippet that turned the file into a FIFO must not hang its own events.
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        return
+    import socket
+
+    with _sink_lock:
+        sock = _sink.get("socket")
+        if sock is None or _sink.get("pid") != os.getpid():  # a forked child opens its own
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(30)
+            sock.connect("\0" + target[1:])
+            _sink.update(socket=sock, pid=os.getpid())
+        sock.sendall(data)
+
+
 def emit(event: dict[str, Any]) -> None:
-    path = os.environ.get(EVENTS_ENV)
-    if not path:
+    target = os.environ.get(EVENTS_ENV)
+    if not target:
         return
     event.setdefault("pid", os.getpid())
     line = json.dumps(event, default=repr)
@@ -64,12 +91,7 @@ def emit(event: dict[str, Any]) -> None:
         line = json.dumps({"event": event.get("event"), "pid": os.getpid(), "truncated": True})
     _local.busy = True
     try:
-        # Non-blocking: a snippet that turned the file into a FIFO must not hang its own events.
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o600)
-        try:
-            os.write(fd, (line + "\n").encode())
-        finally:
-            os.close(fd)
+        _send(target, (line + "\n").encode())
     except OSError:
         pass
     finally:
@@ -172,11 +194,53 @@ def _is_plumbing(filename: str) -> bool:
 # -- converter wrappers -----------------------------------------------------------------------------
 
 
-def _policies() -> list[dict[str, Any]]:
-    try:
-        return json.loads(os.environ.get(POLICIES_ENV) or "[]")
-    except ValueError:
-        return []
+HANDOVER_ENV = "ISSUEMINE_HANDOVER"
+_handovers = {"count": 0}
+
+
+def _handover(model: Any, make_trials: Any = None, skipped: str | None = None) -> dict[str, Any]:
+    """Hand the framework side of a comparison to the run server's checker (``checker.py``): the
+    exported model (a path, bytes or a ModelProto) and, when ``make_trials`` is given, per trial the
+    framework's outputs and the ONNX inputs it was fed (``make_trials`` yields those pairs, the
+    captured inputs first). ONNX Runtime runs outside this process, after it has ended."""
+    import numpy as np
+
+    _handovers["count"] += 1
+    base = os.environ.get(HANDOVER_ENV) or os.path.join(_run_dir(), ".handover")
+    folder = os.path.join(base, f"{os.getpid()}-{_handovers['count']}")
+    os.makedirs(folder)
+    facts: dict[str, Any] = {"handover": folder}
+    if hasattr(model, "SerializeToString"):
+        model = model.SerializeToString()
+    if isinstance(model, (bytes, bytearray)):
+        with open(os.path.join(folder, "model.onnx"), "wb") as handle:
+            handle.write(model)
+        name = "model.onnx"
+    else:
+        name = os.path.abspath(os.fspath(model))  # next to its external data, if it has any
+    arrays: dict[str, Any] = {}
+    counts: list[list[int]] = []
+    if make_trials is not None and skipped is None:
+        try:
+            for reference, feeds in make_trials():
+                t = len(counts)
+                outputs = [np.asarray(r) for r in reference]
+                inputs = [np.asarray(f) for f in feeds]
+                if any(a.dtype == object for a in outputs + inputs):
+                    skipped = "an output or input of the framework model is not a tensor"
+                    break
+                arrays.update({f"ref{t}_{i}": a for i, a in enumerate(outputs)})
+                arrays.update({f"feed{t}_{i}": a for i, a in enumerate(inputs)})
+                counts.append([len(outputs), len(inputs)])
+        except Exception as exc:
+            skipped = f"could not run the framework model: {type(exc).__name__}: {exc}"[:1000]
+    if skipped is not None:
+        facts["compare_skipped"] = skipped
+        counts = []
+    np.savez(os.path.join(folder, "trials.npz"), **(arrays if counts else {}))
+    with open(os.path.join(folder, "meta.json"), "w") as handle:
+        json.dump({"model": name, "trials": counts}, handle)
+    return facts
 
 
 def _shape(value: Any) -> Any:
@@ -186,134 +250,6 @@ def _shape(value: Any) -> Any:
         if (shape is not None and hasattr(value, "dtype"))
         else type(value).__name__
     )
-
-
-def _compare(reference: list[Any], actual: list[Any]) -> list[dict[str, Any]]:
-    """Per output: shapes, max |Δ|, max relative Δ and, per policy, whether it is within tolerance."""
-    import numpy as np
-
-    results = []
-    for index, (want, got) in enumerate(zip(reference, actual)):
-        want, got = np.asarray(want), np.asarray(got)
-        row: dict[str, Any] = {"output": index, "shape": list(want.shape), "onnx_shape": list(got.shape)}
-        if want.shape != got.shape:
-            row.update(max_abs=None, max_rel=None, within={p["name"]: False for p in _policies()}, problem="shape")
-            results.append(row)
-            continue
-        if want.dtype.kind in "fc" or got.dtype.kind in "fc":
-            a, b = want.astype(np.float64), got.astype(np.float64)
-            nan_same = np.isnan(a) & np.isnan(b)
-            diff = np.where(nan_same, 0.0, np.abs(a - b))
-            diff = np.where(np.isnan(diff), np.inf, diff)
-            scale = np.abs(a)
-            rel = np.where(scale > 0, diff / np.where(scale > 0, scale, 1), np.where(diff > 0, np.inf, 0.0))
-            row["max_abs"] = float(diff.max()) if diff.size else 0.0
-            row["max_rel"] = float(rel.max()) if rel.size else 0.0
-            row["within"] = {
-                p["name"]: bool(np.all(diff <= float(p["atol"]) + float(p["rtol"]) * scale)) for p in _policies()
-            }
-        else:
-            equal = bool(np.array_equal(want, got))
-            row.update(max_abs=0.0 if equal else None, max_rel=0.0 if equal else None)
-            row["within"] = {p["name"]: equal for p in _policies()}
-            if not equal:
-                row["problem"] = "values"
-        results.append(row)
-    if len(reference) != len(actual):
-        results.append({"output": None, "problem": f"{len(reference)} framework outputs, {len(actual)} ONNX outputs"})
-    return results
-
-
-def _worst(trials: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    worst = [dict(row) for row in trials[0]]
-    for trial in trials[1:]:
-        for row, new in zip(worst, trial):
-            for key in ("max_abs", "max_rel"):
-                if new.get(key) is None or (row.get(key) is not None and new[key] > row[key]):
-                    row[key] = new.get(key)
-            if "within" in row and "within" in new:
-                row["within"] = {k: row["within"][k] and new["within"].get(k, False) for k in row["within"]}
-            if new.get("problem"):
-                row["problem"] = new["problem"]
-    return worst
-
-
-def _onnx_facts(model: Any) -> dict[str, Any]:
-    try:
-        import onnx
-
-        proto = model if hasattr(model, "graph") else onnx.load(model, load_external_data=False)
-        opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
-        names = [n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}" for n in proto.graph.node]
-        counts: dict[str, int] = {}
-        for name in names:
-            counts[name] = counts.get(name, 0) + 1
-        return {
-            "opset": opset,
-            "ir_version": proto.ir_version,
-            "nodes": len(proto.graph.node),
-            "ops": sorted(counts)[:300],
-            "op_counts": dict(sorted(counts.items())[:300]),
-            "attributes": _attributes(proto),
-        }
-    except Exception as exc:
-        return {"onnx_error": describe_exception(exc)}
-
-
-def _attributes(proto: Any, limit: int = 60) -> dict[str, list[str]]:
-    """Per operator, its distinct scalar attributes (``mode=b'linear'``, ``axis=1``): what a
-    graph-level report (a wrong attribute, a missing fusion) is about."""
-    import onnx
-
-    found: dict[str, set[str]] = {}
-    for node in proto.graph.node:
-        for attribute in node.attribute:
-            if attribute.type in (onnx.AttributeProto.INT, onnx.AttributeProto.FLOAT, onnx.AttributeProto.STRING):
-                value = onnx.helper.get_attribute_value(attribute)
-                found.setdefault(node.op_type, set()).add(f"{attribute.name}={value!r}"[:80])
-    return {op: sorted(values)[:10] for op, values in sorted(found.items())[:limit]}
-
-
-def _ort_session(model: Any) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    source = model.SerializeToString() if hasattr(model, "SerializeToString") else model
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-
-
-def _ort_check(model: Any, make_trials: Any) -> dict[str, Any]:
-    """Load ``model`` (a path or ModelProto) in ONNX Runtime and compare with the framework.
-
-    ``make_trials`` yields (framework outputs, ONNX input arrays) pairs, the captured inputs first."""
-    facts: dict[str, Any] = _onnx_facts(model)
-    try:
-        session = _ort_session(model)
-    except Exception as exc:
-        facts["ort"] = {"status": "load-fail", "error": describe_exception(exc)}
-        return facts
-    facts["ort"] = {"status": "loaded"}
-    names = [i.name for i in session.get_inputs()]
-    trials = []
-    try:
-        for reference, feeds in make_trials():
-            if len(feeds) != len(names):
-                facts["compare_skipped"] = f"{len(feeds)} tensor inputs captured, the ONNX model takes {len(names)}"
-                return facts
-            try:
-                outputs = session.run(None, dict(zip(names, feeds)))
-            except Exception as exc:
-                facts["ort"] = {"status": "run-fail", "error": describe_exception(exc)}
-                return facts
-            trials.append(_compare(reference, outputs))
-    except Exception as exc:
-        facts["compare_skipped"] = f"could not run the framework model: {type(exc).__name__}: {exc}"[:1000]
-        return facts
-    if trials:
-        facts["compare"] = _worst(trials)
-        facts["trials"] = len(trials)
-    return facts
 
 
 def _tree_leaves(value: Any) -> list[Any]:
@@ -390,7 +326,7 @@ def _torch_check(args: tuple[Any, ...], kwargs: dict[str, Any], result: Any, dyn
                 )
                 yield run(fresh_args, fresh_kwargs), to_numpy(leaves((fresh_args, fresh_kwargs)))
 
-    facts = _ort_check(onnx_model, trials)
+    facts = _handover(onnx_model, trials)
     facts["inputs"] = [_shape(t) for t in leaves((model_args, model_kwargs))]
     return facts
 
@@ -420,11 +356,7 @@ def _tf2onnx_check(api: str, args: tuple[Any, ...], kwargs: dict[str, Any], resu
     if api.endswith("from_keras") and signature is None and getattr(target, "inputs", None):
         signature = [tf.TensorSpec(t.shape, t.dtype) for t in target.inputs]
     if not signature:
-        return {
-            **_onnx_facts(model_proto),
-            **_ort_load_only(model_proto),
-            "compare_skipped": f"{api}: no callable to compare with",
-        }
+        return _handover(model_proto, skipped=f"{api}: no callable to compare with")
     signature = list(signature)
 
     def run(arrays: list[Any]) -> list[Any]:
@@ -438,17 +370,9 @@ def _tf2onnx_check(api: str, args: tuple[Any, ...], kwargs: dict[str, Any], resu
         for arrays in drawn:
             yield run(arrays), arrays
 
-    facts = _ort_check(model_proto, trials)
+    facts = _handover(model_proto, trials)
     facts["inputs"] = [_shape(a) for a in drawn[0]]
     return facts
-
-
-def _ort_load_only(model: Any) -> dict[str, Any]:
-    try:
-        _ort_session(model)
-    except Exception as exc:
-        return {"ort": {"status": "load-fail", "error": describe_exception(exc)}}
-    return {"ort": {"status": "loaded"}}
 
 
 def _opset_arg(entry: dict[str, Any], kwargs: dict[str, Any]) -> Any:
@@ -481,8 +405,7 @@ def _check(
     if kind == "none":
         return {"compare_skipped": f"{entry['call']} returns no ONNX model to check"}
     model = result[0] if isinstance(result, tuple) else result
-    skipped = f"{entry['call']}: no callable to compare with"
-    return {**_onnx_facts(model), **_ort_load_only(model), "compare_skipped": skipped}
+    return _handover(model, skipped=f"{entry['call']}: no callable to compare with")
 
 
 def _wrap(module: Any, entry: dict[str, Any]) -> None:
@@ -656,7 +579,7 @@ def _finish_command_line() -> None:
             if spec.get("check") == "tensorflow":
                 call.update(_tf_command_line_check(argv, output))
             else:
-                call.update({**_onnx_facts(output), **_ort_load_only(output)})
+                call.update(_handover(output, skipped=f"{call['api']}: no callable to compare with"))
         except Exception as exc:
             call["check_error"] = describe_exception(exc)
     emit(call)
@@ -673,7 +596,7 @@ def _tf_command_line_check(argv: list[str], output: str) -> dict[str, Any]:
         loaded = tf.saved_model.load(saved)
         key = _flag(argv, "--signature_def") or next(iter(loaded.signatures), None)
         if key is None:
-            return {**_onnx_facts(output), **_ort_load_only(output), "compare_skipped": "no signature to call"}
+            return _handover(output, skipped="no signature to call")
         function = loaded.signatures[key]
         specs = function.structured_input_signature[1]
         names = sorted(specs)
@@ -691,7 +614,7 @@ def _tf_command_line_check(argv: list[str], output: str) -> dict[str, Any]:
             out = tf.nest.flatten(model([tf.constant(a) for a in arrays], training=False))
             return {str(i): v.numpy() for i, v in enumerate(out)}
     else:
-        return {**_onnx_facts(output), **_ort_load_only(output), "compare_skipped": "no TensorFlow model to run"}
+        return _handover(output, skipped="no TensorFlow model to run")
     proto = onnx.load(output, load_external_data=False)
     initialized = {i.name for i in proto.graph.initializer}
     onnx_inputs = [i.name for i in proto.graph.input if i.name not in initialized]
@@ -712,7 +635,7 @@ def _tf_command_line_check(argv: list[str], output: str) -> dict[str, Any]:
             reference = [outputs[keys[i]] for i in by_name(onnx_outputs, keys) if i < len(keys)]
             yield reference, [arrays[i] for i in order if i < len(arrays)]
 
-    facts = _ort_check(output, trials)
+    facts = _handover(output, trials)
     facts["inputs"] = [_shape(a) for a in drawn[0]]
     return facts
 

@@ -1,16 +1,24 @@
-"""The sandboxed run server: imports the frameworks once, then forks a fresh child per snippet.
+"""The sandboxed run server: imports the frameworks once, then serves each snippet from a fork.
 
 Started by the host inside the sandbox as ``python zygote.py ROOT [--preload mod,...]``. It reads
 one JSON request per line on stdin and answers one JSON line on its stdout (which nothing else
-may write to: the interpreter's own stdout is pointed at stderr). Per request it:
+may write to: the interpreter's own stdout is pointed at stderr). The zygote itself never reads a
+request: per request it forks a server process, which reads it, serves it and exits, so that
+nothing of one run (its source, output, events) stays in memory a later run's child inherits.
+The server process:
 
-1. empties ROOT (the sandbox's private temp directory) so nothing of an earlier run survives;
-2. writes the script to ROOT/runN/snippet.py (a fresh directory per run) and forks a child that
-   starts a new session, points its output at a pipe, sets the resource limits, and runs the script as __main__;
-3. drains the pipe (the last 256 KB kept, every byte counted against the output limit) while it
-   waits for the child up to the wall-clock limit, kills it on time-out or too much output, then
-   kills every other process left in the sandbox's PID namespace (snippets that leave a child behind);
-4. answers with the exit status, resource use, the last lines of output and the shim's events.
+1. empties ROOT (the sandbox's private temp directory), ``/dev/shm``, the System V IPC objects and
+   the user's keyrings, so nothing of an earlier run survives;
+2. writes the script to ROOT/runN/snippet.py (a fresh directory per run), listens for the shim's
+   events on an abstract Unix socket of its own, and forks a child that starts a new session,
+   closes every descriptor but its output pipe, joins a fresh session keyring, sets the resource
+   limits, and runs the script as __main__;
+3. drains the pipe (the last 256 KB kept, every byte counted against the output limit) and the
+   events socket while it waits for the child up to the wall-clock limit, kills it on time-out or
+   too much output, then kills every other process left in the sandbox's PID namespace;
+4. for each conversion the shim handed over, runs ONNX Runtime and the comparison in a process
+   forked from itself (``checker.py``): the snippet's process never decides them;
+5. answers with the exit status, resource use, the last lines of output and the events.
 
 Cold mode is the same program with nothing preloaded, serving a single request. Standard
 library only: it runs in whatever environment the user picked.
@@ -26,7 +34,7 @@ import resource
 import select
 import shutil
 import signal
-import stat
+import socket
 import sys
 import time
 import traceback
@@ -38,6 +46,7 @@ MAX_EVENTS_BYTES = 8 * 1024 * 1024
 STACK_DUMP_SECONDS = 0.5
 OUTPUT_GRACE_SECONDS = 2.0
 PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
+HANDOVER_DIR = ".handover"  # where the shim hands conversions over to the checker
 _channel: Any = None
 
 
@@ -146,34 +155,105 @@ def _reap() -> None:
 
 
 MAX_EVENTS = 5_000
+MAX_CONNECTIONS = 256
 MAX_DEPTH = 24
 MAX_INT = 2**53  # exact in a float: larger numbers are not something the shim writes
 
 
-def _events(path: str) -> tuple[list[Any], list[str]]:
-    """The shim's events, and what was wrong with them. The events file is the snippet's to write
-    too: lines that the shim never writes (malformed, nested too deep, huge numbers, a flood) are
-    the snippet's doing, reported as a violation rather than failing the server."""
+class _EventSink:
+    """The shim's events: an abstract Unix socket the run server listens on, one connection per
+    process of the snippet. A snippet can connect and add lines, never read or take back the
+    shim's; what it adds beyond the limits (bytes, count, depth, huge numbers) is its violation."""
+
+    def __init__(self, name: str) -> None:
+        self.address = "@" + name
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind("\0" + name)
+        self.listener.listen(64)
+        self.listener.setblocking(False)
+        self.connections: dict[int, tuple[socket.socket, bytearray]] = {}
+        self.lines: list[bytes] = []
+        self.received = 0
+        self.flooded = False
+
+    def fds(self) -> list[int]:
+        return [self.listener.fileno(), *self.connections]
+
+    def handle(self, ready: list[int]) -> None:
+        if self.listener.fileno() in ready:
+            self._accept()
+        for fd in [fd for fd in ready if fd in self.connections]:
+            self._read(fd)
+
+    def _accept(self) -> None:
+        while len(self.connections) < MAX_CONNECTIONS:
+            try:
+                connection, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            connection.setblocking(False)
+            self.connections[connection.fileno()] = (connection, bytearray())
+
+    def _read(self, fd: int) -> None:
+        connection, pending = self.connections[fd]
+        while True:
+            try:
+                chunk = connection.recv(1 << 16)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
+                if pending:
+                    self._keep(bytes(pending))
+                connection.close()
+                del self.connections[fd]
+                return
+            self.received += len(chunk)
+            if self.received > MAX_EVENTS_BYTES:
+                self.flooded = True  # keep draining, so that no writer blocks, but keep nothing
+                pending.clear()
+                continue
+            pending += chunk
+            *complete, rest = bytes(pending).split(b"\n")
+            pending[:] = rest
+            for line in complete:
+                self._keep(line)
+
+    def _keep(self, line: bytes) -> None:
+        if len(self.lines) <= MAX_EVENTS:
+            self.lines.append(line)
+
+    def finish(self, seconds: float) -> tuple[list[Any], list[str]]:
+        """Read what is left (every writer is gone by now), then parse."""
+        self._accept()
+        deadline = time.monotonic() + seconds
+        while self.connections and time.monotonic() < deadline:
+            ready, _, _ = select.select(list(self.connections), [], [], max(0.0, deadline - time.monotonic()))
+            self.handle(ready)
+        for connection, _ in self.connections.values():
+            connection.close()
+        self.connections.clear()
+        self.listener.close()
+        return _parse_events(self.lines, self.flooded)
+
+
+def _parse_events(lines: list[bytes], flooded: bool) -> tuple[list[Any], list[str]]:
     problems: list[str] = []
-    try:
-        if not stat.S_ISREG(os.lstat(path).st_mode):  # a FIFO would block the server, a link lead elsewhere
-            return [], [f"the events file was replaced by something else than a file ({path})"]
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
-        with os.fdopen(fd, "rb") as handle:
-            data = handle.read(MAX_EVENTS_BYTES + 1)
-    except OSError:
-        return [], []
-    if len(data) > MAX_EVENTS_BYTES:
+    if flooded:
         problems.append(f"more than {MAX_EVENTS_BYTES} bytes of events (a flood)")
-        data = data[:MAX_EVENTS_BYTES]
     events: list[Any] = []
     bad = 0
-    for line in data.decode("utf-8", errors="replace").splitlines():
+    for line in lines:
+        if not line.strip():
+            continue
         if len(events) >= MAX_EVENTS:
             problems.append(f"more than {MAX_EVENTS} events (a flood)")
             break
         try:
-            event = json.loads(line)
+            event = json.loads(line.decode("utf-8", errors="replace"))
         except (ValueError, RecursionError):
             bad += 1
             continue
@@ -202,12 +282,73 @@ def _sane(value: Any, depth: int) -> bool:
     return False
 
 
+def _close_descriptors() -> None:
+    for name in os.listdir("/proc/self/fd"):
+        if name.isdigit() and int(name) > 2:
+            with contextlib.suppress(OSError):
+                os.close(int(name))
+
+
+# keyctl(2): the numbers of the system call (no libkeyutils in the sandbox) and of its operations.
+SYS_KEYCTL = {"x86_64": 250, "aarch64": 219, "i686": 288, "armv7l": 311, "ppc64le": 311, "s390x": 280}
+KEYCTL_JOIN_SESSION_KEYRING, KEYCTL_CLEAR = 1, 7
+KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING = -4, -5
+
+
+def _keyctl(operation: int, argument: int) -> bool:
+    number = SYS_KEYCTL.get(os.uname().machine)
+    if number is None:
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.syscall(number, operation, ctypes.c_long(argument), 0, 0, 0) != -1
+    except (OSError, AttributeError):
+        return False
+
+
+def _clear_keyrings() -> None:
+    """Empty the keyrings of the sandbox's user that outlive a run (the user and user-session
+    keyrings live as long as the uid, across warm runs and across cold sandboxes). Only in
+    bwrap's sandbox, whose user is the sandbox's own (a uid of its own, or a user namespace)."""
+    if os.environ.get("ISSUEMINE_SANDBOX_PRIVATE_SHM"):
+        for keyring in (KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING):
+            _keyctl(KEYCTL_CLEAR, keyring)
+
+
+def _remove_ipc() -> list[str]:
+    """Remove the System V shared memory, message queues and semaphores a run made (the sandbox
+    has an IPC namespace of its own: everything in it is a snippet's); what could not be removed."""
+    left = []
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return []
+    for kind, remove in (("shm", "shmctl"), ("msg", "msgctl"), ("sem", "semctl")):
+        try:
+            with open(f"/proc/sysvipc/{kind}") as handle:
+                rows = handle.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            ident = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
+            if ident is None:
+                continue
+            args = (ident, 0, IPC_RMID) if kind == "sem" else (ident, IPC_RMID, None)
+            if getattr(libc, remove)(*args) == -1:
+                left.append(f"System V {kind} {ident}")
+    return left
+
+
+IPC_RMID = 0
+
+
 def _limit(kind: int, value: int | None) -> None:
     if value is not None:
         resource.setrlimit(kind, (value, value))
 
 
-def _child(request: dict[str, Any], run_dir: str, script: str, output: tuple[int, int]) -> None:
+def _child(request: dict[str, Any], run_dir: str, script: str, output: tuple[int, int], events: str) -> None:
     """In the forked child: isolate, limit, and run the snippet. Never returns."""
     code = 70
     try:
@@ -223,8 +364,8 @@ def _child(request: dict[str, Any], run_dir: str, script: str, output: tuple[int
         os.dup2(null, 0)
         os.dup2(write_end, 1)
         os.dup2(write_end, 2)
-        os.close(write_end)
-        os.close(null)
+        _close_descriptors()  # the run server's socket, pipes and whatever else it holds: not the snippet's
+        _keyctl(KEYCTL_JOIN_SESSION_KEYRING, 0)  # a fresh session keyring, shared with no other run
         limits = request.get("limits", {})
         _limit(resource.RLIMIT_CORE, 0)
         _limit(resource.RLIMIT_CPU, limits.get("cpu_seconds"))
@@ -234,7 +375,8 @@ def _child(request: dict[str, Any], run_dir: str, script: str, output: tuple[int
         os.environ.update(request.get("env", {}))
         os.environ.update(
             {
-                "ISSUEMINE_EVENTS": os.path.join(run_dir, ".events.jsonl"),
+                "ISSUEMINE_EVENTS": events,
+                "ISSUEMINE_HANDOVER": os.path.join(run_dir, HANDOVER_DIR),
                 # Writable: the whole private root (frameworks imported by the zygote cached its tempdir).
                 "ISSUEMINE_RUN_DIR": os.path.dirname(run_dir),
                 "TMPDIR": os.path.join(run_dir, "tmp"),
@@ -322,7 +464,7 @@ def _kill_group(pid: int) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _wait(pid: int, timeout: float, output: _Output) -> tuple[int | None, Any, bool]:
+def _wait(pid: int, timeout: float, output: _Output, sink: _EventSink) -> tuple[int | None, Any, bool]:
     """Wait for the child up to ``timeout`` seconds, draining its output: (wait status, rusage, timed out)."""
     deadline = time.monotonic() + timeout
     try:
@@ -340,10 +482,8 @@ def _wait(pid: int, timeout: float, output: _Output) -> tuple[int | None, Any, b
                 timed_out = True
                 break
             watched = [fd for fd in (handle, None if output.closed else output.fd) if fd is not None]
-            if watched:
-                select.select(watched, [], [], min(left, 0.5) if handle is None else left)
-            else:
-                time.sleep(min(0.01, left))
+            ready, _, _ = select.select(watched + sink.fds(), [], [], min(left, 0.5) if handle is None else left)
+            sink.handle(ready)
             output.drain()
             if output.exceeded:
                 break
@@ -352,7 +492,8 @@ def _wait(pid: int, timeout: float, output: _Output) -> tuple[int | None, Any, b
                 os.kill(pid, signal.SIGUSR1)
                 end = time.monotonic() + STACK_DUMP_SECONDS
                 while time.monotonic() < end:
-                    select.select([output.fd], [], [], max(0.0, end - time.monotonic()))
+                    ready, _, _ = select.select([output.fd, *sink.fds()], [], [], max(0.0, end - time.monotonic()))
+                    sink.handle(ready)
                     output.drain()
         _kill_group(pid)
         _, status, usage = os.wait4(pid, 0)
@@ -362,45 +503,147 @@ def _wait(pid: int, timeout: float, output: _Output) -> tuple[int | None, Any, b
             os.close(handle)
 
 
-_runs = {"count": 0}
-
-
 def _clean(root: str) -> list[str]:
     keep = tuple(filter(None, os.environ.get("ISSUEMINE_SANDBOX_KEEP", "").split(os.pathsep)))
     left = _empty(root, keep)
-    if os.environ.get("ISSUEMINE_SANDBOX_PRIVATE_SHM"):  # bwrap's own /dev/shm, never the host's
-        left += _empty("/dev/shm")
+    if os.environ.get("ISSUEMINE_SANDBOX_PRIVATE_SHM"):  # bwrap's own /dev/shm and IPC, never the host's
+        left += _empty("/dev/shm") + _remove_ipc()
+    _clear_keyrings()
     return left
 
 
-def run(request: dict[str, Any], root: str) -> dict[str, Any]:
+CHECKED_KEYS = ("ort", "compare", "trials", "opset", "ir_version", "nodes", "ops", "op_counts", "attributes")
+MAX_CHECKS = 16
+CHECK_MEMORY_BYTES = 8 * 1024**3
+
+
+def _handed_over(event: dict[str, Any], run_dir: str) -> str | None:
+    """The folder an event says the shim handed over, if it is one of this run's."""
+    folder = event.get("handover")
+    if not isinstance(folder, str):
+        return None
+    base = os.path.join(run_dir, HANDOVER_DIR)
+    real = os.path.realpath(folder)
+    if os.path.dirname(real) != base or not os.path.isdir(real) or os.path.islink(folder):
+        return None
+    return real
+
+
+def _check(folder: str, policies: list[dict[str, Any]], timeout: float, limits: dict[str, Any]) -> dict[str, Any]:
+    """The ONNX Runtime side, in a process forked from this one (which never ran snippet code)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(read_end)
+            os.setsid()
+            os.chdir(folder)
+            _limit(resource.RLIMIT_CORE, 0)
+            _limit(resource.RLIMIT_CPU, limits.get("cpu_seconds"))
+            _limit(resource.RLIMIT_AS, max(limits.get("memory_bytes") or 0, CHECK_MEMORY_BYTES))
+            import checker
+
+            def report(stage: str) -> None:
+                os.write(write_end, (json.dumps({"stage": stage}) + "\n").encode())
+
+            try:
+                facts = checker.check(folder, policies, report)
+            except Exception as exc:
+                facts = {"check_error": checker.describe_exception(exc)}
+            data = (json.dumps({"facts": facts}, default=repr) + "\n").encode()
+            while data:
+                data = data[os.write(write_end, data) :]
+        except BaseException:
+            code = 70
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    received = bytearray()
+    deadline = time.monotonic() + timeout
+    os.set_blocking(read_end, False)
+    timed_out = False
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            timed_out = True
+            break
+        select.select([read_end], [], [], left)
+        try:
+            chunk = os.read(read_end, 1 << 20)
+        except BlockingIOError:
+            continue
+        if not chunk:
+            break
+        received += chunk
+    os.close(read_end)
+    _kill_group(pid)
+    _, status = os.waitpid(pid, 0)
+    lines = [json.loads(line) for line in bytes(received).decode(errors="replace").splitlines() if line.strip()]
+    done = next((line["facts"] for line in lines if "facts" in line), None)
+    if done is not None:
+        return done
+    stage = "run-fail" if any(line.get("stage") == "loaded" for line in lines) else "load-fail"
+    if timed_out:
+        why = f"ONNX Runtime gave no answer within {timeout:.0f} s"
+    elif os.WIFSIGNALED(status):
+        why = f"ONNX Runtime killed the checking process (signal {os.WTERMSIG(status)})"
+    else:
+        why = f"the checking process ended with status {os.WEXITSTATUS(status)}"
+    return {"ort": {"status": stage, "error": {"type": "issuemine.CheckFailed", "message": why, "frames": []}}}
+
+
+def _check_conversions(events: list[Any], run_dir: str, request: dict[str, Any]) -> None:
+    """Replace whatever the events say of ONNX Runtime with what the checker finds."""
+    policies = request.get("policies") or []
+    deadline = time.monotonic() + float(request["timeout"])
+    checked = 0
+    for event in events:
+        if event.get("event") != "convert" or event.get("status") != "ok":
+            continue
+        for key in CHECKED_KEYS:
+            event.pop(key, None)
+        folder = _handed_over(event, run_dir)
+        if folder is None:
+            event.setdefault("compare_skipped", "no model was handed over to the checker")
+            continue
+        left = deadline - time.monotonic()
+        if checked >= MAX_CHECKS or left <= 0:
+            event["compare_skipped"] = "not checked: too many conversions in one run"
+            continue
+        checked += 1
+        event.update(_check(folder, policies, left, request.get("limits", {})))
+
+
+def run(request: dict[str, Any], root: str, count: int) -> dict[str, Any]:
     left = _clean(root)
     if left:
         # What an earlier run left cannot be removed: never run a snippet among it.
         return {"error": f"cannot clean the sandbox before the run: {', '.join(left[:5])}"}
     # A directory no earlier snippet could have written: a fresh name per run.
-    _runs["count"] += 1
-    run_dir = os.path.join(root, f"run{_runs['count']}")
+    run_dir = os.path.join(root, f"run{count}")
     for sub in ("", "tmp", "home"):
         os.makedirs(os.path.join(run_dir, sub), exist_ok=True)
     script = os.path.join(run_dir, "snippet.py")
     with open(script, "w") as handle:
         handle.write(request["script"])
+    sink = _EventSink(f"issuemine-events-{os.getpid()}-{count}-{os.urandom(8).hex()}")
     sys.stdout.flush()
     sys.stderr.flush()
     read_end, write_end = os.pipe()
     started = time.monotonic()
     pid = os.fork()
     if pid == 0:
-        _child(request, run_dir, script, (read_end, write_end))
+        _child(request, run_dir, script, (read_end, write_end), sink.address)
     os.close(write_end)
     output = _Output(read_end, request.get("limits", {}).get("file_bytes"))
     # The host always sets the timeout (repro.sandbox.Limits): one default, written once.
-    status, usage, timed_out = _wait(pid, float(request["timeout"]), output)
+    status, usage, timed_out = _wait(pid, float(request["timeout"]), output, sink)
     duration = time.monotonic() - started
     leftovers = _kill_leftovers(_ancestors())  # they may hold the pipe open: only then can it close
     output.finish(OUTPUT_GRACE_SECONDS)
-    events, problems = _events(os.path.join(run_dir, ".events.jsonl"))
+    events, problems = sink.finish(OUTPUT_GRACE_SECONDS)
+    _check_conversions(events, run_dir, request)
     return {
         "exit_code": os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else None,
         "signal": os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None,
@@ -416,6 +659,54 @@ def run(request: dict[str, Any], root: str) -> dict[str, Any]:
         "event_problems": problems,
         "cleanup_failed": _clean(root),  # this run's leftovers: its own doing, reported with it
     }
+
+
+def _read_request() -> bytes | None:
+    """One request line from stdin, read unbuffered (the host sends the next only after the answer)."""
+    data = bytearray()
+    while not data.endswith(b"\n"):
+        chunk = os.read(0, 1 << 20)
+        if not chunk:
+            return None
+        data += chunk
+    return bytes(data)
+
+
+def _serve(root: str, channel: Any, count: int) -> None:
+    """One request, in a process forked for it: the request, the snippet's output and events live
+    and die here, so that the next run's child (forked from a later server process) inherits
+    nothing of them from memory."""
+    code = 0
+    try:
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)  # the snippet's orphans come back here, to be killed
+        line = _read_request()
+        if line is None:
+            code = EXIT_NO_MORE
+        elif line.strip():
+            try:
+                answer = run(json.loads(line), root, count)
+            except Exception as exc:
+                answer = {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-4000:]}
+            channel.write(json.dumps(answer, default=repr) + "\n")
+            channel.flush()
+    except BaseException:
+        traceback.print_exc()
+        code = 70
+    finally:
+        os._exit(code)
+
+
+EXIT_NO_MORE = 3
+
+
+def _wait_server(pid: int) -> int:
+    """Wait for a run's server process; one its snippet stopped (SIGSTOP) is killed, not waited for."""
+    while True:
+        _, status = os.waitpid(pid, os.WUNTRACED)
+        if not os.WIFSTOPPED(status):
+            return status
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def main() -> None:
@@ -435,14 +726,24 @@ def main() -> None:
         except BaseException as exc:  # a broken optional framework must not stop the server
             failed[name] = f"{type(exc).__name__}: {exc}"[:500]
     channel.write(json.dumps({"ready": True, "versions": _versions(), "preloaded": loaded, "failed": failed}) + "\n")
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        try:
-            answer = run(json.loads(line), root)
-        except Exception as exc:
-            answer = {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-4000:]}
-        channel.write(json.dumps(answer, default=repr) + "\n")
+    count = 0
+    while True:
+        select.select([0], [], [])  # a request (or the end of input) is waiting: it is read in the fork
+        count += 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            _serve(root, channel, count)
+        status = _wait_server(pid)
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_NO_MORE:
+            return
+        if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
+            # The server process of that run was killed (by its snippet: same user) before it answered.
+            how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"status {os.WEXITSTATUS(status)}"
+            _kill_leftovers(_ancestors())
+            channel.write(json.dumps({"server_lost": f"the run's server process ended ({how})"}) + "\n")
+        _reap()
 
 
 if __name__ == "__main__":
