@@ -2,7 +2,7 @@
 # Install what issuemine needs on a fresh Debian/Ubuntu machine, idempotently:
 #   scripts/setup.sh          the package in .venv with the converters it re-runs snippets against
 #                             (torch CPU, onnxruntime, onnxscript, tensorflow-cpu, tf2onnx) and
-#                             bubblewrap, the sandbox for untrusted snippets, and what label
+#                             bubblewrap (with libseccomp), the sandbox for untrusted snippets, and what label
 #                             suggestions need (scikit-learn, spaCy with its lookup tables) and
 #                             model quality (Adversarial Robustness Toolbox, coremltools) and
 #                             differential testing (NNSmith)
@@ -23,6 +23,7 @@ apt_install() {
 packages=()
 command -v bwrap >/dev/null || packages+=(bubblewrap)
 command -v setpriv >/dev/null || packages+=(util-linux)
+ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || packages+=(libseccomp2)  # the sandbox's system-call filter
 if [ "$dev" = 1 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   packages+=(postgresql)  # tests start their own server on loopback
 fi

@@ -16,6 +16,8 @@ filesystem stays visible (read-write for the run's user): the run record says so
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
@@ -144,7 +146,9 @@ def choose(kind: str = "auto", require_sandbox: bool = False) -> str:
 
 def describe(kind: str) -> str:
     if kind == "bwrap":
-        return "bwrap: no network, read-only system, private /tmp, no home, stripped environment, limits"
+        return "bwrap: no network, read-only system, private /tmp, no home, stripped environment, limits" + (
+            ", system-call filter" if seccomp_filter() is not None else ""
+        )
     return "unshare (weaker): no network, own PID namespace, limits, stripped environment; host files visible"
 
 
@@ -174,14 +178,89 @@ def sandbox_env(layout: Layout, root: str, shim: str) -> dict[str, str]:
     }
 
 
+# Socket families a conversion snippet may use: files and pipes between its own processes (Unix),
+# loopback inside its own empty network namespace (IPv4/6), and netlink (interface lookups). Every
+# other family is refused: AF_VSOCK, above all, is not network-namespaced and reaches the host side
+# of a virtual machine; AF_PACKET, Bluetooth, CAN, crypto sockets and the rest are never needed.
+ALLOWED_FAMILIES = (1, 2, 10, 16)  # AF_UNIX, AF_INET, AF_INET6, AF_NETLINK
+MAX_FAMILY = 46
+SOCK_RAW, SOCK_PACKET, SOCK_TYPE_MASK = 3, 10, 0xF
+# Calls that reach past the sandbox (namespaces, mounts, another process's memory, the kernel's
+# keyrings, performance counters, BPF, modules): refused with EPERM.
+REFUSED_CALLS = (
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "unshare",
+    "setns",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "move_mount",
+    "open_tree",
+    "fsopen",
+    "add_key",
+    "keyctl",
+    "request_key",
+    "perf_event_open",
+    "bpf",
+    "userfaultfd",
+    "kexec_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "open_by_handle_at",
+)
+CLONE_NAMESPACES = 0x7E020000  # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
+
+
+@cache
+def seccomp_filter() -> bytes | None:
+    """The sandbox's system-call filter as BPF for bubblewrap (None where libseccomp is missing).
+
+    Everything is allowed but the calls above; a refused call fails with EPERM (the shim records the
+    attempt). clone3 fails with ENOSYS, so that the C library falls back to clone, whose flags a
+    filter can read (clone3 passes them in memory): new namespaces are refused there too."""
+    try:
+        import pyseccomp as seccomp
+    except (ImportError, OSError):
+        return None
+    refuse = seccomp.ERRNO(errno.EPERM)
+    try:
+        rules = seccomp.SyscallFilter(seccomp.ALLOW)
+        for family in range(MAX_FAMILY):
+            if family not in ALLOWED_FAMILIES:
+                rules.add_rule(refuse, "socket", seccomp.Arg(0, seccomp.EQ, family))
+        for kind in (SOCK_RAW, SOCK_PACKET):
+            rules.add_rule(refuse, "socket", seccomp.Arg(1, seccomp.MASKED_EQ, SOCK_TYPE_MASK, kind))
+        for name in REFUSED_CALLS:
+            with contextlib.suppress(Exception):  # a call this architecture does not have
+                rules.add_rule(refuse, name)
+        for bit in range(32):  # one rule per namespace flag: a rule matches all of its flags, not any
+            flag = 1 << bit
+            if CLONE_NAMESPACES & flag:
+                rules.add_rule(refuse, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
+        with contextlib.suppress(Exception):
+            rules.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
+        with tempfile.TemporaryFile() as handle:
+            rules.export_bpf(handle)
+            handle.seek(0)
+            return handle.read()
+    except Exception:  # libseccomp present but refusing: the sandbox runs without a filter, and says so
+        return None
+
+
 def _ancestors(path: str) -> list[str]:
     parts = Path(path).parts[1:-1]
     return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def bwrap_command(layout: Layout, limits: Limits, uid: int | None, preload: list[str]) -> list[str]:
+def bwrap_command(
+    layout: Layout, limits: Limits, uid: int | None, preload: list[str], seccomp_fd: int | None = None
+) -> list[str]:
     command = [
         shutil.which("bwrap") or "bwrap",
+        *(["--seccomp", str(seccomp_fd)] if seccomp_fd is not None else []),
         "--unshare-ipc",
         "--unshare-pid",
         "--unshare-net",
@@ -267,8 +346,9 @@ class Zygote:
         self.close()
         uid = SANDBOX_UID_BASE + self.slot if os.geteuid() == 0 else None
         preload = list(self.preload) if self.warm else []
+        filter_fd = self._filter_fd() if self.kind == "bwrap" else None
         if self.kind == "bwrap":
-            command, env, root = bwrap_command(self.layout, self.limits, uid, preload), None, "/tmp"
+            command, env, root = bwrap_command(self.layout, self.limits, uid, preload, filter_fd), None, "/tmp"
         else:
             self._root = root = tempfile.mkdtemp(prefix="issuemine-sandbox-")
             os.chmod(root, 0o700)
@@ -288,7 +368,10 @@ class Zygote:
             env=env or {},
             text=True,
             start_new_session=True,
+            pass_fds=() if filter_fd is None else (filter_fd,),
         )
+        if filter_fd is not None:
+            os.close(filter_fd)  # bwrap has its own copy
         ready = self._read(STARTUP_SECONDS)
         if not ready or not ready.get("ready"):
             log = self._log_tail()
@@ -299,11 +382,23 @@ class Zygote:
             "isolation": describe(self.kind),
             "uid": uid,
             "mode": "warm" if self.warm else "cold",
+            "syscall_filter": filter_fd is not None,
             "versions": ready.get("versions", {}),
             "preloaded": ready.get("preloaded", []),
             "preload_failed": ready.get("failed", {}),
         }
         return self.info
+
+    @staticmethod
+    def _filter_fd() -> int | None:
+        """A descriptor to read the system-call filter from (bwrap reads it when it starts)."""
+        program = seccomp_filter()
+        if program is None:
+            return None
+        read_end, write_end = os.pipe()
+        os.write(write_end, program)  # a few KB: well within a pipe's buffer
+        os.close(write_end)
+        return read_end
 
     def run(
         self,

@@ -232,6 +232,40 @@ def test_next_run_sees_nothing_of_the_previous_one(box: Harness) -> None:
     assert outcome.result["tail"].strip() == "[False, False, False]"
 
 
+def test_vsock_namespaces_and_ptrace_are_refused_and_recorded(box: Harness) -> None:
+    if box.runner.kind != "bwrap" or not box.zygote.info.get("syscall_filter"):
+        pytest.skip("the system-call filter comes with bwrap and libseccomp")
+    vsock = (
+        "import socket\n"
+        "sock = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)\n"
+        "sock.bind((socket.VMADDR_CID_ANY, 5000))\n"
+        "print('BOUND')\n"
+    )
+    outcome = box.run(vsock)
+    assert outcome.verdict.evidence.get("violation") == "syscall", outcome.verdict
+    assert "AF_VSOCK" in (outcome.verdict.reason or "")
+    assert "BOUND" not in outcome.result["tail"] and "PermissionError" in outcome.result["tail"]
+    # Caught quietly, through ctypes: still refused, still recorded.
+    quiet = (
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "CLONE_NEWUSER, PTRACE_ATTACH = 0x10000000, 16\n"
+        "print('unshare', libc.unshare(CLONE_NEWUSER), ctypes.get_errno())\n"
+        "print('ptrace', libc.ptrace(PTRACE_ATTACH, os.getppid(), 0, 0), ctypes.get_errno())\n"
+        "print('raw', end=' ')\n"
+        "import socket\n"
+        "try:\n"
+        "    socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n"
+        "except OSError as exc:\n"
+        "    print(exc.errno)\n"
+    )
+    outcome = box.run(quiet)
+    tail = outcome.result["tail"]
+    assert "unshare -1 1" in tail and "ptrace -1 1" in tail and "raw 1" in tail, tail
+    details = " ".join(str(v.get("detail")) for v in outcome.verdict.evidence["violations"])
+    assert "unshare" in details and "ptrace" in details and "AF_PACKET" in details, details
+
+
 def test_require_sandbox_refuses_the_fallback() -> None:
     from issuemine.errors import IssuemineError
     from issuemine.repro.sandbox import choose

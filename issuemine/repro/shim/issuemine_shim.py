@@ -140,12 +140,48 @@ def _is_write(mode: Any, flags: Any) -> bool:
     return isinstance(flags, int) and bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC))
 
 
+# What the sandbox's system-call filter refuses (repro/sandbox.py): attempts made from Python (a
+# socket, os.unshare, a libc function looked up through ctypes) are recorded here. A raw
+# ``syscall(N)`` through ctypes is refused all the same, but unnamed: ctypes audits the lookup of
+# ``syscall``, not the number it is called with.
+ALLOWED_FAMILIES = (-1, 1, 2, 10, 16)  # unset (resolved later), AF_UNIX, AF_INET, AF_INET6, AF_NETLINK
+FAMILY_NAMES = {17: "AF_PACKET", 40: "AF_VSOCK", 38: "AF_ALG", 31: "AF_BLUETOOTH", 29: "AF_CAN", 44: "AF_XDP"}
+REFUSED_CALLS = {
+    "ptrace", "process_vm_readv", "process_vm_writev", "unshare", "setns", "mount", "umount2", "pivot_root",
+    "add_key", "keyctl", "request_key", "perf_event_open", "bpf", "userfaultfd", "init_module", "finit_module",
+}  # fmt: skip
+
+
+def _refused_call(event: str, args: tuple[Any, ...]) -> str | None:
+    """The refused system call an audit event is about to make, if any."""
+    if event == "socket.__new__" and len(args) >= 3:
+        family, kind = args[1], args[2]
+        if isinstance(family, int) and family not in ALLOWED_FAMILIES:
+            return f"socket({FAMILY_NAMES.get(family, f'family {family}')})"
+        if isinstance(kind, int) and kind > 0 and kind & 0xF in (3, 10):
+            return "socket(SOCK_RAW)" if kind & 0xF == 3 else "socket(SOCK_PACKET)"
+    elif event in ("os.unshare", "os.setns"):
+        return event.split(".")[1]
+    elif event == "ctypes.dlsym" and len(args) >= 2 and args[1] in REFUSED_CALLS:
+        return str(args[1])
+    return None
+
+
 def _violation(kind: str, detail: str) -> None:
     emit({"event": "violation", "kind": kind, "detail": detail[:500]})
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
     if getattr(_local, "busy", False) or not os.environ.get(EVENTS_ENV):
+        return
+    if event in ("socket.__new__", "os.unshare", "os.setns", "ctypes.dlsym"):
+        _local.busy = True
+        try:
+            refused = _refused_call(event, args)
+        finally:
+            _local.busy = False
+        if refused:
+            _violation("syscall", f"tried {refused}, which the sandbox refuses")
         return
     if event == "open":
         path, mode, flags = args[0], args[1], args[2]
