@@ -19,7 +19,12 @@ def read_text(path: Path) -> str:
     spreadsheet exports); a binary file or any other encoding is refused in one line."""
     if not path.exists():
         raise IssuemineError(f"file not found: {path}")
-    data = path.read_bytes()
+    if path.is_dir():
+        raise IssuemineError(f"{path} is a directory; expected a file (CSV, JSON or JSON Lines)")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise IssuemineError(f"cannot read {path}: {exc.strerror or exc}") from None
     if b"\x00" in data[:65536]:
         raise IssuemineError(f"{path} is not a text file (binary data); expected CSV, JSON or JSON Lines")
     try:
@@ -39,18 +44,51 @@ def read_records(path: Path) -> Iterator[tuple[int, Any]]:
     """
     text = read_text(path)
     if path.suffix.lower() == ".csv":
-        yield from enumerate(csv.DictReader(io.StringIO(text, newline="")), start=2)
+        yield from csv_rows(text, path)
         return
     if text.lstrip().startswith("["):
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise IssuemineError(f"{path}: not valid JSON: {exc.msg}") from None
-        yield from enumerate(records, start=1)
+        yield from enumerate(_json(text, str(path)), start=1)
         return
     for line, raw in enumerate(text.splitlines(), start=1):
         if raw.strip():
-            try:
-                yield line, json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise IssuemineError(f"{path}, line {line}: not valid JSON: {exc.msg}") from None
+            yield line, _json(raw, f"{path}, line {line}")
+
+
+def _json(text: str, where: str) -> Any:
+    """JSON, refused in one line when it is not valid, nested too deeply or has a number too long
+    to read (Python's limit on digits)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise IssuemineError(f"{where}: not valid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise IssuemineError(f"{where}: JSON nested too deeply to read") from None
+    except ValueError as exc:  # e.g. "Exceeds the limit (4300 digits) for integer string conversion"
+        raise IssuemineError(f"{where}: unreadable JSON value: {exc}") from None
+
+
+def csv_rows(text: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line, row) of a CSV text with a header; a row with more or fewer fields than the header, or
+    a field beyond the csv module's limit (128 KB), is refused with its line."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    line = 1
+    try:
+        for line, row in enumerate(reader, start=2):
+            if None in row:
+                raise IssuemineError(
+                    f"{path}, line {line}: more fields than the header's {len(reader.fieldnames or [])}"
+                )
+            if any(value is None for value in row.values()):
+                raise IssuemineError(
+                    f"{path}, line {line}: fewer fields than the header's {len(reader.fieldnames or [])}"
+                )
+            yield line, row
+    except csv.Error as exc:
+        raise IssuemineError(f"{path}, line {line + 1}: not readable as CSV: {exc}") from None
+
+
+def csv_header(text: str) -> list[str]:
+    try:
+        return next(csv.reader(io.StringIO(text, newline="")), [])
+    except csv.Error:
+        return []

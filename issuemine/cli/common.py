@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from sqlalchemy.exc import DBAPIError
 
 from issuemine.domain.converters import Converter, default_catalog_paths, load_catalog
 from issuemine.errors import IssuemineError
@@ -59,6 +60,12 @@ def handle_errors(fn: F) -> F:
         except KeyboardInterrupt:
             err.print("interrupted: everything stored so far is kept; rerun the same command to resume")
             raise typer.Exit(130) from None
+        except DBAPIError as exc:  # the database refused (read-only, full, gone): its own words, one line
+            reason = str(exc.orig).splitlines()[0] if exc.orig is not None else type(exc).__name__
+            what = "the database refused the change (what this command was writing was rolled back)"
+            message = Text.assemble(("error:", "bold red"), f" {what}: ", printable(reason))
+            err.print(message, highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
 

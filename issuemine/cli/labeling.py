@@ -236,13 +236,17 @@ def _check_issue(db: Database, sample: str, issue: str) -> None:
 
     from issuemine.db.models import Issue, Repository, SampleMember
     from issuemine.db.rows import sample_id
+    from issuemine.domain.addresses import checked_number
     from issuemine.labeling.session import ISSUE_REF
 
     match = ISSUE_REF.search(issue.strip())
     if match is None:
         raise IssuemineError(f"--issue {issue!r} is not an issue: give 123, owner/repo#123 or the issue's URL")
     repo = match.group("repo") or match.group("url_repo")
-    number = int(match.group("number") or match.group("url_number"))
+    try:
+        number = checked_number(match.group("number") or match.group("url_number"))
+    except ValueError as exc:
+        raise IssuemineError(f"--issue {issue[:60]!r}: {exc}") from None
     with db.session() as session:
         rows = session.execute(
             select(Repository.full_name)

@@ -12,7 +12,6 @@ transaction: a bad line rejects the whole file, naming the line.
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +23,11 @@ from issuemine.corpus.store import mark_timeline, save_issue, save_timeline
 from issuemine.db import Database
 from issuemine.db.models import Issue, Repository, TimelineEvent
 from issuemine.db.rows import ensure_repository, parse_time, save_stub
-from issuemine.domain.addresses import issue_address, repo_of_issue
+from issuemine.domain.addresses import checked_repo, issue_address, repo_of_issue
+from issuemine.domain.payloads import check_issue, check_timeline
 from issuemine.errors import IssuemineError
 from issuemine.github.client import PER_PAGE
-from issuemine.record_files import read_records
+from issuemine.record_files import csv_header, csv_rows, read_records, read_text
 
 
 @dataclass
@@ -57,10 +57,17 @@ def load_file(db: Database, path: Path) -> LoadReport:
             repo = record.get("repository") or repo_of_issue(issue)
             if not repo:
                 raise IssuemineError(f"{path}, record {where}: cannot tell the repository of issue {issue['number']}")
+            timeline = record.get("timeline")
+            try:  # everything checked before anything is written: a bad record leaves the database as it was
+                repo = checked_repo(repo)
+                check_issue(issue)
+                if timeline is not None:
+                    check_timeline(timeline)
+            except ValueError as exc:
+                raise IssuemineError(f"{path}, record {where}: {exc}") from None
             repo_id = ensure_repository(session, repo)
             issue_id = save_issue(session, repo_id, issue, source="load")
             report.issues += 1
-            timeline = record.get("timeline")
             if isinstance(timeline, list):
                 save_timeline(session, issue_id, timeline, replace=True)
                 pages = max((len(timeline) + PER_PAGE - 1) // PER_PAGE, 1)
@@ -78,12 +85,12 @@ def load_file(db: Database, path: Path) -> LoadReport:
 
 def _load_stubs(db: Database, path: Path) -> LoadReport:
     report = LoadReport(str(path))
-    with open(path, newline="", encoding="utf-8") as fh, db.session() as session:
-        reader = csv.DictReader(fh)
-        fields = set(reader.fieldnames or [])
-        if not ({"repo", "number"} <= fields or "url" in fields):
-            raise IssuemineError(f"{path}: a stub CSV needs 'repo' and 'number' columns, or a 'url' column")
-        for line, row in enumerate(reader, start=2):
+    text = read_text(path)
+    fields = set(csv_header(text))
+    if not ({"repo", "number"} <= fields or "url" in fields):
+        raise IssuemineError(f"{path}: a stub CSV needs 'repo' and 'number' columns, or a 'url' column")
+    with db.session() as session:
+        for line, row in csv_rows(text, path):
             try:
                 repo, number = issue_address(row)
                 created = parse_time(row.get("created") or None)

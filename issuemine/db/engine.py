@@ -177,6 +177,8 @@ def _engine(url: str) -> Engine:
         raise IssuemineError(f"not a database path or URL: {url!r}") from None
     if parsed.get_backend_name() == "sqlite":
         path = parsed.database
+        if path and parsed.query.get("uri") == "true" and path.startswith("file:"):  # an SQLite URI filename
+            path = path[len("file:") :].split("?", 1)[0]
         if path and path != ":memory:":
             parent = Path(path).parent
             if not parent.exists():

@@ -115,12 +115,16 @@ def count_where(expr: Any) -> Any:
 def find_issue(session: Any, ref: str) -> Issue:
     """An issue by ``owner/repo#N``, its URL, or issuemine's numeric id."""
     if ref.isdigit():
+        if len(ref) > 18:  # beyond any database's integer: no such issue, not an overflow
+            raise IssuemineError(f"no issue {ref[:40]} in the database")
         issue = session.get(Issue, int(ref))
     else:
         try:
             repo, number = parse_issue_url(ref)
         except ValueError as exc:
-            raise IssuemineError(f"{ref!r} is not an issue: use owner/repo#N, its URL, or an issue id") from exc
+            raise IssuemineError(
+                f"{ref[:200]!r} is not an issue ({exc}): use owner/repo#N, its URL, or an issue id"
+            ) from None
         issue = session.scalar(
             select(Issue)
             .join(Repository, Repository.id == Issue.repository_id)

@@ -152,8 +152,8 @@ def _code(entry: dict[str, Any], where: str, problems: list[str], parent: str | 
         problems.append(f"{where}: entry {entry.get('code') or entry.get('name') or '?'} lacks {', '.join(missing)}")
         return None
     number = entry.get("number")
-    if number is not None and not isinstance(number, int):
-        problems.append(f"{where}: {entry['code']}: 'number' must be an integer")
+    if number is not None and (not isinstance(number, int) or isinstance(number, bool) or number < 1):
+        problems.append(f"{where}: {entry['code']}: 'number' must be a positive integer, not {number!r}")
         number = None
     code = f"{parent}.{entry['code']}" if parent else str(entry["code"])
     subtypes = tuple(

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from issuemine.domain.payloads import check_issue, check_timeline
 from issuemine.errors import GitHubError
 from issuemine.github.client import PER_PAGE, GitHubClient, Response
 
@@ -48,6 +49,11 @@ def list_issues_page(
     response = client.get(issues_path(repo), issues_params(state, labels, since, page), etag=etag)
     if not response.not_modified and not isinstance(response.data, list):
         raise GitHubError(f"unexpected answer for {response.url}: expected a list of issues")
+    for index, item in enumerate(response.data or []):
+        try:
+            check_issue(item)
+        except ValueError as exc:  # before anything of the page is stored
+            raise GitHubError(f"unexpected answer for {response.url}: item {index} is not an issue: {exc}") from None
     return response
 
 
@@ -88,8 +94,10 @@ def fetch_timeline(
             result.pages = page
             result.last_page_etag = response.etag
             return result
-        if not isinstance(response.data, list):
-            raise GitHubError(f"unexpected answer for {response.url}: expected a list of events")
+        try:
+            check_timeline(response.data)
+        except ValueError as exc:
+            raise GitHubError(f"unexpected answer for {response.url}: {exc}") from None
         result.events.extend(response.data)
         result.pages = page
         result.last_page_count = len(response.data)

@@ -21,12 +21,13 @@ The token is only ever handed to PyGithub's auth object; no message built here c
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.client import HTTPException
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import requests
 from github import Auth, Github
@@ -52,7 +53,8 @@ class RetryPolicy:
     max_secondary_waits: int = 10
     secondary_default_wait: float = 60.0
     wait_on_rate_limit: bool = True
-    timeout: int = 30
+    timeout: int = 30  # seconds without a byte (requests' read timeout restarts at every byte)
+    deadline: float = 300.0  # seconds for a whole answer, however it trickles in
 
 
 @dataclass
@@ -110,7 +112,12 @@ class GitHubClient:
         policy: RetryPolicy | None = None,
         on_wait: WaitCallback | None = None,
     ) -> None:
-        self.api_url = api_url.rstrip("/")
+        parts = urlsplit(api_url.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise GitHubError(
+                f"not an API URL: {api_url[:200]!r} (expected http(s)://host[/path], such as {DEFAULT_API_URL})"
+            )
+        self.api_url = api_url.strip().rstrip("/")
         self.policy = policy or RetryPolicy()
         self.on_wait = on_wait
         self.stats = RequestStats()
@@ -141,7 +148,7 @@ class GitHubClient:
             if etag:
                 headers["If-None-Match"] = etag
             try:
-                status, resp_headers, body = self._requester.requestJson("GET", url, headers=headers)
+                status, resp_headers, body = self._within_deadline(url, headers)
             except (requests.RequestException, HTTPException, OSError) as exc:
                 faults = self._fault(faults, url, f"cannot connect ({type(exc).__name__})")
                 continue
@@ -170,6 +177,31 @@ class GitHubClient:
                 faults = self._fault(faults, url, "truncated or invalid JSON body")
                 continue
             return Response(status, url, data, resp_headers.get("etag"), _links(resp_headers.get("link")))
+
+    def _within_deadline(self, url: str, headers: dict[str, str]) -> tuple[int, dict[str, Any], str]:
+        """One request, given ``policy.deadline`` seconds in all. requests' timeout bounds each wait
+        for a byte, so a server or proxy that trickles its answer would hold a fetch forever: the
+        request runs in a thread of its own, abandoned (with its connection) when time is up."""
+        answer: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                answer["value"] = self._requester.requestJson("GET", url, headers=headers)
+            except BaseException as exc:  # handed to the caller's thread
+                answer["error"] = exc
+
+        worker = threading.Thread(target=call, name="issuemine-request", daemon=True)
+        worker.start()
+        worker.join(self.policy.deadline)
+        if worker.is_alive():
+            raise GitHubError(
+                f"GitHub API at {self.api_url} gave no complete answer for {url} within {self.policy.deadline:g} s "
+                "(a server or proxy trickling its answer); try again later"
+            )
+        if "error" in answer:
+            raise answer["error"]
+        status, resp_headers, body = answer["value"]
+        return status, resp_headers, body
 
     # -- policy -----------------------------------------------------------------------------
 

@@ -121,12 +121,18 @@ def import_labels(
     by_repo = {c.repo.lower(): c.name for c in (catalog or {}).values()}
     members: dict[int, str] = {}
     assigned: set[tuple[int, int]] = set()
+    seen: dict[tuple[str, int, str], str] = {}
     with db.session() as session:
         for found in read_label_file(path, taxonomy):
             where, row, repo, number, codes = found.where, found.row, found.repo, found.number, found.codes
             who = str(row.get("rater") or rater or "").strip()
             if not who:
                 raise IssuemineError(f"{where}: no rater (the file has no 'rater' column: pass --rater NAME)")
+            key = (repo.lower(), number, who)
+            if key in seen:  # which of the two would count is a guess: refuse the file instead
+                line = seen[key].rsplit(", ", 1)[-1]
+                raise IssuemineError(f"{where}: repeats {line} ({repo}#{number} by {who}): one row per issue and rater")
+            seen[key] = where
             repo_id = ensure_repository(session, repo)
             known = session.scalar(select(Issue.id).where(Issue.repository_id == repo_id, Issue.number == number))
             if known is None:

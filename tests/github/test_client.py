@@ -102,3 +102,28 @@ def test_conditional_request_answers_304_and_costs_nothing(gh):
     assert again.not_modified and again.data is None
     assert (client.stats.counted, client.stats.not_modified) == (1, 1)
     assert gh.state.rate_limit - gh.state.remaining == 1
+
+
+def test_an_answer_that_trickles_in_ends_at_the_deadline(gh):
+    """requests' timeout restarts at every byte: a server sending one byte a second would hold the
+    fetch forever without a deadline for the whole answer."""
+    from dataclasses import replace
+
+    client = GitHubClient(gh.url, policy=replace(FAST, deadline=1.0))
+    # The server trickles for 4 s and then sends the rest: without the deadline the page would arrive.
+    gh.inject(r"/issues$", "trickle", retry_after=0.2, reset_in=4.0)
+    with pytest.raises(GitHubError, match=r"no complete answer .* within 1 s"):
+        list_issues_page(client, REPO, "all", (), None)
+
+
+def test_an_api_url_that_is_not_one_is_refused():
+    for bad in ("not a url", "ftp://example.com", "https://"):
+        with pytest.raises(GitHubError, match="not an API URL"):
+            GitHubClient(bad, policy=FAST)
+
+
+def test_a_listing_of_issues_without_numbers_is_refused_before_anything_is_stored(gh):
+    client = GitHubClient(gh.url, policy=FAST)
+    gh.inject(r"/issues$", "no-number")
+    with pytest.raises(GitHubError, match="item 0 is not an issue: the issue has no 'number'"):
+        list_issues_page(client, REPO, "all", (), None)

@@ -30,7 +30,9 @@ from issuemine.testing.ghserver.corpus import Corpus
 
 # self-link: the page's `next` link points to itself; ignore-page: the server answers page 1 whatever
 # was asked, always with a `next` link (a broken proxy or Enterprise server; GitHub never does this).
-FAULTS = ("502", "reset", "secondary", "truncate", "exhaust", "self-link", "ignore-page")
+# trickle: the body comes one byte every `retry_after` seconds, for `reset_in` seconds, then the rest.
+# no-number: a listing whose items lack their `number` (a broken server; GitHub never does this).
+FAULTS = ("502", "reset", "secondary", "truncate", "exhaust", "self-link", "ignore-page", "trickle", "no-number")
 
 
 @dataclass
@@ -39,7 +41,7 @@ class Fault:
     kind: str
     times: int = 1
     skip: int = 0
-    retry_after: int = 1
+    retry_after: float = 1
     reset_in: float = 2.0
     seen: int = 0
 
@@ -133,6 +135,8 @@ class Handler(BaseHTTPRequestHandler):
         except KeyError:
             self._send(404, {"message": "Not Found"}, url.path, query, counted=True)
             return
+        if fault and fault.kind == "no-number" and isinstance(body, list):
+            body = [{k: v for k, v in item.items() if k != "number"} for item in body]
         self._send(
             status,
             body,
@@ -141,6 +145,7 @@ class Handler(BaseHTTPRequestHandler):
             counted=url.path != "/rate_limit",
             links=links,
             truncate=bool(fault and fault.kind == "truncate"),
+            trickle=fault if fault and fault.kind == "trickle" else None,
         )
 
     def _take_fault(self, path: str) -> Fault | None:
@@ -169,6 +174,7 @@ class Handler(BaseHTTPRequestHandler):
         links: dict[str, str] | None = None,
         extra: dict[str, str] | None = None,
         truncate: bool = False,
+        trickle: Fault | None = None,
     ) -> None:
         state = self.server.state
         body = json.dumps(data).encode()
@@ -200,8 +206,23 @@ class Handler(BaseHTTPRequestHandler):
         for key, value in (extra or {}).items():
             self.send_header(key, value)
         self.end_headers()
-        if status != 304:
+        if status != 304 and trickle is not None:
+            self._trickle(body, trickle)
+        elif status != 304:
             self.wfile.write(body)
+
+    def _trickle(self, body: bytes, fault: Fault) -> None:
+        end = time.monotonic() + fault.reset_in
+        sent = 0
+        try:
+            while sent < len(body) and time.monotonic() < end:
+                self.wfile.write(body[sent : sent + 1])
+                self.wfile.flush()
+                sent += 1
+                time.sleep(fault.retry_after)
+            self.wfile.write(body[sent:])
+        except OSError:  # the client gave up
+            self.close_connection = True
 
     # -- routes -----------------------------------------------------------------------------
 
