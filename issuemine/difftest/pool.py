@@ -50,7 +50,23 @@ def _load(runner: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
 
 
-def _worker(conn: Connection, runner: str, log: str, memory: int | None = None) -> None:
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """Be killed when the process that started this one dies, even by ``kill -9`` (Linux's
+    parent-death signal); a worker busy on a long model would otherwise outlive its campaign."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # it died before the signal was asked for
+        os._exit(1)
+
+
+def _worker(conn: Connection, runner: str, log: str, memory: int | None = None, parent: int | None = None) -> None:
+    if parent is not None:
+        die_with_parent(parent)
     # Converters write graph dumps straight to file descriptors 1 and 2: send them to the log.
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
@@ -88,7 +104,7 @@ class WorkerPool:
     def _start(self) -> _Worker:
         parent, child = self.context.Pipe()
         process = self.context.Process(
-            target=_worker, args=(child, self.runner, str(self.log), self.memory), daemon=True
+            target=_worker, args=(child, self.runner, str(self.log), self.memory, os.getpid()), daemon=True
         )
         process.start()
         child.close()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -403,3 +405,56 @@ def test_a_fresh_operator_cache_gives_the_models_of_a_warm_one(tmp_path: Path) -
     names = (tmp_path / "a" / "TorchModelCPU_exportable.yaml").read_text().split("topset:")[1]
     keys = [line.split(":")[0].strip() for line in names.splitlines() if line.startswith("  ") and line[2] != " "]
     assert keys == sorted(keys)  # order-stable
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                if int(handle.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_killed_campaign_leaves_no_worker_behind(tmp_path):
+    """kill -9 of the driver while its workers are busy (each on a model that would take an hour):
+    the workers die with it instead of finishing their model first."""
+    import signal
+    import subprocess
+    import sys
+
+    driver = (
+        "from pathlib import Path\n"
+        "from issuemine.difftest.pool import WorkerPool\n"
+        f"pool = WorkerPool(2, 7200, Path({str(tmp_path / 'w.log')!r}), 'tests.difftest.runners:faulty')\n"
+        "pool.run([{'fault': 'hang', 'seed': i, 'nodes': 1} for i in range(2)], lambda task, result: None)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", driver], cwd=Path(__file__).resolve().parents[2])
+    try:
+        for _ in range(600):  # until both workers are up (spawned interpreters take a moment)
+            workers = [p for p in _children(process.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+            if len(workers) == 2:
+                break
+            time.sleep(0.1)
+        assert len(workers) == 2, "the workers never started"
+        time.sleep(1.0)  # busy on their models now
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        for _ in range(300):
+            if not any(_alive(p) for p in workers):
+                break
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in workers), "workers outlived their campaign"
+    finally:
+        process.kill()
