@@ -32,6 +32,7 @@ from typing import IO, Any
 
 from issuemine.domain.converters import knowledge
 from issuemine.errors import IssuemineError
+from issuemine.repro import cgroups
 
 SHIM_DIR = Path(__file__).parent / "shim"
 SANDBOX_SHIM = "/opt/issuemine/shim"
@@ -341,9 +342,14 @@ class Zygote:
     _process: subprocess.Popen[str] | None = None
     _root: str | None = None
     _log: IO[str] | None = None
+    _group: cgroups.Group | None = None
+    _starts: int = 0
 
     def start(self) -> dict[str, Any]:
         self.close()
+        self._starts += 1
+        # Memory and processes for the sandbox as a whole, where the machine allows a control group.
+        self._group = cgroups.create(f"issuemine-{os.getpid()}-{self.slot}-{self._starts}")
         uid = SANDBOX_UID_BASE + self.slot if os.geteuid() == 0 else None
         preload = list(self.preload) if self.warm else []
         filter_fd = self._filter_fd() if self.kind == "bwrap" else None
@@ -356,6 +362,8 @@ class Zygote:
             command = [shutil.which("unshare") or "unshare", *_unshare_flags(), self.layout.executable]
             command += [str(SHIM_DIR / "zygote.py"), root, "--preload", ",".join(preload)]
             env = sandbox_env(self.layout, root, str(SHIM_DIR))
+        if self._group is not None:
+            command = [*self._group.enter_command(), *command]
         # The server's own stderr, for the error message if it dies; lives as long as the server.
         self._log = tempfile.TemporaryFile("w+", prefix="issuemine-zygote-")  # noqa: SIM115
         # Its own session: a Ctrl-C at the terminal stops issuemine between runs, and must not kill the
@@ -377,8 +385,10 @@ class Zygote:
             log = self._log_tail()
             self.close()
             raise SandboxError(f"the sandbox did not start ({self.kind}): {log or 'no output'}")
+        whole = self._limit_group()
         self.info = {
             "sandbox": self.kind,
+            "limits": whole,
             "isolation": describe(self.kind),
             "uid": uid,
             "mode": "warm" if self.warm else "cold",
@@ -388,6 +398,16 @@ class Zygote:
             "preload_failed": ready.get("failed", {}),
         }
         return self.info
+
+    def _limit_group(self) -> str:
+        """The snippet's allowance on top of what the started server holds; which limits apply."""
+        if self._group is None:
+            return "rlimits (per process)"
+        try:
+            self._group.limit(self.limits.memory_mb * 1024 * 1024, self.limits.processes)
+        except (OSError, ValueError):
+            return "rlimits (per process)"
+        return f"{self._group.kind} and rlimits"
 
     @staticmethod
     def _filter_fd() -> int | None:
@@ -421,6 +441,7 @@ class Zygote:
             "policies": policies,  # for the run server's checker, never shown to the snippet
         }
         assert self._process is not None and self._process.stdin is not None
+        kills = self._group.oom_kills() if self._group is not None else 0
         try:
             self._process.stdin.write(json.dumps(request) + "\n")
             self._process.stdin.flush()
@@ -428,18 +449,19 @@ class Zygote:
             answer = None
         else:
             answer = self._read(timeout + GRACE_SECONDS)
+        oom = {"oom_kills": self._group.oom_kills() - kills} if self._group is not None else {}
         if answer is None:
             # The server died or stopped answering: a snippet killed it, or the machine ran out of memory.
             log = self._log_tail()
             self.close()
-            return {"sandbox_failure": f"the sandbox server stopped during the run: {log[-1000:]}", **self.info}
+            return {"sandbox_failure": f"the sandbox server stopped during the run: {log[-1000:]}", **oom, **self.info}
         if not self.warm:
             self.close()
         if answer.get("server_lost"):  # the snippet killed or stopped the process serving it (same user)
-            return {"sandbox_failure": f"{answer['server_lost']} during the run", **self.info}
+            return {"sandbox_failure": f"{answer['server_lost']} during the run", **oom, **self.info}
         if "error" in answer:
             raise SandboxError(f"the sandbox server failed: {answer['error']}")
-        return {**answer, **self.info}
+        return {**answer, **oom, **self.info}
 
     def _read(self, timeout: float) -> dict[str, Any] | None:
         assert self._process is not None and self._process.stdout is not None
@@ -476,6 +498,9 @@ class Zygote:
         if self._root is not None:
             shutil.rmtree(self._root, ignore_errors=True)
             self._root = None
+        if self._group is not None:
+            self._group.remove()
+            self._group = None
 
     def __enter__(self) -> Zygote:
         return self

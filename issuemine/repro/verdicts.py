@@ -75,6 +75,7 @@ class RunResult:
     output_exceeded: bool = False
     output_bytes: int | None = None
     leftover_processes: int = 0
+    oom_kills: int = 0  # processes the kernel killed at the sandbox's memory limit (its control group)
     sandbox_failure: str | None = None
     tail: str = ""
     starts: list[dict[str, Any]] = field(default_factory=list)  # convert-start events
@@ -101,6 +102,7 @@ class RunResult:
             output_exceeded=bool(answer.get("output_exceeded")),
             output_bytes=_int(answer.get("output_bytes")),
             leftover_processes=_int(answer.get("leftover_processes")) or 0,
+            oom_kills=_int(answer.get("oom_kills")) or 0,
             sandbox_failure=_text(answer["sandbox_failure"]) if answer.get("sandbox_failure") else None,
             tail=_text(answer.get("tail"), 1_000_000),
             starts=by_kind.get("convert-start", []),
@@ -196,6 +198,15 @@ class _Decision:
 
 
 Rule = Callable[[_Decision], Verdict | None]
+
+
+def memory_as_a_whole(d: _Decision) -> Verdict | None:
+    """The snippet's processes together went past the memory limit and the kernel killed one (the
+    server itself, perhaps: the snippet's doing all the same)."""
+    count = d.run.oom_kills
+    if not count:
+        return None
+    return d.violation("memory", f"its processes together exceeded the memory limit (the kernel killed {count})")
 
 
 def sandbox_failed(d: _Decision) -> Verdict | None:
@@ -336,6 +347,7 @@ def script_failed(d: _Decision) -> Verdict | None:
 
 
 RULES: tuple[Rule, ...] = (
+    memory_as_a_whole,
     sandbox_failed,
     forbidden_attempt,
     output_or_file_limit,

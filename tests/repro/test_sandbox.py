@@ -189,6 +189,32 @@ def test_huge_allocation_hits_the_memory_limit(box: Harness) -> None:
     assert "ALLOCATED" not in outcome.result["tail"]
 
 
+def test_forked_children_are_stopped_at_the_snippets_memory_limit_together(box: Harness) -> None:
+    """Three children that each stay under the per-process limit but together hold more than the
+    snippet's allowance (LIMITS: 4 GB): the sandbox's control group stops them, where the machine
+    lets issuemine make one; the run record says which limits applied."""
+    if not str(box.zygote.info.get("limits", "")).startswith("cgroup"):
+        pytest.skip(f"no control group here: {box.zygote.info.get('limits')}")
+    script = (
+        "import os, time\n"
+        "children = []\n"
+        "for _ in range(3):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        block = bytearray(b'\\x01') * (1700 * 1024**2)  # written, so really held\n"
+        "        time.sleep(3)\n"
+        "        os._exit(0)\n"
+        "    children.append(pid)\n"
+        "print('exits', sorted(os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]) for p in children))\n"
+    )
+    outcome = box.run(script)
+    assert outcome.verdict.verdict == "sandbox-violation", outcome.verdict
+    assert outcome.verdict.evidence["violation"] == "memory", outcome.verdict
+    assert "together exceeded the memory limit" in (outcome.verdict.reason or "")
+    # One was killed (-9); the run did not wait out the others' sleep as if all were fine.
+    assert "-9" in outcome.result["tail"], outcome.result["tail"]
+
+
 def test_endless_loop_is_a_hang(box: Harness) -> None:
     outcome = box.run("while True:\n    pass\n", timeout=3)
     assert outcome.verdict.verdict == "hang" and outcome.verdict.stage is None
