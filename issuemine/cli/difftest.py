@@ -189,7 +189,11 @@ def run_cmd(
 def report_cmd(
     campaign_id: int | None = typer.Option(None, "--campaign", help="One campaign (default: every campaign)."),
     policy: str | None = typer.Option(
-        None, "--policy", help="Decide mismatches by this tolerance policy (default: each campaign's own)."
+        None,
+        "--policy",
+        help="Decide mismatches by this tolerance policy, or by noise-aware: wrong only when further from a "
+        "float64 run of the framework model than the framework's own float32 output, by more than 8 times plus "
+        "16 ULPs (default: each campaign's own policy).",
     ),
     fmt_: str = ReportFormatOption,
     db: str | None = DbOption,
@@ -224,6 +228,7 @@ def _print_table(db: Any, ids: list[int] | None, fmt_: str, policy: str | None =
 
 
 def _print_findings(db: Any, campaign_id: int | None, policy: str | None) -> None:
+    from issuemine.difftest.campaign import rounding_survivors
     from issuemine.difftest.report import campaign_ids, error_groups, localized, sequences
 
     ids = campaign_ids(db, campaign_id)
@@ -261,6 +266,11 @@ def _print_findings(db: Any, campaign_id: int | None, policy: str | None) -> Non
     if errors:
         columns = ["campaign", "outcome", "stage", "models", "message", "example"]
         out.print(table("Most frequent failures", columns, [[e[c] for c in columns] for e in errors]))
+    rounding = rounding_survivors(db, ids)
+    if any(r["mismatches"] for r in rounding):
+        columns = ["campaign", "converter", "exporter", "policy", "mismatches", "with_reference", "beyond_rounding"]
+        title = "Rounding versus bugs: mismatches the noise-aware oracle (float64 reference) still calls wrong"
+        out.print(table(title, columns, [[r[c] for c in columns] for r in rounding]))
     found_ops = localized(db, ids)
     if found_ops:
         columns = ["campaign", "model", "operator", "node", "max_abs_diff", "reduced_nodes", "reduced"]

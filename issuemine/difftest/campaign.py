@@ -20,7 +20,7 @@ from sqlalchemy import select
 from issuemine.db import Database
 from issuemine.db.models import DifftestCampaign, DifftestModel
 from issuemine.db.rows import upsert, utcnow
-from issuemine.difftest.execute import OUTCOMES, TABLE_11
+from issuemine.difftest.execute import NOISE_AWARE, OUTCOMES, TABLE_11
 from issuemine.difftest.generate import FRAMEWORKS, METHOD
 from issuemine.difftest.pool import DEFAULT_RUNNER, WorkerPool, default_memory
 from issuemine.domain.tolerances import load_policies, stored_verdict
@@ -311,11 +311,43 @@ def models(db: Database, campaign_id: int) -> list[DifftestModel]:
         return rows
 
 
+def policy_name(policy: str) -> str:
+    """A tolerance policy's name (aliases resolved), or the noise-aware oracle's."""
+    return policy if policy == NOISE_AWARE else load_policies().get(policy).name
+
+
+def rounding_survivors(db: Database, campaign_ids: list[int], policy: str = "abs-1e-7") -> list[dict[str, Any]]:
+    """Per campaign: the models that mismatch under ``policy`` (1e-7 by default), how many of them
+    had a float64 reference, and how many of those the noise-aware oracle still calls wrong."""
+    rows = []
+    name = load_policies().get(policy)
+    for campaign_id in campaign_ids:
+        info = campaign(db, campaign_id)
+        compared = [m for m in models(db, campaign_id) if m.outcome in ("mismatch", "success")]
+        mismatched = [m for m in compared if stored_verdict(m.policies or {}, name) is False]
+        judged = [m for m in mismatched if (m.policies or {}).get(NOISE_AWARE) is not None]
+        rows.append(
+            {
+                "campaign": campaign_id,
+                "converter": info.converter,
+                "exporter": info.exporter,
+                "policy": name.name,
+                "mismatches": len(mismatched),
+                "with_reference": len(judged),
+                "beyond_rounding": sum(1 for m in judged if m.policies[NOISE_AWARE] is False),
+            }
+        )
+    return rows
+
+
 def outcome_under(model: DifftestModel, policy: str | None) -> str:
     """The model's outcome, with a compared model's mismatch or success decided by ``policy``
     (every policy's verdict is stored, so switching needs no re-run)."""
     if policy is None or model.outcome not in ("mismatch", "success"):
         return model.outcome
+    if policy == NOISE_AWARE:  # not a tolerance: a verdict against a float64 reference, when there was one
+        within = (model.policies or {}).get(NOISE_AWARE)
+        return model.outcome if within is None else ("success" if within else "mismatch")
     within = stored_verdict(model.policies or {}, load_policies().get(policy))
     if within is None:
         return model.outcome
@@ -326,7 +358,7 @@ def table_11(db: Database, campaign_ids: list[int] | None = None, policy: str | 
     """Outcome counts per campaign (converter and exporter) and node count, and a total per campaign;
     with ``policy``, mismatches are decided by that tolerance policy instead of the campaign's."""
     if policy is not None:
-        policy = load_policies().get(policy).name
+        policy = policy_name(policy)
     with db.session() as session:
         ids = campaign_ids or list(session.scalars(select(DifftestCampaign.id).order_by(DifftestCampaign.id)))
     rows = []

@@ -269,18 +269,29 @@ def computing(generated: Generated, names: list[str]) -> Any:
     return Exportable().eval()
 
 
-def run_instructions(generated: Generated, names: list[str], args: list[Any]) -> list[Any]:
+def run_instructions(generated: Generated, names: list[str], args: list[Any], widen: bool = False) -> list[Any]:
     """The tensors ``names`` of one forward pass over NNSmith's instructions, ``args`` in the
     model's input order: the computation alone (torch eagerly or traced; TensorFlow inside a
-    ``tf.function`` or eagerly)."""
+    ``tf.function`` or eagerly). ``widen`` (torch): every float32 result is carried on in float64, a
+    cast to float32 included (the float64 reference of the noise-aware oracle)."""
     values = dict(zip(generated.inputs, args, strict=True))
+    if widen:
+        import torch
+
+        def wide(value: Any) -> Any:
+            return value.double() if isinstance(value, torch.Tensor) and value.dtype == torch.float32 else value
+    else:
+
+        def wide(value: Any) -> Any:
+            return value
+
     if generated.framework == "torch":
         steps = [(fn, inputs, outputs) for fn, inputs, outputs, _ in generated.model.torch_model.instructions]
     else:
         steps = [(i.fwd_fn, i.inp_keys, i.out_keys) for i in generated.model.net.instructions]
     for fn, inputs, outputs in steps:
         result = fn(*(values[name] for name in inputs))
-        values.update(zip(outputs, result if isinstance(result, list) else [result], strict=True))
+        values.update(zip(outputs, (wide(r) for r in (result if isinstance(result, list) else [result])), strict=True))
     return [values[name] for name in names]
 
 

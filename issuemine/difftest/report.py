@@ -13,10 +13,9 @@ from sqlalchemy import select
 
 from issuemine.db import Database
 from issuemine.db.models import DifftestCampaign, DifftestModel
-from issuemine.difftest.campaign import campaign, models, outcome_under, table_11
+from issuemine.difftest.campaign import campaign, models, outcome_under, policy_name, rounding_survivors, table_11
 from issuemine.difftest.execute import TABLE_11
 from issuemine.difftest.sequences import OpGraph, PartIndex, load_onnx_graph, table_12
-from issuemine.domain.tolerances import load_policies
 from issuemine.errors import IssuemineError
 
 FAILURES = ("conversion-failure", "ort-failure", "framework-failure", "generation-failure", "worker-crash", "timeout")
@@ -136,10 +135,11 @@ def shares(db: Database, ids: list[int], policy: str | None = None) -> list[dict
 
 def summary(db: Database, only: int | None = None, policy: str | None = None) -> dict[str, Any]:
     if policy is not None:
-        policy = load_policies().get(policy).name
+        policy = policy_name(policy)
     ids = campaign_ids(db, only)
     return {
         "table_11": table_11(db, ids, policy),
+        "rounding": rounding_survivors(db, ids),
         "table_12": [sequences(db, i, policy) for i in ids],
         "errors": error_groups(db, ids),
         "localized": localized(db, ids),

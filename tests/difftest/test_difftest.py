@@ -148,6 +148,7 @@ def test_a_broken_conversion_is_a_mismatch_and_a_crashing_one_a_conversion_failu
     kept = onnx.load(broken["onnx"])  # the stored operator graph is the converted model's
     operators = [n.op_type for n in kept.graph.node if n.op_type != "Constant"]  # constants are data
     assert broken["graph"]["ops"] == operators and "Abs" in operators
+    assert broken["policies"]["noise-aware"] is False  # a real bug: far beyond float32 rounding
     crashed = results["relu_raises"]
     assert crashed["outcome"] == "conversion-failure" and "exploded on purpose" in crashed["error"]
     assert crashed["stage"]
@@ -458,3 +459,53 @@ def test_a_killed_campaign_leaves_no_worker_behind(tmp_path):
         assert not any(_alive(p) for p in workers), "workers outlived their campaign"
     finally:
         process.kill()
+
+
+def test_the_noise_aware_oracle_tells_rounding_from_a_wrong_value():
+    from issuemine.difftest.execute import rounding_only
+
+    ref = np.array([1.0, 2.0, 3.0], dtype=np.float64)
+    framework = np.array([1.0, 2.0 + 2e-7, 3.0], dtype=np.float32)  # its own rounding: 2e-7 off
+    eps = float(np.finfo(np.float32).eps)
+    # Within 8 times the framework's own error plus 16 ULPs of the magnitude (3.0): not flagged.
+    limit = 8 * float(abs(framework.astype(np.float64) - ref).max()) + 16 * eps * 3.0
+    assert rounding_only(framework, (ref + np.array([0, 0, 0.9 * limit])).astype(np.float32), ref)
+    assert not rounding_only(framework, (ref + np.array([0, 0, 1.5 * limit])).astype(np.float32), ref)
+    assert not rounding_only(framework, np.array([1.0, 2.0, np.nan], dtype=np.float32), ref)  # NaN from nowhere
+    both_nan = np.array([1.0, np.nan, 3.0], dtype=np.float32)
+    assert rounding_only(both_nan, both_nan, ref)  # the framework's own NaN, reproduced
+    assert rounding_only(np.array([1, 2]), np.array([1, 2]), np.array([1, 2])) is True
+    assert rounding_only(np.array([1, 2]), np.array([1, 3]), np.array([1, 2])) is False
+    assert rounding_only(framework, framework[:2], ref) is False  # another shape is wrong
+
+
+def test_a_correct_model_that_only_rounds_differently_passes_the_noise_aware_oracle(tmp_path):
+    """Seed 0 at 30 nodes (float32): the exported model differs from torch by about 7e-7, a mismatch
+    under max |Δ| ≤ 1e-7, and is as close to torch's float64 run as torch's own float32 output is."""
+    result = run_job({**job(0, 30, tmp_path), "dtypes": ["float32"], "inputs": 20})
+    assert result["outcome"] == "mismatch" and result["policies"]["abs-1e-7"] is False
+    assert result["policies"]["noise-aware"] is True
+
+
+def test_reports_recount_mismatches_by_the_noise_aware_oracle(tmp_path):
+    from issuemine.db import open_db
+    from issuemine.difftest.campaign import Plan, open_campaign, rounding_survivors, store, table_11
+
+    db = open_db(str(tmp_path / "n.db"))
+    campaign_id = open_campaign(db, Plan("torch.onnx", "torchscript", 17, 0, [15], 3, 10, "abs-1e-7", dtypes=[]))
+    verdicts = [
+        {"abs-1e-7": False, "noise-aware": True},  # rounding
+        {"abs-1e-7": False, "noise-aware": False},  # beyond it
+        {"abs-1e-7": False, "noise-aware": None},  # no float64 reference
+        {"abs-1e-7": True, "noise-aware": True},
+    ]
+    for seed, policies in enumerate(verdicts):
+        outcome = "success" if policies["abs-1e-7"] else "mismatch"
+        store(db, campaign_id, {"seed": seed, "nodes": 15, "outcome": outcome, "policies": policies})
+    total = table_11(db, [campaign_id], "noise-aware")[-1]
+    assert (total["mismatch"], total["success"]) == (2, 2)  # the one without a reference keeps its outcome
+    [row] = rounding_survivors(db, [campaign_id])
+    assert (row["mismatches"], row["with_reference"], row["beyond_rounding"]) == (3, 2, 1)
+    result = CliRunner().invoke(app, ["difftest", "report", "--db", str(tmp_path / "n.db")])
+    assert result.exit_code == 0 and "beyond_rounding" in result.output, result.output
+    db.close()
