@@ -54,3 +54,22 @@ def wants_timeline(converter: Converter, issue: dict[str, Any]) -> bool:
         and issue["state"] == converter.state
         and not names.intersection(converter.exclude_labels)
     )
+
+
+def load_issue(db: Database, repo: str, number: int, title: str, body: str) -> None:
+    """Store one issue as `load` would (a mined thread for tests that look issues up)."""
+    from issuemine.corpus.store import save_issue
+    from issuemine.db.rows import ensure_repository
+
+    payload = {
+        "id": 10_000_000 + number,
+        "number": number,
+        "title": title,
+        "body": body,
+        "state": "closed",
+        "created_at": "2022-01-01T00:00:00Z",
+        "html_url": f"https://github.com/{repo}/issues/{number}",
+        "comments": 0,
+    }
+    with db.session() as session:
+        save_issue(session, ensure_repository(session, repo), payload, source="load")

@@ -196,18 +196,52 @@ def report_cmd(
         "16 ULPs (default: each campaign's own policy).",
     ),
     fmt_: str = ReportFormatOption,
+    show_signatures: bool = typer.Option(
+        False, "--signatures", help="Distinct bugs: failures and mismatches grouped into signatures, with counts."
+    ),
+    signature: int | None = typer.Option(
+        None, "--signature", min=1, help="One signature (its number in --signatures) as a ready bug report (Markdown)."
+    ),
     db: str | None = DbOption,
 ) -> None:
     """Table 11: outcomes (conversion failure, ONNX Runtime failure, mismatch, success) per converter,
     exporter and model size; Table 12: operators and operator sequences of mismatched vs correct
     models; the most frequent failure messages, grouped; and the localized diverging operators.
     Every policy's verdict is stored with each model, so --policy recounts without re-running.
-    --format json gives every part; csv gives Table 11."""
+    --format json gives every part; csv gives Table 11. --signatures counts distinct bugs (a failure's
+    stage and normalized message; a mismatch's first diverging operator with its attributes and input
+    types, rounding left out) with the mined issues that name the same operator; --signature N writes
+    one as a bug report."""
     check_report_format(fmt_)
     database_ = database(db)
+    if signature is not None:
+        from issuemine.difftest.signatures import bug_report
+
+        out.print(bug_report(database_, signature, policy), markup=False, highlight=False, soft_wrap=True)
+        return
+    if show_signatures:
+        _print_signatures(database_, campaign_id, policy, fmt_)
+        return
     _print_table(database_, [campaign_id] if campaign_id else None, fmt_, policy)
     if fmt_ == "md":
         _print_findings(database_, campaign_id, policy)
+
+
+def _print_signatures(db: Any, campaign_id: int | None, policy: str | None, fmt_: str) -> None:
+    from issuemine.difftest.signatures import signatures
+
+    rows = [s.row() for s in signatures(db, campaign_id, policy)]
+    if fmt_ == "json":
+        print_json(rows)
+        return
+    for row in rows:
+        row["already_reported"] = ", ".join(row["already_reported"]) or "-"
+    if fmt_ == "csv":
+        print_csv(rows, missing="")
+        return
+    columns = ["signature", "campaign", "converter", "kind", "where", "detail", "models", "example", "already_reported"]
+    title = f"Distinct failures and mismatches: {len(rows)} signature(s)"
+    out.print(table(title, columns, [[r[c] if r[c] is not None else "-" for c in columns] for r in rows]))
 
 
 def _print_table(db: Any, ids: list[int] | None, fmt_: str, policy: str | None = None) -> None:
@@ -317,7 +351,14 @@ def show_cmd(
 @difftest_app.command("localize")
 @handle_errors
 def localize_cmd(
-    model_id: int = typer.Argument(..., help="A mismatching model's id (`difftest report --format json`)."),
+    model_id: int | None = typer.Argument(None, help="A mismatching model's id (`difftest report --format json`)."),
+    every: bool = typer.Option(
+        False, "--all", help="Every mismatch not localized yet that is more than rounding (noise-aware oracle)."
+    ),
+    campaign_id: int | None = typer.Option(None, "--campaign", help="With --all: one campaign (default: each)."),
+    budget: float = typer.Option(
+        600.0, "--budget", min=1.0, help="With --all: seconds to spend; models left over wait for the next run."
+    ),
     policy: str | None = typer.Option(None, "--policy", help="Tolerance policy (default: the campaign's)."),
     out_dir: Path = typer.Option(
         Path("issuemine-difftest"), "--out", help="Where the reduced model, its inputs and expected outputs go."
@@ -327,11 +368,20 @@ def localize_cmd(
 ) -> None:
     """Find the first operator whose output diverges, then shrink the model by delta debugging to
     the smallest part that still mismatches: reduced.onnx, inputs.npz and expected.npz, ready to
-    attach to a bug report. The finding is stored with the model and shows in `difftest report`."""
+    attach to a bug report. The finding is stored with the model and shows in `difftest report`;
+    `--all` localizes every mismatch that survives the noise-aware oracle, within `--budget` seconds
+    (a model started before the budget ran out is finished), so `difftest report --signatures` can
+    group them."""
     _need_extra()
     from issuemine.difftest.localize import localize_stored
 
     database_ = database(db)
+    if every == (model_id is not None):
+        raise IssuemineError("give a model id, or --all (every mismatch not localized yet)")
+    if every:
+        _localize_all(database_, campaign_id, budget, policy, out_dir, as_json)
+        return
+    assert model_id is not None
     found = localize_stored(database_, model_id, out_dir / "localized", policy)
     if found is None:
         raise IssuemineError(
@@ -357,6 +407,43 @@ def localize_cmd(
         f"{found.reduced}/reduced.onnx with inputs.npz and expected.npz",
         highlight=False,
     )
+
+
+def _localize_all(
+    db: Any, campaign_id: int | None, budget: float, policy: str | None, out_dir: Path, as_json: bool
+) -> None:
+    from issuemine.difftest.campaign import models, outcome_under
+    from issuemine.difftest.execute import NOISE_AWARE
+    from issuemine.difftest.localize import localize_stored
+    from issuemine.difftest.report import campaign_ids
+
+    todo = [
+        m.id
+        for i in campaign_ids(db, campaign_id)
+        for m in models(db, i)
+        if m.localized is None
+        and outcome_under(m, policy) == "mismatch"
+        and (m.policies or {}).get(NOISE_AWARE) is not True
+    ]
+    deadline = time.monotonic() + budget
+    done: dict[str, list[int]] = {"localized": [], "nothing to localize": [], "failed": [], "left for later": []}
+    with Progress(TextColumn("localizing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err) as bar:
+        task = bar.add_task("localize", total=len(todo))
+        for model_id in todo:
+            if time.monotonic() > deadline:
+                done["left for later"].append(model_id)
+                continue
+            try:
+                found = localize_stored(db, model_id, out_dir / "localized", policy)
+                done["localized" if found is not None else "nothing to localize"].append(model_id)
+            except Exception as exc:  # one model the localizer cannot handle must not end the rest
+                err.print(f"model {model_id}: {type(exc).__name__}: {str(exc)[:200]}", markup=False, highlight=False)
+                done["failed"].append(model_id)
+            bar.advance(task)
+    if as_json:
+        print_json(done)
+        return
+    out.print(", ".join(f"{len(v)} {k}" for k, v in done.items()) + f" (of {len(todo)} mismatches beyond rounding)")
 
 
 @difftest_app.command("coverage")

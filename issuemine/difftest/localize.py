@@ -24,7 +24,7 @@ gives every candidate an exact reference, which the oracle needs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +104,8 @@ class Localization:
     reduced_ops: list[str]
     reduced_nodes: int
     reduced: str  # folder with reduced.onnx, inputs.npz, expected.npz
+    attributes: list[str] = field(default_factory=list)  # the ONNX node's scalar attributes, "name=value"
+    input_types: list[str] = field(default_factory=list)  # the operator's inputs, "dtype[rank]"
 
     def record(self) -> dict[str, Any]:
         return {
@@ -116,6 +118,8 @@ class Localization:
             "reduced_ops": self.reduced_ops,
             "reduced_nodes": self.reduced_nodes,
             "reduced": self.reduced,
+            "attributes": self.attributes,
+            "input_types": self.input_types,
         }
 
 
@@ -163,7 +167,19 @@ def localize(job: dict[str, Any], out_dir: Path, policy: dict[str, Any]) -> Loca
         reduced_ops=[s.op for s in [*kept, first]],
         reduced_nodes=len(reduced.graph.node),
         reduced=str(out_dir),
+        attributes=_attributes(node),
+        input_types=[f"{values[n].dtype}[{values[n].ndim}]" for n in first.inputs if n in values],
     )
+
+
+def _attributes(node: Any) -> list[str]:
+    """A node's scalar attributes (``axis=1``, ``mode=b'linear'``): part of what makes a bug one bug."""
+    if node is None:
+        return []
+    import onnx
+
+    kinds = (onnx.AttributeProto.INT, onnx.AttributeProto.FLOAT, onnx.AttributeProto.STRING, onnx.AttributeProto.INTS)
+    return sorted(f"{a.name}={onnx.helper.get_attribute_value(a)!r}"[:80] for a in node.attribute if a.type in kinds)
 
 
 def _regenerate(job: dict[str, Any], path: Path) -> _Model:

@@ -125,13 +125,21 @@ def test_the_policy_check_agrees_with_numpy_allclose_on_random_and_special_value
 @lru_cache(maxsize=1)
 def relu_seed() -> int:
     """A seed whose 15-node model has a ReLU and converts correctly as it is."""
+    return relu_seeds(1)[0]
+
+
+@lru_cache(maxsize=4)
+def relu_seeds(count: int) -> tuple[int, ...]:
+    found: list[int] = []
     for seed in range(300):
         generated = generate("torch", seed, 15)
         if "ReLU" in generated.operators:
             result = run_job(job(seed, 15, Path("/tmp")))
             if result["outcome"] == "success":
-                return seed
-    raise AssertionError("no seed under 300 gives a correct model with a ReLU")
+                found.append(seed)
+                if len(found) == count:
+                    return tuple(found)
+    raise AssertionError(f"fewer than {count} seeds under 300 give a correct model with a ReLU")
 
 
 def test_a_broken_conversion_is_a_mismatch_and_a_crashing_one_a_conversion_failure(tmp_path):
@@ -509,3 +517,61 @@ def test_reports_recount_mismatches_by_the_noise_aware_oracle(tmp_path):
     result = CliRunner().invoke(app, ["difftest", "report", "--db", str(tmp_path / "n.db")])
     assert result.exit_code == 0 and "beyond_rounding" in result.output, result.output
     db.close()
+
+
+def test_signatures_group_models_with_the_same_broken_operator_and_find_reports_of_it(tmp_path):
+    """Two models broken by the same symbolic (ReLU exported as Abs) are one signature once
+    localized; two conversion failures with the same message are another; a mined issue naming the
+    operator is offered as "already reported?"; a signature becomes a Markdown bug report."""
+    import torch
+
+    from issuemine.db import open_db
+    from issuemine.difftest.campaign import Plan, open_campaign, store
+
+    # float32 models with a ReLU (one whose inputs are never negative is not broken by Abs: keep the broken ones)
+    seeds = [s for s in range(200) if "ReLU" in generate("torch", s, 15, ["float32"]).operators][:6]
+    db_path = str(tmp_path / "s.db")
+    db = open_db(db_path)
+    plan = Plan("torch.onnx", "torchscript", 17, 0, [15], 6, 10, "abs-1e-7", dtypes=["float32"])
+    campaign_id = open_campaign(db, plan)
+    results: list[dict] = []  # type: ignore[type-arg]
+    pool = WorkerPool(1, 120, tmp_path / "w.log", "tests.difftest.runners:relu_as_abs")
+    jobs = [job(seed, 15, tmp_path / "out", dtypes=["float32"]) for seed in seeds]
+    pool.run(jobs, lambda task, result: results.append(result))
+    broken = [r for r in results if r["outcome"] == "mismatch"][:2]
+    assert len(broken) == 2, [r["outcome"] for r in results]
+    for result in broken:
+        assert result["policies"]["noise-aware"] is False
+        store(db, campaign_id, result)
+    for seed, number in ((1000, 17), (1001, 23)):  # the same failure, other numbers in its message
+        error = f"RuntimeError: Exporting the operator 'aten::gelu' to ONNX opset version {number} is not supported"
+        store(
+            db,
+            campaign_id,
+            {"seed": seed, "nodes": 15, "outcome": "conversion-failure", "stage": "node-conversion", "error": error},
+        )
+    from tests.helpers import load_issue  # a mined issue of torch.onnx that names the operator
+
+    load_issue(db, "pytorch/pytorch", 4242, "ONNX export turns ReLU into the wrong op", "ReLU exports wrongly")
+    db.close()
+
+    cli = CliRunner()
+    torch.onnx.register_custom_op_symbolic("aten::relu", lambda g, x: g.op("Abs", x), 9)
+    try:
+        done = cli.invoke(app, ["difftest", "localize", "--all", "--db", db_path, "--out", str(tmp_path / "loc")])
+    finally:
+        torch.onnx.unregister_custom_op_symbolic("aten::relu", 9)
+    assert done.exit_code == 0 and "2 localized" in done.output, done.output
+    listed = json.loads(
+        cli.invoke(app, ["difftest", "report", "--signatures", "--format", "json", "--db", db_path]).stdout
+    )
+    by_kind = {row["kind"]: row for row in listed}
+    assert len(listed) == 2 and by_kind["mismatch"]["models"] == 2 and by_kind["conversion-failure"]["models"] == 2
+    assert by_kind["mismatch"]["where"] == "ReLU" and "ONNX Abs" in by_kind["mismatch"]["detail"]
+    assert by_kind["mismatch"]["already_reported"] == ["pytorch/pytorch#4242"]
+    report = cli.invoke(
+        app, ["difftest", "report", "--signature", str(by_kind["mismatch"]["signature"]), "--db", db_path]
+    )
+    assert report.exit_code == 0, report.output
+    assert report.stdout.startswith("# torch.onnx: ReLU gives wrong outputs") and "reduced.onnx" in report.stdout
+    assert "pytorch/pytorch#4242" in report.stdout and "issuemine difftest localize" in report.stdout
