@@ -27,8 +27,8 @@ from issuemine.domain.tracebacks import find_tracebacks, parse_traceback
 from issuemine.suggest.features import SIGNALS, IssueText
 
 # How much the prior's answer is multiplied by before the ranking is renormalized, per dimension.
-# 0 ignores the prior. Chosen on the development set (see the module doc); the cause has no prior.
-WEIGHTS = {"stage": 2.0, "symptom": 4.0}
+# 0 ignores the prior. Chosen on the development set (see the module doc).
+WEIGHTS = {"stage": 2.0, "symptom": 4.0, "cause": 4.0}
 
 ERROR_LINE = re.compile(r"^\s*(?:[\w.]+(?:Error|Exception|Failure)|RuntimeError|\[ONNXRuntimeError\])\b.*", re.M)
 REQUEST = re.compile(
@@ -62,7 +62,43 @@ def prior(text: IssueText) -> dict[str, Guess]:
     stage = _stage(errors, failure, signals, full, symptom)
     if stage:
         guesses["stage"] = stage
+    cause = _cause(errors, full, symptom)
+    if cause:
+        guesses["cause"] = cause
     return guesses
+
+
+# What the error says is wrong, in a converter engineer's words: an operator or version the converter
+# does not support, a data type, a shape. Read from the error messages first, then the whole thread.
+UNSUPPORTED = re.compile(
+    r"not supported|unsupported|is not implemented|not implemented for|no (?:symbolic|converter|conversion)|"
+    r"opset[ _]?(?:version)?\s*\d+|Exporting the operator|couldn't export|cannot export|NOT_IMPLEMENTED",
+    re.I,
+)
+TYPES = re.compile(
+    r"\bdtype\b|\btype mismatch|\b(?:int8|int32|int64|uint8|float16|fp16|bfloat16|float64|double|bool(?:ean)?)\b|"
+    r"\bCast\b|TypeError|expected (?:scalar )?type|tensor\(\w+\)",
+    re.I,
+)
+SHAPES = re.compile(
+    r"\bshapes?\b|\bdimensions?\b|\brank\b|\bbroadcast|\breshape\b|dynamic[_ ]axes|size mismatch|\bdim\b", re.I
+)
+
+
+def _cause(errors: list[tuple[dict, str]], full: str, symptom: Guess | None) -> Guess | None:
+    if symptom and symptom.code == "build-failure":
+        return Guess("misconfiguration", "a build or install failure")
+    messages = " ".join(str(error.get("message") or "") for error, _ in errors)
+    for text, where in ((messages, "the error message"), (full, "the thread")):
+        if not text:
+            continue
+        if UNSUPPORTED.search(text):
+            return Guess("incompatibility", f"{where} says something is not supported")
+        if TYPES.search(text):
+            return Guess("type-problem", f"{where} names a data type")
+        if SHAPES.search(text):
+            return Guess("shape-problem", f"{where} is about shapes")
+    return None
 
 
 def _errors(full: str) -> list[tuple[dict, str]]:
