@@ -455,13 +455,49 @@ class Zygote:
             log = self._log_tail()
             self.close()
             return {"sandbox_failure": f"the sandbox server stopped during the run: {log[-1000:]}", **oom, **self.info}
-        if not self.warm:
-            self.close()
-        if answer.get("server_lost"):  # the snippet killed or stopped the process serving it (same user)
+        stopped = self._stopped_servers()
+        if stopped or not self.warm:
+            self.close()  # a stopped run server would never serve the next snippet: a fresh sandbox will
+        if answer.get("server_lost") and answer.get("stopped"):
+            return {"server_stopped": f"{answer['server_lost']} during the run", **oom, **self.info}
+        if answer.get("server_lost"):  # the snippet killed the process serving it (same user)
             return {"sandbox_failure": f"{answer['server_lost']} during the run", **oom, **self.info}
+        if stopped:
+            answer = {**answer, "server_stopped": f"the snippet stopped the run server (pid {stopped[0]}, SIGSTOP)"}
         if "error" in answer:
             raise SandboxError(f"the sandbox server failed: {answer['error']}")
         return {**answer, **oom, **self.info}
+
+    def _stopped_servers(self) -> list[int]:
+        """Host pids of this sandbox's run server processes (``zygote.py``) that are stopped: a
+        snippet running as the same user can SIGSTOP the server that forked it."""
+        if self._process is None:
+            return []
+        parents: dict[int, int] = {}
+        states: dict[int, str] = {}
+        for entry in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            parents[int(entry)], states[int(entry)] = int(fields[1]), fields[0]
+        found = []
+        for pid, state in states.items():
+            if state not in ("T", "t"):
+                continue
+            ancestor = parents.get(pid)
+            while ancestor and ancestor != self._process.pid:
+                ancestor = parents.get(ancestor)
+            if ancestor != self._process.pid:
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                    if b"zygote.py" in handle.read():
+                        found.append(pid)
+            except OSError:
+                continue
+        return found
 
     def _read(self, timeout: float) -> dict[str, Any] | None:
         assert self._process is not None and self._process.stdout is not None

@@ -126,6 +126,8 @@ def _server_findings(answer: dict[str, Any]) -> list[dict[str, Any]]:
     """What the run server found wrong with the run itself: events the shim never writes (forged,
     flooded, malformed) and files the snippet left that cannot be deleted."""
     found = [{"kind": "events", "detail": _text(p)} for p in _list(answer.get("event_problems"))[:5]]
+    if answer.get("server_stopped"):
+        found.insert(0, {"kind": "server-stopped", "detail": _text(answer["server_stopped"])})
     left = [_text(p, 200) for p in _list(answer.get("cleanup_failed"))[:5]]
     if left:
         found.append({"kind": "cleanup", "detail": f"left what cannot be deleted: {', '.join(left)}"})

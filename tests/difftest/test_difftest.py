@@ -490,7 +490,12 @@ def test_the_noise_aware_oracle_tells_rounding_from_a_wrong_value():
 def test_a_correct_model_that_only_rounds_differently_passes_the_noise_aware_oracle(tmp_path):
     """Seed 0 at 30 nodes (float32): the exported model differs from torch by about 7e-7, a mismatch
     under max |Δ| ≤ 1e-7, and is as close to torch's float64 run as torch's own float32 output is."""
-    result = run_job({**job(0, 30, tmp_path), "dtypes": ["float32"], "inputs": 20})
+    results: list[dict] = []  # type: ignore[type-arg]
+    # In a worker, as a campaign runs it: a process that imported NNSmith's TensorFlow side (an
+    # earlier test did) runs torch models with TensorFlow's operator implementations.
+    pool = WorkerPool(1, 600, tmp_path / "w.log")
+    pool.run([{**job(0, 30, tmp_path), "dtypes": ["float32"], "inputs": 20}], lambda task, r: results.append(r))
+    [result] = results
     assert result["outcome"] == "mismatch" and result["policies"]["abs-1e-7"] is False
     assert result["policies"]["noise-aware"] is True
 
@@ -523,7 +528,8 @@ def test_signatures_group_models_with_the_same_broken_operator_and_find_reports_
     """Two models broken by the same symbolic (ReLU exported as Abs) are one signature once
     localized; two conversion failures with the same message are another; a mined issue naming the
     operator is offered as "already reported?"; a signature becomes a Markdown bug report."""
-    import torch
+    import subprocess
+    import sys
 
     from issuemine.db import open_db
     from issuemine.difftest.campaign import Plan, open_campaign, store
@@ -555,13 +561,24 @@ def test_signatures_group_models_with_the_same_broken_operator_and_find_reports_
     load_issue(db, "pytorch/pytorch", 4242, "ONNX export turns ReLU into the wrong op", "ReLU exports wrongly")
     db.close()
 
+    # Localized in a fresh interpreter with the same broken symbolic as the campaign's workers (a
+    # process that imported NNSmith's TensorFlow side, as earlier tests did, cannot run torch models).
+    code = (
+        "import sys, torch\n"
+        "torch.onnx.register_custom_op_symbolic('aten::relu', lambda g, x: g.op('Abs', x), 9)\n"
+        "from issuemine.cli.app import app\n"
+        "sys.argv = ['issuemine', *sys.argv[1:]]\n"
+        "app()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, "difftest", "localize", "--all", "--db", db_path, "--out", str(tmp_path / "loc")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0 and "2 localized" in done.stdout, done.stdout + done.stderr[-3000:]
     cli = CliRunner()
-    torch.onnx.register_custom_op_symbolic("aten::relu", lambda g, x: g.op("Abs", x), 9)
-    try:
-        done = cli.invoke(app, ["difftest", "localize", "--all", "--db", db_path, "--out", str(tmp_path / "loc")])
-    finally:
-        torch.onnx.unregister_custom_op_symbolic("aten::relu", 9)
-    assert done.exit_code == 0 and "2 localized" in done.output, done.output
     listed = json.loads(
         cli.invoke(app, ["difftest", "report", "--signatures", "--format", "json", "--db", db_path]).stdout
     )

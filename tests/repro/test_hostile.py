@@ -302,3 +302,27 @@ def test_a_poison_pill_in_a_batch_of_five_spoils_only_its_own_verdict(warm: Harn
     verdicts = [warm.run(s).verdict for s in batch]
     assert [v.verdict for i, v in enumerate(verdicts) if i != 2] == alone_verdicts
     assert verdicts[2].verdict == "sandbox-violation", verdicts[2]
+
+
+@pytest.mark.parametrize("which", ["server", "zygote"])
+def test_a_snippet_that_stops_its_run_server_is_named_and_the_next_run_is_served(which: str, warm: Harness) -> None:
+    """SIGSTOP of the process serving the run (its parent) or of the zygote that forks the servers
+    (its grandparent): the run is that snippet's `server-stopped` violation, decided without waiting
+    out a time-out, and the next snippet gets its verdict as alone."""
+    expected = alone(warm)
+    stop = script(
+        f"""
+        import os, signal
+        def parent(pid):
+            with open(f"/proc/{{pid}}/stat") as handle:
+                return int(handle.read().rsplit(")", 1)[1].split()[1])
+        target = os.getppid() if {which!r} == "server" else parent(os.getppid())
+        print("stopping", target, flush=True)
+        os.kill(target, signal.SIGSTOP)
+        """
+    )
+    outcome = warm.run(stop)
+    assert outcome.verdict.verdict == "sandbox-violation", outcome.verdict
+    assert outcome.verdict.evidence["violation"] == "server-stopped", outcome.verdict
+    assert not outcome.result.get("timed_out")
+    assert alone(warm) == expected

@@ -177,7 +177,9 @@ class _EventSink:
         self.flooded = False
 
     def fds(self) -> list[int]:
-        return [self.listener.fileno(), *self.connections]
+        # At capacity the listener is not watched: a pending connection would wake every select.
+        accepting = len(self.connections) < MAX_CONNECTIONS
+        return [*([self.listener.fileno()] if accepting else []), *self.connections]
 
     def handle(self, ready: list[int]) -> None:
         if self.listener.fileno() in ready:
@@ -699,12 +701,15 @@ def _serve(root: str, channel: Any, count: int) -> None:
 EXIT_NO_MORE = 3
 
 
-def _wait_server(pid: int) -> int:
-    """Wait for a run's server process; one its snippet stopped (SIGSTOP) is killed, not waited for."""
+def _wait_server(pid: int) -> tuple[int, bool]:
+    """Wait for a run's server process; one its snippet stopped (SIGSTOP) is killed, not waited for.
+    (The wait status, and whether it had been stopped.)"""
+    stopped = False
     while True:
         _, status = os.waitpid(pid, os.WUNTRACED)
         if not os.WIFSTOPPED(status):
-            return status
+            return status, stopped
+        stopped = True
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
 
@@ -735,14 +740,17 @@ def main() -> None:
         pid = os.fork()
         if pid == 0:
             _serve(root, channel, count)
-        status = _wait_server(pid)
+        status, stopped = _wait_server(pid)
         if os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_NO_MORE:
             return
         if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
             # The server process of that run was killed (by its snippet: same user) before it answered.
             how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"status {os.WEXITSTATUS(status)}"
+            if stopped:
+                how = "stopped by the snippet (SIGSTOP), then killed"
             _kill_leftovers(_ancestors())
-            channel.write(json.dumps({"server_lost": f"the run's server process ended ({how})"}) + "\n")
+            lost = {"server_lost": f"the run's server process ended ({how})", "stopped": stopped}
+            channel.write(json.dumps(lost) + "\n")
         _reap()
 
 
