@@ -15,7 +15,6 @@ that fails, :func:`create` returns None and the run record says ``rlimits``.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shlex
 import time
@@ -132,12 +131,3 @@ def create(name: str, root: Path = ROOT) -> Group | None:
     except OSError:
         Group(1, made).remove()
     return None
-
-
-def usable() -> bool:
-    """Whether this machine lets issuemine make a group (tried, then removed)."""
-    group = create(f"issuemine-probe-{os.getpid()}")
-    if group is None:
-        return False
-    group.remove()
-    return True

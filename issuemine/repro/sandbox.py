@@ -176,6 +176,8 @@ def sandbox_env(layout: Layout, root: str, shim: str) -> dict[str, str]:
         # What the shim wraps: the entry points of the converter catalog (it imports nothing of issuemine).
         "ISSUEMINE_ENTRIES": json.dumps([e.as_dict() for e in knowledge().entries]),
         "ISSUEMINE_COMMAND_LINES": json.dumps([c.as_dict() for c in knowledge().command_lines]),
+        # What the system-call filter refuses, for the shim to record attempts by name (one list).
+        "ISSUEMINE_REFUSED": json.dumps({"families": list(ALLOWED_FAMILIES), "calls": list(REFUSED_CALLS)}),
     }
 
 

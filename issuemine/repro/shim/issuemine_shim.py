@@ -144,25 +144,40 @@ def _is_write(mode: Any, flags: Any) -> bool:
 # socket, os.unshare, a libc function looked up through ctypes) are recorded here. A raw
 # ``syscall(N)`` through ctypes is refused all the same, but unnamed: ctypes audits the lookup of
 # ``syscall``, not the number it is called with.
-ALLOWED_FAMILIES = (-1, 1, 2, 10, 16)  # unset (resolved later), AF_UNIX, AF_INET, AF_INET6, AF_NETLINK
+REFUSED_ENV = "ISSUEMINE_REFUSED"  # {"families": allowed socket families, "calls": refused calls}
 FAMILY_NAMES = {17: "AF_PACKET", 40: "AF_VSOCK", 38: "AF_ALG", 31: "AF_BLUETOOTH", 29: "AF_CAN", 44: "AF_XDP"}
-REFUSED_CALLS = {
-    "ptrace", "process_vm_readv", "process_vm_writev", "unshare", "setns", "mount", "umount2", "pivot_root",
-    "add_key", "keyctl", "request_key", "perf_event_open", "bpf", "userfaultfd", "init_module", "finit_module",
-}  # fmt: skip
+_refused: dict[str, Any] = {}
+
+
+def _refused_lists() -> tuple[set[int] | None, set[str]]:
+    """The host's lists (repro/sandbox.py passes them): socket families allowed, calls refused.
+    Without them (the shim outside the sandbox) nothing is recorded."""
+    if not _refused:
+        try:
+            found = json.loads(os.environ.get(REFUSED_ENV) or "{}")
+        except ValueError:
+            found = {}
+        families = found.get("families") if isinstance(found, dict) else None
+        calls = found.get("calls") if isinstance(found, dict) else None
+        _refused["families"] = {-1, *families} if isinstance(families, list) else None  # -1: not chosen yet
+        _refused["calls"] = set(calls) if isinstance(calls, list) else set()
+    return _refused["families"], _refused["calls"]
 
 
 def _refused_call(event: str, args: tuple[Any, ...]) -> str | None:
     """The refused system call an audit event is about to make, if any."""
+    allowed, refused = _refused_lists()
+    if allowed is None:
+        return None
     if event == "socket.__new__" and len(args) >= 3:
         family, kind = args[1], args[2]
-        if isinstance(family, int) and family not in ALLOWED_FAMILIES:
+        if isinstance(family, int) and family not in allowed:
             return f"socket({FAMILY_NAMES.get(family, f'family {family}')})"
         if isinstance(kind, int) and kind > 0 and kind & 0xF in (3, 10):
             return "socket(SOCK_RAW)" if kind & 0xF == 3 else "socket(SOCK_PACKET)"
     elif event in ("os.unshare", "os.setns"):
         return event.split(".")[1]
-    elif event == "ctypes.dlsym" and len(args) >= 2 and args[1] in REFUSED_CALLS:
+    elif event == "ctypes.dlsym" and len(args) >= 2 and args[1] in refused:
         return str(args[1])
     return None
 
