@@ -47,7 +47,8 @@ if [ "$dev" = 1 ]; then
   .venv/bin/python -m pip install -q -e ".[repro,suggest,quality,difftest,ray,dev]"
   # The stack of another era the re-run tests use (torch 1.13, TensorFlow 2.12 on Python 3.10),
   # built once and cached: a build that stopped half-way has no completion mark and is redone.
-  .venv/bin/issuemine repro env build era-2023 --envs-file tests/repro/era-stack.toml --if-missing
+  # With NNSmith, so that a difftest campaign runs in it too (difftest run --env era-2023).
+  .venv/bin/issuemine repro env build era-2023 --envs-file tests/repro/era-stack.toml --if-missing --difftest
 else
   .venv/bin/python -m pip install -q -e ".[repro,suggest,quality,difftest,ray]"
 fi

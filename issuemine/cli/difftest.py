@@ -107,6 +107,16 @@ def run_cmd(
     out_dir: Path = typer.Option(
         Path("issuemine-difftest"), "--out", help="Where ONNX files of failing models and worker logs go."
     ),
+    env: str | None = typer.Option(
+        None,
+        "--env",
+        help="Run the workers in this environment (a stack of `issuemine repro env list`, e.g. one of the "
+        "study's time); built and given NNSmith first if it has not been (needs the package index). "
+        "Default: the interpreter issuemine runs in.",
+    ),
+    envs_file: Path | None = typer.Option(
+        None, "--envs-file", help="Environments file (repro-envs.toml) that defines --env; default: the catalog's."
+    ),
     db: str | None = DbOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -137,8 +147,14 @@ def run_cmd(
         inputs if inputs is not None else preset["inputs"],
         policy or preset["policy"],
         [] if chosen_dtypes.strip() == "all" else [d.strip() for d in chosen_dtypes.split(",") if d.strip()],
+        env,
     )
     plan.check()
+    if env is not None and executor == "ray":
+        raise IssuemineError("--env runs on the local worker pool: a Ray cluster's workers run Ray's Python")
+    from issuemine.difftest.campaign import environment_python
+
+    python = environment_python(env, envs_file, building=lambda what: err.print(f"{what} ..."))
     database_ = database(db)
     total = len(plan.sizes) * per_size
     start = time.perf_counter()
@@ -173,6 +189,7 @@ def run_cmd(
             executor=executor,
             address=address,
             memory=int(memory * 2**30) if memory else None,
+            python=python,
         )
     if as_json:
         print_json({**report.__dict__, "outcomes": dict(report.outcomes)})
@@ -309,6 +326,52 @@ def _print_findings(db: Any, campaign_id: int | None, policy: str | None) -> Non
     if found_ops:
         columns = ["campaign", "model", "operator", "node", "max_abs_diff", "reduced_nodes", "reduced"]
         out.print(table("Localized: first diverging operator", columns, [[r[c] for c in columns] for r in found_ops]))
+
+
+@difftest_app.command("replicate")
+@handle_errors
+def replicate_cmd(
+    campaign_ids: list[int] = typer.Option(
+        [], "--campaign", help="A campaign to compare (repeat; default: every campaign run under --protocol study)."
+    ),
+    fmt_: str = ReportFormatOption,
+    db: str | None = DbOption,
+) -> None:
+    """The study's Table 11 replicated: each campaign beside the counts of the ISSTA 2024 artifact
+    (the same model sizes), a chi-squared test of whether the outcome distributions differ, and for
+    each outcome whose share moved by more than 8 points the evidence: which ONNX Runtime kernels
+    were missing then and now and how often the generator drew their operators, what conversion
+    failures say. Run the campaigns with `difftest run --protocol study`, in a stack of the study's
+    time (`--env`) and in today's.
+
+    Example: issuemine difftest replicate --campaign 3 --campaign 4"""
+    from sqlalchemy import select
+
+    from issuemine.db.models import DifftestCampaign
+    from issuemine.difftest.replication import markdown, replication
+
+    check_report_format(fmt_)
+    database_ = database(db)
+    ids = list(campaign_ids)
+    if not ids:
+        with database_.session() as session:
+            query = select(DifftestCampaign.id).where(DifftestCampaign.policy.like("study-%"))
+            ids = list(session.scalars(query.order_by(DifftestCampaign.id)))
+    results = replication(database_, ids)
+    if fmt_ == "json":
+        print_json(results)
+    elif fmt_ == "csv":
+        print_csv(
+            [
+                {"converter": r["converter"], "nodes": row["nodes"], "side": name, **cells}
+                for r in results
+                for row in r["rows"]
+                for name, cells in row.items()
+                if name != "nodes"
+            ]
+        )
+    else:
+        typer.echo(markdown(results))
 
 
 @difftest_app.command("show")

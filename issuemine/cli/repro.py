@@ -680,6 +680,11 @@ def env_build_cmd(
     if_missing: bool = typer.Option(
         False, "--if-missing", help="Do nothing when the environment is already built (for set-up scripts)."
     ),
+    difftest: bool = typer.Option(
+        False,
+        "--difftest",
+        help="Also install what `difftest run --env NAME` needs (NNSmith and its solver, [difftest] packages).",
+    ),
 ) -> None:
     """Create the environment's virtualenv and install its pins (this step needs the package index).
 
@@ -688,8 +693,12 @@ def env_build_cmd(
     env = environments.load(envs_file).get(name)
     if env is None:
         raise IssuemineError(f"unknown environment {name!r}; see `issuemine repro env list`")
-    if if_missing and env.built:
+    if if_missing and env.built and (env.has_difftest or not difftest):
         out.print(f"{name} is already built at {env.venv}")
         return
-    environments.build(env)
-    out.print(f"built {name} at {env.venv}")
+    if not (if_missing and env.built):
+        environments.build(env)
+        out.print(f"built {name} at {env.venv}")
+    if difftest:
+        environments.add_difftest(env, environments.difftest_packages(envs_file))
+        out.print(f"{name} can run difftest campaigns (difftest run --env {name})")

@@ -412,6 +412,8 @@ class DifftestCampaign(Base):
     versions: Mapped[dict[str, Any]] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+    # The stack its workers ran in (difftest run --env NAME); None: the interpreter issuemine runs in.
+    environment: Mapped[str | None] = mapped_column(String(60), nullable=True)
 
 
 class DifftestModel(Base):

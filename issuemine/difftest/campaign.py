@@ -31,6 +31,12 @@ EXPORTERS = {"torch.onnx": ("torchscript", "dynamo"), "tf2onnx": ("tf2onnx",)}
 PACKAGES = ("nnsmith", "torch", "onnxscript", "tensorflow-cpu", "tf2onnx", "onnx", "onnxruntime", "numpy", "z3-solver")
 
 
+# Campaigns under the artifact's own policies (--protocol study) follow its pipeline: the converted
+# model goes straight to ONNX Runtime, with no ONNX checker between (its exporter_test.py and
+# tf2onnx notebook run none), so that what the checker would reject fails, as it did there, in
+# ONNX Runtime (a ReduceProd on int8: NOT_IMPLEMENTED) rather than as a conversion failure.
+ARTIFACT_POLICIES = frozenset({"study-torch", "study-tf2onnx"})
+
 MAX_NODES = 1_000  # NNSmith's models; the study went to 100
 MAX_SIZES = 1_000
 
@@ -59,8 +65,57 @@ def model_seed(campaign_seed: int, nodes: int, k: int) -> int:
     return (campaign_seed * 1_000_003 + nodes * 1_009 + k) % 2**31
 
 
-def versions() -> dict[str, str]:
-    return installed_versions(PACKAGES)
+def versions(python: str | None = None) -> dict[str, str]:
+    """The versions the campaign's models run under: this interpreter's, or another environment's."""
+    if python is None:
+        return installed_versions(PACKAGES)
+    import json
+    import subprocess
+
+    from issuemine.difftest.pool import env_worker_environ
+
+    code = "import json, sys\nfrom issuemine.installed import versions\nprint(json.dumps(versions(sys.argv[1:])))"
+    try:
+        done = subprocess.run(
+            [python, "-c", code, *PACKAGES], capture_output=True, text=True, timeout=120, env=env_worker_environ()
+        )
+        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
+        raise IssuemineError(f"cannot read the versions of {python}: {exc}") from exc
+
+
+def environment_python(
+    name: str | None, envs_file: Path | None = None, building: Callable[[str], None] | None = None
+) -> str | None:
+    """The interpreter of the environment a campaign runs in (None: this one). A stack that is not
+    built, or lacks NNSmith, is made ready first when ``building`` is given (it is told what is
+    being done; this needs the package index), else it is an error that says what to run."""
+    if name is None:
+        return None
+    from issuemine.repro import environments
+
+    env = environments.load(envs_file).get(name)
+    if env is None or name == environments.CURRENT:
+        if env is not None:
+            return None
+        known = ", ".join(n for n in environments.load(envs_file) if n != environments.CURRENT)
+        raise IssuemineError(f"--env {name!r}: no such environment (known: {known}; see `issuemine repro env list`)")
+    version = tuple(int(part) for part in (env.base_python or "").split(".")[:2] if part.isdigit())
+    if len(version) == 2 and version < (3, 10):
+        raise IssuemineError(
+            f"--env {name!r}: difftest workers need Python 3.10 or newer ({name} has {env.base_python})"
+        )
+    if not env.has_difftest:
+        if building is None:
+            raise IssuemineError(
+                f"--env {name!r} cannot run difftest workers yet; run: issuemine repro env build {name} --difftest"
+            )
+        if not env.built:
+            building(f"building {name} (its pins, from the package index)")
+            environments.build(env)
+        building(f"installing NNSmith into {name}")
+        environments.add_difftest(env, environments.difftest_packages(envs_file))
+    return env.python
 
 
 @dataclass
@@ -74,6 +129,7 @@ class Plan:
     inputs: int = 100
     policy: str | None = None
     dtypes: list[str] = field(default_factory=lambda: ["float32"])  # [] = all NNSmith knows (the study's)
+    environment: str | None = None  # a stack of the environments file (difftest run --env); None: this one
 
     def check(self) -> None:
         if self.converter not in FRAMEWORKS:
@@ -103,10 +159,16 @@ class Plan:
             raise IssuemineError(f"--dtypes: unknown {', '.join(unknown)} (known: {', '.join(sorted(known))}, all)")
 
 
-def open_campaign(db: Database, plan: Plan) -> int:
-    """The campaign with exactly these parameters (to resume), or a new one."""
+def open_campaign(db: Database, plan: Plan, python: str | None = None) -> int:
+    """The campaign with exactly these parameters (to resume), or a new one. ``python`` is the
+    interpreter of ``plan.environment``, whose versions a new campaign records."""
     plan.check()
     policy = load_policies().get(plan.policy).name
+    same_env = (
+        DifftestCampaign.environment.is_(None)
+        if plan.environment is None
+        else DifftestCampaign.environment == plan.environment
+    )
     with db.session() as session:
         found = session.scalar(
             select(DifftestCampaign.id).where(
@@ -117,6 +179,7 @@ def open_campaign(db: Database, plan: Plan) -> int:
                 DifftestCampaign.per_size == plan.per_size,
                 DifftestCampaign.inputs == plan.inputs,
                 DifftestCampaign.policy == policy,
+                same_env,
             )
         )
         if found is not None:
@@ -136,7 +199,8 @@ def open_campaign(db: Database, plan: Plan) -> int:
             dtypes=sorted(plan.dtypes),
             policy=policy,
             generator=f"nnsmith {versions().get('nnsmith')} {METHOD}",
-            versions=versions(),
+            versions=versions(python),
+            environment=plan.environment,
             created_at=now,
             updated_at=now,
         )
@@ -189,6 +253,7 @@ def jobs(db: Database, campaign_id: int, out_dir: Path) -> list[dict[str, Any]]:
                     "dtypes": list(row.dtypes),
                     "policies": policies,
                     "policy": row.policy,
+                    "checker": row.policy not in ARTIFACT_POLICIES,
                     "out_dir": str(out_dir),
                 }
             )
@@ -245,17 +310,22 @@ def run(
     executor: str = "pool",
     address: str | None = None,
     memory: int | None = None,
+    python: str | None = None,
 ) -> RunReport:
     """Run (or resume) a campaign on the local worker pool, or on Ray (``executor="ray"``, at
     ``address`` or on a local instance). ``limit`` stops after that many models (a campaign run in
     parts: the next run resumes). ``started`` learns, before any model runs, how many are planned
     and how many a resumed campaign already has. ``memory`` caps what one worker may allocate
-    (bytes; default: 80% of this machine's memory shared by the workers; none on a cluster)."""
+    (bytes; default: 80% of this machine's memory shared by the workers; none on a cluster).
+    ``python`` runs the workers in another environment's interpreter (``plan.environment``'s, from
+    :func:`environment_python`)."""
     import time
 
     if executor not in ("pool", "ray"):  # before the campaign is opened: a typo creates no campaign
         raise IssuemineError(f"--executor {executor!r}: choose pool or ray")
-    campaign_id = open_campaign(db, plan)
+    if python is not None and executor == "ray":
+        raise IssuemineError("--env runs on the local worker pool: a Ray cluster's workers run Ray's Python")
+    campaign_id = open_campaign(db, plan, python)
     todo = jobs(db, campaign_id, out_dir / f"campaign-{campaign_id}")
     planned = len(plan.sizes) * plan.per_size
     report = RunReport(campaign_id, planned, planned - len(todo))
@@ -275,9 +345,13 @@ def run(
         # NNSmith's operator cache, made once here, where the campaign's files are, before any worker
         # starts: every worker then loads the same, order-stable file (see prepare_operator_cache).
         # It travels with each job, so workers started earlier (a Ray cluster's) read it too.
-        from issuemine.difftest.generate import FRAMEWORKS, prepare_operator_cache
+        from issuemine.difftest.generate import FRAMEWORKS, prepare_operator_cache, prepare_operator_cache_in
 
-        cache = prepare_operator_cache(FRAMEWORKS[plan.converter], out_dir / "nnsmith-cache")
+        if python is None:
+            cache = prepare_operator_cache(FRAMEWORKS[plan.converter], out_dir / "nnsmith-cache")
+        else:  # the environment's NNSmith and framework decide its operator set
+            folder = out_dir / f"nnsmith-cache-{plan.environment}"
+            cache = prepare_operator_cache_in(python, FRAMEWORKS[plan.converter], folder)
         if cache is not None:
             todo = [{**job, "nnsmith_cache": str(cache.resolve())} for job in todo]
     if memory is None and not (executor == "ray" and address):  # a cluster's machines are not this one
@@ -287,7 +361,7 @@ def run(
 
         pool: WorkerPool | RayExecutor = RayExecutor(jobs_, timeout, log, runner, address, memory)
     else:
-        pool = WorkerPool(jobs_, timeout, log, runner, memory)
+        pool = WorkerPool(jobs_, timeout, log, runner, memory, python)
     pool.run(todo, done)
     report.replaced_workers = pool.replaced
     report.seconds = time.perf_counter() - start

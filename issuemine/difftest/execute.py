@@ -98,9 +98,10 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     try:
         convert(generated, inputs[0], path, job)
-        import onnx
+        if job.get("checker", True):
+            import onnx
 
-        onnx.checker.check_model(str(path), full_check=True)
+            onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:
         timings["convert"] = time.perf_counter() - start
         stage, how = infer_stage(error_record(exc), "", knowledge().stages)
@@ -201,12 +202,11 @@ def convert(
             import torch
 
             args = tuple(torch.from_numpy(_contiguous(example[n])) for n in generated.inputs)
-            extra: dict[str, Any] = {"external_data": False} if job.get("exporter") == "dynamo" else {}
+            extra = export_keywords(torch.onnx.export, job.get("exporter") == "dynamo")
             torch.onnx.export(
                 exportable(generated) if names is None else computing(generated, names),
                 args,
                 str(path),
-                dynamo=job.get("exporter") == "dynamo",
                 opset_version=opset,
                 input_names=list(generated.inputs),
                 output_names=outputs,
@@ -225,6 +225,20 @@ def convert(
                 return run_instructions(generated, outputs, list(xs))
 
             tf2onnx.convert.from_function(forward, input_signature=specs, opset=opset, output_path=str(path))
+
+
+def export_keywords(export: Any, dynamo: bool) -> dict[str, Any]:
+    """The exporter choice in the keywords this stack's ``torch.onnx.export`` knows: torch before
+    2.5 (a stack of the study's time, ``difftest run --env``) has no ``dynamo`` keyword and only
+    the TorchScript exporter."""
+    import inspect
+
+    known = inspect.signature(export).parameters
+    if "dynamo" not in known:
+        if dynamo:
+            raise RuntimeError("this stack's torch.onnx.export has no dynamo exporter: use --exporter torchscript")
+        return {}
+    return {"dynamo": dynamo, **({"external_data": False} if dynamo and "external_data" in known else {})}
 
 
 # The noise-aware oracle: a converted output is wrong only when it is further from a float64 run of

@@ -106,6 +106,34 @@ def prepare_operator_cache(framework: str, folder: Path) -> Path | None:
     return folder
 
 
+def prepare_operator_cache_in(python: str, framework: str, folder: Path) -> Path | None:
+    """:func:`prepare_operator_cache` run by another environment's interpreter (``difftest run
+    --env``): its NNSmith and framework decide which operators exist and under which file name."""
+    import subprocess
+
+    from issuemine.difftest.pool import env_worker_environ
+
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom issuemine.difftest.generate import prepare_operator_cache\n"
+        "print(prepare_operator_cache(sys.argv[1], Path(sys.argv[2])) or '')"
+    )
+    try:
+        done = subprocess.run(
+            [python, "-c", code, framework, str(folder)],
+            capture_output=True,
+            text=True,
+            timeout=3600,
+            env=env_worker_environ(),
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines or not lines[-1]:
+        logging.getLogger(__name__).warning("no operator cache from %s: %s", python, done.stderr[-500:])
+        return None
+    return Path(lines[-1])
+
+
 def _infer_cache(framework: str, folder: Path, path: Path) -> None:
     """Infer the operator set into ``folder`` in a fresh interpreter, up to three times."""
     import subprocess
@@ -274,7 +302,11 @@ def run_instructions(generated: Generated, names: list[str], args: list[Any], wi
     model's input order: the computation alone (torch eagerly or traced; TensorFlow inside a
     ``tf.function`` or eagerly). ``widen`` (torch): every float32 result is carried on in float64, a
     cast to float32 included (the float64 reference of the noise-aware oracle)."""
-    values = dict(zip(generated.inputs, args, strict=True))
+    # No zip(strict=True) here: TensorFlow before 2.13 runs this under AutoGraph, whose zip has no
+    # ``strict`` (a stack of the study's time, difftest run --env).
+    if len(args) != len(generated.inputs):
+        raise ValueError(f"{len(args)} inputs for a model of {len(generated.inputs)}")
+    values = dict(zip(generated.inputs, args))  # noqa: B905
     if widen:
         import torch
 
@@ -291,7 +323,10 @@ def run_instructions(generated: Generated, names: list[str], args: list[Any], wi
         steps = [(i.fwd_fn, i.inp_keys, i.out_keys) for i in generated.model.net.instructions]
     for fn, inputs, outputs in steps:
         result = fn(*(values[name] for name in inputs))
-        values.update(zip(outputs, (wide(r) for r in (result if isinstance(result, list) else [result])), strict=True))
+        results = result if isinstance(result, list) else [result]
+        if len(results) != len(outputs):
+            raise ValueError(f"{type(fn).__name__} gave {len(results)} outputs for {len(outputs)}")
+        values.update(zip(outputs, (wide(r) for r in results)))  # noqa: B905
     return [values[name] for name in names]
 
 

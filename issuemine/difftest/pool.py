@@ -92,17 +92,99 @@ class _Worker:
     deadline: float = 0.0
 
 
+# Run by another environment's interpreter (``difftest run --env``): a worker of this pool on the
+# descriptor it was handed. Only the standard library and issuemine's own folder are on its path.
+ENV_WORKER = """
+import sys
+from multiprocessing.connection import Connection
+from issuemine.difftest.pool import _worker
+memory = int(sys.argv[4]) or None
+_worker(Connection(int(sys.argv[1])), sys.argv[2], sys.argv[3], memory, int(sys.argv[5]))
+"""
+
+
+class EnvProcess:
+    """A worker started by another environment's interpreter, with the few ``Process`` methods
+    the pool uses. ``multiprocessing``'s spawn cannot start it: the child would be handed this
+    interpreter's ``sys.path``, whose compiled packages (numpy, torch) are not the other Python's."""
+
+    def __init__(self, python: str, child: Connection, runner: str, log: str, memory: int | None) -> None:
+        import subprocess
+
+        fd = child.fileno()
+        argv = [python, "-c", ENV_WORKER, str(fd), runner, log, str(memory or 0), str(os.getpid())]
+        self.popen = subprocess.Popen(argv, pass_fds=(fd,), env=env_worker_environ(), stdin=subprocess.DEVNULL)
+        self.sentinel = os.pidfd_open(self.popen.pid)
+
+    def is_alive(self) -> bool:
+        return self.popen.poll() is None
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.popen.poll()
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.popen.kill()
+
+    def join(self, timeout: float | None = None) -> None:
+        import subprocess
+
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout)
+        if self.popen.returncode is not None and self.sentinel >= 0:
+            os.close(self.sentinel)
+            self.sentinel = -1
+
+
+def package_root() -> Path:
+    """A folder holding only issuemine itself (a link to the package), for another environment's
+    interpreter: the checkout or site-packages that holds issuemine also holds this Python's
+    compiled packages."""
+    import hashlib
+    import tempfile
+
+    package = Path(__file__).resolve().parents[1]
+    key = hashlib.sha256(str(package).encode()).hexdigest()[:12]
+    root = Path(tempfile.gettempdir()) / f"issuemine-path-{os.getuid()}" / key
+    link = root / "issuemine"
+    if not link.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            link.symlink_to(package, target_is_directory=True)
+    return root
+
+
+def env_worker_environ() -> dict[str, str]:
+    """What another environment's worker sees: issuemine's folder on its path, no user site, no
+    GPU search, and the campaign's operator cache; nothing of this interpreter's packages."""
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "ISSUEMINE_NNSMITH_CACHE", "OMP_NUM_THREADS")
+    environ = {k: v for k, v in os.environ.items() if k in keep}
+    return environ | {"PYTHONPATH": str(package_root()), "PYTHONNOUSERSITE": "1", "CUDA_VISIBLE_DEVICES": ""}
+
+
 class WorkerPool:
     def __init__(
-        self, jobs: int, timeout: float, log: Path, runner: str = DEFAULT_RUNNER, memory: int | None = None
+        self,
+        jobs: int,
+        timeout: float,
+        log: Path,
+        runner: str = DEFAULT_RUNNER,
+        memory: int | None = None,
+        python: str | None = None,
     ) -> None:
+        """``python``: another environment's interpreter to run the workers in (default: this one)."""
         self.jobs, self.timeout, self.log, self.runner = max(1, jobs), timeout, log, runner
-        self.memory = memory
+        self.memory, self.python = memory, python
         self.context = multiprocessing.get_context("spawn")  # no inherited torch/TF state
         self.replaced = 0
 
     def _start(self) -> _Worker:
         parent, child = self.context.Pipe()
+        if self.python is not None:
+            process: Any = EnvProcess(self.python, child, self.runner, str(self.log), self.memory)
+            child.close()
+            return _Worker(process, parent)
         process = self.context.Process(
             target=_worker, args=(child, self.runner, str(self.log), self.memory, os.getpid()), daemon=True
         )

@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11: a difftest worker in another environment (difftest run --env)
+    import tomli as tomllib  # type: ignore[no-redef]
 
 from issuemine.domain.stages import StageRules, parse_stage_rules
 from issuemine.errors import IssuemineError

@@ -39,6 +39,7 @@ from issuemine.resources import data_dir
 CURRENT = "current"
 ERA = "era"  # not an environment: `repro run --env era` picks a stack of its time per issue
 BUILT_MARK = ".issuemine-built"
+DIFFTEST_MARK = ".issuemine-difftest"  # NNSmith and what a difftest worker needs are installed
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,11 @@ class Environment:
     def built(self) -> bool:
         """Created and every pin installed (a build that stopped half-way left no mark)."""
         return self.venv is None or (Path(self.python).exists() and (self.venv / BUILT_MARK).exists())
+
+    @property
+    def has_difftest(self) -> bool:
+        """Built, with what ``difftest run --env`` adds (NNSmith, its solver) installed."""
+        return self.venv is None or (self.built and (self.venv / DIFFTEST_MARK).exists())
 
     @property
     def is_stack(self) -> bool:
@@ -122,6 +128,31 @@ def companion_packages(path: Path | None = None) -> dict[str, str]:
                 raise IssuemineError(f"{source}: [companions] maps import names to package names")
             allowed.update(table)
     return allowed
+
+
+def difftest_packages(path: Path | None = None) -> list[str]:
+    """What ``difftest run --env`` installs into a stack: ``[difftest] packages`` of the config file,
+    else of the catalog."""
+    for source in (config_path(path), stacks_path()):
+        if source is not None and source.exists():
+            packages = (_document(source).get("difftest") or {}).get("packages")
+            if packages is None:
+                continue
+            if not isinstance(packages, list) or not all(isinstance(p, str) for p in packages):
+                raise IssuemineError(f"{source}: [difftest] packages must be a list of requirement strings")
+            return list(packages)
+    return []
+
+
+def add_difftest(env: Environment, packages: list[str]) -> None:
+    """Install what a difftest worker needs into a built environment (needs the package index)."""
+    if env.venv is None:
+        raise IssuemineError(f"{env.name!r} is the interpreter issuemine runs in; it has difftest's packages")
+    if not env.built:
+        raise IssuemineError(f"environment {env.name!r} is not built yet")
+    if packages:
+        _call([env.python, "-m", "pip", "install", "-q", *packages], f"cannot install {', '.join(packages)}")
+    (env.venv / DIFFTEST_MARK).write_text(" ".join(packages) + "\n", encoding="utf-8")
 
 
 def _document(path: Path) -> dict[str, Any]:
