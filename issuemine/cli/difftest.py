@@ -422,7 +422,12 @@ def localize_cmd(
     budget: float = typer.Option(
         600.0, "--budget", min=1.0, help="With --all: seconds to spend; models left over wait for the next run."
     ),
-    policy: str | None = typer.Option(None, "--policy", help="Tolerance policy (default: the campaign's)."),
+    policy: str | None = typer.Option(
+        None,
+        "--policy",
+        help="Tolerance policy, or noise-aware: wrong only beyond float32 rounding against a float64 run "
+        "(default: the campaign's; with --all, noise-aware).",
+    ),
     out_dir: Path = typer.Option(
         Path("issuemine-difftest"), "--out", help="Where the reduced model, its inputs and expected outputs go."
     ),
@@ -442,7 +447,10 @@ def localize_cmd(
     if every == (model_id is not None):
         raise IssuemineError("give a model id, or --all (every mismatch not localized yet)")
     if every:
-        _localize_all(database_, campaign_id, budget, policy, out_dir, as_json)
+        from issuemine.difftest.execute import NOISE_AWARE
+
+        # Under 1e-7 the first operator whose rounding passed 1e-7 would be named, not the bug.
+        _localize_all(database_, campaign_id, budget, policy or NOISE_AWARE, out_dir, as_json)
         return
     assert model_id is not None
     found = localize_stored(database_, model_id, out_dir / "localized", policy)
@@ -485,7 +493,7 @@ def _localize_all(
         for i in campaign_ids(db, campaign_id)
         for m in models(db, i)
         if m.localized is None
-        and outcome_under(m, policy) == "mismatch"
+        and outcome_under(m, None if policy == NOISE_AWARE else policy) == "mismatch"
         and (m.policies or {}).get(NOISE_AWARE) is not True
     ]
     deadline = time.monotonic() + budget

@@ -249,10 +249,13 @@ NOISE_MARGIN = 8.0
 NOISE_ULPS = 16.0
 
 
-def float64_outputs(generated: Generated, inputs: list[dict[str, np.ndarray]]) -> list[list[np.ndarray]] | None:
+def float64_outputs(
+    generated: Generated, inputs: list[dict[str, np.ndarray]], names: list[str] | None = None
+) -> list[list[np.ndarray]] | None:
     """The framework model run in float64 (its weights and float32 inputs widened) on each input
-    set; None where that cannot be done: a TensorFlow model (its graph fixes its types), an input of
-    another float type, or an operator without a float64 kernel."""
+    set, its outputs or the tensors ``names``; None where that cannot be done: a TensorFlow model
+    (its graph fixes its types), an input of another float type, or an operator without a float64
+    kernel."""
     other_floats = any(dtype in ("float16", "bfloat16") for _, dtype in generated.inputs.values())
     if generated.framework != "torch" or other_floats:
         return None
@@ -270,7 +273,7 @@ def float64_outputs(generated: Generated, inputs: list[dict[str, np.ndarray]]) -
             widened = {k: v.astype(np.float64) if v.dtype == np.float32 else v for k, v in one.items()}
             with torch.no_grad():
                 args = [torch.from_numpy(_contiguous(widened[n])) for n in generated.inputs]
-                out = run_instructions(wide, generated.outputs, args, widen=True)
+                out = run_instructions(wide, names or generated.outputs, args, widen=True)
             found.append([o.detach().numpy() if isinstance(o, torch.Tensor) else np.asarray(o) for o in out])
         return found
     except Exception:

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from issuemine.difftest.execute import convert, max_delta, within
+from issuemine.difftest.execute import convert, float64_outputs, max_delta, rounding_only, within
 from issuemine.difftest.generate import Generated, generate, random_inputs, run_instructions
 from issuemine.quality.targets import onnx_session
 
@@ -138,32 +138,59 @@ class _Model:
         return name if name in self.generated.inputs else self.tensor[name]
 
 
-def localize(job: dict[str, Any], out_dir: Path, policy: dict[str, Any]) -> Localization | None:
+class Oracle:
+    """When a converted tensor is wrong: beyond the tolerance ``policy``, or, with ``reference``
+    (float64 values of the framework's tensors: the noise-aware oracle), further from that
+    reference than the framework's own float32 value is, by the oracle's margin. A tensor without a
+    float64 reference is judged by the policy. Localizing under the noise-aware oracle finds the
+    first operator that is wrong beyond rounding, where under 1e-7 the first operator whose
+    rounding passed 1e-7 would be named."""
+
+    def __init__(self, policy: dict[str, Any], reference: dict[str, np.ndarray] | None = None) -> None:
+        self.policy, self.reference = policy, reference or {}
+
+    def wrong(self, name: str, want: np.ndarray, got: np.ndarray) -> bool:
+        if name in self.reference:
+            verdict = rounding_only(want, got, self.reference[name])
+            if verdict is not None:
+                return not verdict
+        return not within(want, got, self.policy)
+
+
+def localize(job: dict[str, Any], out_dir: Path, policy: dict[str, Any], noise: bool = False) -> Localization | None:
     """The first diverging operator of the model ``job`` describes (as the campaign ran it), and a
-    reduced model; None when no intermediate diverges under ``policy``."""
+    reduced model; None when no intermediate diverges under ``policy`` (with ``noise``: under the
+    noise-aware oracle, the policy where a tensor has no float64 reference)."""
     import onnx
 
     model = _regenerate(job, out_dir / "all-intermediates.onnx")
-    chosen, want, got = _first_mismatching_set(model, policy)
-    first = next((s for s in model.plan if any(not within(want[n], got[n], policy) for n in s.outputs)), None)
+    oracle = Oracle(policy)
+    chosen, want, got = _first_mismatching_set(model, oracle)
+    if noise:
+        oracle = Oracle(policy, _reference(model, chosen))
+        chosen, want, got = _first_mismatching_set(model, oracle, chosen)
+    first = next((s for s in model.plan if any(oracle.wrong(n, want[n], got[n]) for n in s.outputs)), None)
     if first is None:
         return None
-    var = next(n for n in first.outputs if not within(want[n], got[n], policy))
+    var = next(n for n in first.outputs if oracle.wrong(n, want[n], got[n]))
     node = next((n for n in model.onnx.graph.node if model.tensor[var] in n.output), None)
     values = {**model.inputs[chosen], **want}
-    kept, reduced, boundary = _reduce(model, first, var, values, policy)
+    kept, reduced, boundary = _reduce(model, first, var, values, oracle)
     onnx.save(reduced, str(out_dir / "reduced.onnx"))
     arrays: dict[str, Any] = {model.feed(n): values[n] for n in boundary}
     expected: dict[str, Any] = {model.tensor[var]: want[var]}
     np.savez(out_dir / "inputs.npz", **arrays)
     np.savez(out_dir / "expected.npz", **expected)
+    if var in oracle.reference:  # still_fails judges the reduced model by the same oracle
+        reference: dict[str, Any] = {model.tensor[var]: oracle.reference[var]}
+        np.savez(out_dir / "reference.npz", **reference)
     return Localization(
         op=first.op,
         var=var,
         onnx_nodes=[f"{node.op_type} {node.name}".strip()] if node is not None else [],
         max_abs_diff=max_delta(want[var], got[var]),
         input_set=chosen,
-        reproduced=any(not within(want[n], got[n], policy) for n in model.generated.outputs),
+        reproduced=any(oracle.wrong(n, want[n], got[n]) for n in model.generated.outputs),
         reduced_ops=[s.op for s in [*kept, first]],
         reduced_nodes=len(reduced.graph.node),
         reduced=str(out_dir),
@@ -198,25 +225,35 @@ def _regenerate(job: dict[str, Any], path: Path) -> _Model:
 
 
 def _first_mismatching_set(
-    model: _Model, policy: dict[str, Any]
+    model: _Model, oracle: Oracle, only: int | None = None
 ) -> tuple[int, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """The first input set whose model outputs differ (the campaign's verdict came from all of
-    them; the first is used when none does), with both sides' values of every tensor."""
+    """The first input set (or input set ``only``) whose model outputs differ (the campaign's
+    verdict came from all of them; the first is used when none does), with both sides' values of
+    every tensor."""
     session = onnx_session(model.onnx.SerializeToString())
     feeds = [i.name for i in session.get_inputs()]
     found = None
     for k, one in enumerate(model.inputs):
+        if only is not None and k != only:
+            continue
         got = dict(zip(model.names, session.run(None, {n: one[n] for n in feeds}), strict=True))
         want = framework_values(model.generated, model.names, one)
         found = found or (k, want, got)
-        if any(not within(want[n], got[n], policy) for n in model.generated.outputs):
+        if any(oracle.wrong(n, want[n], got[n]) for n in model.generated.outputs):
             return k, want, got
     assert found is not None
     return found
 
 
+def _reference(model: _Model, chosen: int) -> dict[str, np.ndarray] | None:
+    """Float64 values of every framework tensor on input set ``chosen`` (None: the model has no
+    float64 run: TensorFlow, another float type, an operator without a float64 kernel)."""
+    found = float64_outputs(model.generated, [model.inputs[chosen]], model.names)
+    return dict(zip(model.names, found[0], strict=True)) if found else None
+
+
 def _reduce(
-    model: _Model, first: Step, var: str, values: dict[str, np.ndarray], policy: dict[str, Any]
+    model: _Model, first: Step, var: str, values: dict[str, np.ndarray], oracle: Oracle
 ) -> tuple[list[Step], Any, list[str]]:
     """ddmin over the operators upstream of ``first``: the fewest that, with the framework's values
     fed where the others were, still make ``var`` differ. Returns them, the cut model, its inputs."""
@@ -234,7 +271,7 @@ def _reduce(
             outs = onnx_session(sub.SerializeToString()).run(None, {model.feed(n): values[n] for n in boundary})
         except Exception:
             return False  # not a valid cut (an input the extractor cannot reach): not failing
-        return not within(values[var], outs[0], policy)
+        return oracle.wrong(var, values[var], outs[0])
 
     upstream = _ancestors(model.plan, first)
     kept = ddmin(upstream, fails) if upstream and not fails([]) else []
@@ -255,38 +292,44 @@ def _ancestors(plan: list[Step], target: Step) -> list[Step]:
 
 
 def still_fails(folder: Path, policy: dict[str, Any]) -> tuple[bool, float | None]:
-    """Run a reduced model on its saved inputs: does it still differ from the saved expectation?"""
+    """Run a reduced model on its saved inputs: does it still differ from the saved expectation
+    (by the oracle it was reduced under: the noise-aware one where a float64 reference was saved)?"""
     import onnx
 
     model = onnx.load(str(folder / "reduced.onnx"))
     feeds = dict(np.load(folder / "inputs.npz"))
     expected = dict(np.load(folder / "expected.npz"))
+    saved = folder / "reference.npz"
+    reference = dict(np.load(saved)) if saved.exists() else None
     got = dict(
         zip([o.name for o in model.graph.output], onnx_session(model.SerializeToString()).run(None, feeds), strict=True)
     )
     name, want = next(iter(expected.items()))
-    return not within(want, got[name], policy), max_delta(want, got[name])
+    return Oracle(policy, reference).wrong(name, want, got[name]), max_delta(want, got[name])
 
 
 def localize_stored(db: Any, model_id: int, out_root: Path, policy: str | None = None) -> Localization | None:
-    """Localize a stored model of a campaign and keep the finding with it (``difftest_models.localized``)."""
+    """Localize a stored model of a campaign and keep the finding with it (``difftest_models.localized``).
+    ``policy`` ``noise-aware`` localizes under the noise-aware oracle (the campaign's policy where a
+    tensor has no float64 reference)."""
     from issuemine.db.models import DifftestModel
     from issuemine.difftest.campaign import campaign, outcome_under
+    from issuemine.difftest.execute import NOISE_AWARE
     from issuemine.domain.tolerances import load_policies
     from issuemine.errors import IssuemineError
 
+    noise = policy == NOISE_AWARE
     with db.session() as session:
         row = session.get(DifftestModel, model_id)
         if row is None:
             raise IssuemineError(f"no difftest model {model_id}")
         session.expunge(row)
     info = campaign(db, row.campaign_id)
-    chosen = load_policies().get(policy or info.policy)
-    verdict = outcome_under(row, chosen.name)
+    chosen = load_policies().get(info.policy if noise else policy or info.policy)
+    name = NOISE_AWARE if noise else chosen.name
+    verdict = outcome_under(row, name)
     if verdict != "mismatch":
-        raise IssuemineError(
-            f"model {model_id} is a {verdict} under policy {chosen.name}: only a mismatch can be localized"
-        )
+        raise IssuemineError(f"model {model_id} is a {verdict} under policy {name}: only a mismatch can be localized")
     job = {
         "converter": info.converter,
         "exporter": info.exporter,
@@ -296,9 +339,9 @@ def localize_stored(db: Any, model_id: int, out_root: Path, policy: str | None =
         "inputs": info.inputs,
         "dtypes": list(info.dtypes),
     }
-    found = localize(job, out_root / f"model-{model_id}", chosen.as_dict())
+    found = localize(job, out_root / f"model-{model_id}", chosen.as_dict(), noise)
     with db.session() as session:
         stored = session.get(DifftestModel, model_id)
         assert stored is not None
-        stored.localized = {**(found.record() if found else {"op_type": None}), "policy": chosen.name}
+        stored.localized = {**(found.record() if found else {"op_type": None}), "policy": name}
     return found

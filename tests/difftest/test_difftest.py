@@ -304,8 +304,16 @@ def test_a_broken_symbolic_is_localized_to_its_node_and_reduced(tmp_path):
     torch.onnx.register_custom_op_symbolic("aten::relu", lambda g, x: g.op("Abs", x), 9)
     try:
         result = cli.invoke(app, ["difftest", "localize", "1", *base, "--json"])
+        noise = ["--out", str(tmp_path / "noise"), "--policy", "noise-aware", "--json"]
+        by_noise = cli.invoke(app, ["difftest", "localize", "1", "--db", db_path, *noise])
     finally:
         torch.onnx.unregister_custom_op_symbolic("aten::relu", 9)
+    # Under the noise-aware oracle too (a wrong value, not rounding), judged against float64.
+    assert by_noise.exit_code == 0, by_noise.output
+    found_by_noise = json.loads(by_noise.stdout)
+    assert found_by_noise["op_type"] == "ReLU" and found_by_noise["reduced_ops"] == ["ReLU"]
+    assert (Path(found_by_noise["reduced"]) / "reference.npz").exists()
+    assert still_fails(Path(found_by_noise["reduced"]), load_policies().get("study").as_dict())[0]
     assert result.exit_code == 0, result.output
     found = json.loads(result.stdout)
     assert found["op_type"] == "ReLU" and found["node"].startswith("Abs") and found["reproduced"]
@@ -485,6 +493,20 @@ def test_the_noise_aware_oracle_tells_rounding_from_a_wrong_value():
     assert rounding_only(np.array([1, 2]), np.array([1, 2]), np.array([1, 2])) is True
     assert rounding_only(np.array([1, 2]), np.array([1, 3]), np.array([1, 2])) is False
     assert rounding_only(framework, framework[:2], ref) is False  # another shape is wrong
+
+
+def test_localizing_under_the_noise_aware_oracle_passes_rounding_and_names_a_wrong_value():
+    from issuemine.difftest.localize import Oracle
+
+    policy = load_policies().get("abs-1e-7").as_dict()
+    reference = np.array([1.0 / 3.0, 2.0 / 3.0], dtype=np.float64)
+    want = reference.astype(np.float32)  # the framework's float32 rounding
+    rounded = want + np.float32(1.2e-7)  # another summation order: off by about one ULP
+    oracle = Oracle(policy, {"v": reference})
+    assert Oracle(policy).wrong("v", want, rounded)  # under 1e-7 rounding is "wrong"
+    assert not oracle.wrong("v", want, rounded)  # beside float64 it is not
+    assert oracle.wrong("v", want, np.abs(want - 1))  # a wrong value is
+    assert oracle.wrong("w", want, rounded)  # a tensor without a reference keeps the policy
 
 
 def test_a_correct_model_that_only_rounds_differently_passes_the_noise_aware_oracle(tmp_path):

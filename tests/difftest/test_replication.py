@@ -158,3 +158,27 @@ def test_a_study_campaign_runs_in_a_stack_of_its_time(tmp_path: Path) -> None:
     # The same seed today is another campaign, never a resumption of the era's.
     today = open_campaign(db, Plan("torch.onnx", "torchscript", 16, 1, [15, 30], 3, 1, "study-torch", []))
     assert today != report.campaign
+
+
+def test_a_campaign_stored_before_a_policy_existed_is_recounted_where_it_can_be(tmp_path: Path) -> None:
+    from issuemine.difftest.campaign import outcome_under
+
+    db = open_db(str(tmp_path / "old.db"))
+    campaign_id = open_campaign(db, Plan("tf2onnx", "tf2onnx", 17, 3, [15], 2, 100, "abs-1e-7"))
+    # Verdicts stored under the old name only ("study", now abs-1e-7's alias), as before December 2026.
+    store(
+        db,
+        campaign_id,
+        {"nodes": 15, "seed": 1, "outcome": "success", "max_abs_diff": 5e-8, "policies": {"study": True}},
+    )
+    store(
+        db,
+        campaign_id,
+        {"nodes": 15, "seed": 2, "outcome": "mismatch", "max_abs_diff": 3e-6, "policies": {"study": False}},
+    )
+    small, large = sorted(models(db, campaign_id), key=lambda m: m.seed)
+    assert outcome_under(large, "abs-1e-7") == "mismatch" and outcome_under(small, "abs-1e-7") == "success"
+    # study-tf2onnx is absolute: decided from the stored max |Δ|, 3e-6 > 1e-7.
+    assert outcome_under(small, "study-tf2onnx") == "success" and outcome_under(large, "study-tf2onnx") == "mismatch"
+    # nnsmith's rule (atol 1e-3) would pass 3e-6, but it is relative too: without the outputs it keeps the outcome.
+    assert outcome_under(large, "nnsmith") == "mismatch"
