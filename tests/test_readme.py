@@ -29,6 +29,7 @@ SKIP = {
     "issuemine difftest report": "needs a campaign (tests/difftest renders it)",
     "issuemine difftest show": "needs a campaign",
     "issuemine difftest localize": "needs a mismatching model (tests/difftest localizes one)",
+    "issuemine difftest replicate": "needs --protocol study campaigns (tests/difftest/test_replication.py)",
     "issuemine difftest coverage": "needs a campaign and a folder of models (tests/difftest measures one)",
     "issuemine quality suite": "trains and measures six models for minutes (tests/quality runs a quick suite)",
     "issuemine quality model": "the user's own model file",

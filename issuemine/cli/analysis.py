@@ -40,7 +40,7 @@ def analyze_cmd(
     if table is not None and table not in (*tables.TABLES, "opset-trend"):
         raise IssuemineError(f"unknown --table {table!r}: use {', '.join([*tables.TABLES, 'opset-trend'])}")
     tax, _ = load_taxonomy(taxonomy_dir)
-    database_ = database(db)
+    database_ = database(db, reads=True)
     if out_dir is not None:
         built = report.build(
             database_, tax, catalog(), out_dir, sample, tuple(converter or ()), with_figures=figures, titles=titles

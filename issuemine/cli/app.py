@@ -10,8 +10,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import click
 import typer
 import typer.main
+import typer.rich_utils
 from typer.core import TyperCommand, TyperGroup
 
 from issuemine import __version__
@@ -128,6 +130,21 @@ class LazyGroup(TyperGroup):
         finally:
             self._listing = False
 
+
+def _one_line_usage_error(exc: click.ClickException) -> None:
+    """A usage error (a missing option, a bad value) as one line, like every other error, instead
+    of typer's usage line, hint and box; user data in it is printed as text, never as markup."""
+    from rich.text import Text
+
+    from issuemine.cli.common import err, printable
+
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    err.print(Text.assemble(("error:", "bold red"), " ", printable(exc.format_message()), hint), soft_wrap=True)
+
+
+# typer prints click's usage errors through this function of its rich_utils when Rich is there.
+typer.rich_utils.rich_format_error = _one_line_usage_error  # type: ignore[assignment]
 
 app = typer.Typer(
     name="issuemine",

@@ -81,10 +81,12 @@ def printable(text: str) -> str:
     return CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
-def database(db: str | None) -> Database:
+def database(db: str | None, *, reads: bool = False) -> Database:
+    """The database of ``--db``. A command that only ``reads`` never creates one: a missing file is
+    an error naming the path looked for, instead of an empty database and a puzzling "no sample"."""
     from issuemine.db import open_db
 
-    return open_db(db)
+    return open_db(db, must_exist=reads)
 
 
 def catalog(extra: Sequence[Path] | None = None) -> dict[str, Converter]:

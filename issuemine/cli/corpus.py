@@ -335,7 +335,7 @@ def sample_cmd(
 @handle_errors
 def status_cmd(db: str | None = DbOption, as_json: bool = JsonOption) -> None:
     """Show what the database holds: issues per repository, filter counts, samples, last fetch."""
-    data = status.corpus_status(database(db))
+    data = status.corpus_status(database(db, reads=True))
     if as_json:
         print_json(data.as_dict())
         return
@@ -402,6 +402,6 @@ def export_cmd(
     """Export every fetched issue with its timeline as JSON Lines in GitHub's REST shape."""
     from issuemine.corpus.exchange import export_file
 
-    count = export_file(database(db), file, out=sys.stdout)
+    count = export_file(database(db, reads=True), file, out=sys.stdout)
     if file is not None:
         err.print(f"exported {count} issues to {file}")

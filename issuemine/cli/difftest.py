@@ -230,7 +230,7 @@ def report_cmd(
     types, rounding left out) with the mined issues that name the same operator; --signature N writes
     one as a bug report."""
     check_report_format(fmt_)
-    database_ = database(db)
+    database_ = database(db, reads=True)
     if signature is not None:
         from issuemine.difftest.signatures import bug_report
 
@@ -351,7 +351,7 @@ def replicate_cmd(
     from issuemine.difftest.replication import markdown, replication
 
     check_report_format(fmt_)
-    database_ = database(db)
+    database_ = database(db, reads=True)
     ids = list(campaign_ids)
     if not ids:
         with database_.session() as session:
@@ -385,7 +385,7 @@ def show_cmd(
     the verdict under every tolerance policy, and where its time went."""
     from issuemine.db.models import DifftestModel
 
-    with database(db).session() as session:
+    with database(db, reads=True).session() as session:
         row = session.get(DifftestModel, model_id)
         if row is None:
             raise IssuemineError(f"no difftest model {model_id}")
@@ -533,7 +533,7 @@ def coverage_cmd(
 
     if not models_dir.is_dir():
         raise IssuemineError(f"{models_dir}: not a folder")
-    found = coverage_of(database(db), models_dir, campaign_id, policy)
+    found = coverage_of(database(db, reads=True), models_dir, campaign_id, policy)
     if as_json:
         print_json(found)
         return

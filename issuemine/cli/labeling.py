@@ -131,7 +131,11 @@ def labels_export(
     agreed, else the single rater's; finished answers only) and where it came from.
     """
     tax, _ = load_taxonomy(taxonomy_dir)
-    records = ratings.final_rows(database(db), sample) if final else ratings.export_rows(database(db), tax, sample)
+    records = (
+        ratings.final_rows(database(db, reads=True), sample)
+        if final
+        else ratings.export_rows(database(db, reads=True), tax, sample)
+    )
     if file is None:
         ratings.write_export(records, fmt_, sys.stdout)
         return
@@ -364,9 +368,9 @@ def agree_cmd(
         if d != SUBCAUSE:
             tax.dimension(d)
     repos = {c.repo: c.name for c in catalog().values()}
-    frame = ratings_frame(database(db), sample, repos)
+    frame = ratings_frame(database(db, reads=True), sample, repos)
     results = agreement.agreement(frame, tax, dimension or None)
-    anchoring = suggestion_agreement(database(db), sample)
+    anchoring = suggestion_agreement(database(db, reads=True), sample)
     if as_json:
         print_json(
             [r.as_dict() for r in results] + [{"suggestion_agreement": anchoring}]

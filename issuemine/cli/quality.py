@@ -141,7 +141,7 @@ def report_cmd(
     """The table: per model × target, accuracy, changed predictions, max |Δ|, latency, memory, size,
     attack success; latency, memory and size also as target/original ratios from the same run."""
     check_report_format(fmt_)
-    _print_report(database(db), suite, fmt_)
+    _print_report(database(db, reads=True), suite, fmt_)
 
 
 def _print_report(db: Any, suite: str | None, fmt_: str) -> None:

@@ -246,6 +246,9 @@ def run_cmd(
     """
     assert settings is not None
     ray = _executor(executor, address)
+    from issuemine.repro.runs import require_extracted
+
+    require_extracted(database(db), sample)  # before any progress bar: say what to run first
     if settings.env == environments.ERA:
         _run_era(settings, sample, jobs, rerun, build, db, as_json, ray)
         return
@@ -456,7 +459,7 @@ def show_cmd(
     """An issue's snippet, where it came from, and each environment's verdict, evidence and output."""
     from issuemine.repro.tieback import issue_runs
 
-    data = issue_runs(database(db), issue, env)
+    data = issue_runs(database(db, reads=True), issue, env)
     if as_json:
         print_json(data)
         return
@@ -572,9 +575,9 @@ def report_cmd(
     """
     from issuemine.repro.tieback import compare_envs, repro_report
 
-    report = repro_report(database(db), env, sample)
+    report = repro_report(database(db, reads=True), env, sample)
     if against:
-        report.comparison = compare_envs(database(db), env, against, sample)
+        report.comparison = compare_envs(database(db, reads=True), env, against, sample)
     if as_json:
         print_json(report.as_dict())
         return

@@ -170,16 +170,37 @@ def _is_transient(exc: DBAPIError) -> bool:
     return code in ("40P01", "40001", "23505") or "database is locked" in str(exc.orig)
 
 
+def sqlite_file(url: str) -> str | None:
+    """The file an SQLite URL names (None: another database, or SQLite in memory)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise IssuemineError(f"not a database path or URL: {url!r}") from None
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    path = parsed.database
+    if path and parsed.query.get("uri") == "true" and path.startswith("file:"):  # an SQLite URI filename
+        path = path[len("file:") :].split("?", 1)[0]
+    return path if path and path != ":memory:" else None
+
+
+def where_from(db: str | None) -> str:
+    """Where the database name came from, for an error that says which one was looked for."""
+    if db:
+        return "given with --db"
+    if os.environ.get("ISSUEMINE_DB"):
+        return "from ISSUEMINE_DB"
+    return "the default: set ISSUEMINE_DB or give --db"
+
+
 def _engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError:
         raise IssuemineError(f"not a database path or URL: {url!r}") from None
     if parsed.get_backend_name() == "sqlite":
-        path = parsed.database
-        if path and parsed.query.get("uri") == "true" and path.startswith("file:"):  # an SQLite URI filename
-            path = path[len("file:") :].split("?", 1)[0]
-        if path and path != ":memory:":
+        path = sqlite_file(url)
+        if path:
             parent = Path(path).parent
             if not parent.exists():
                 raise IssuemineError(f"cannot create database {path}: folder {parent} does not exist")
@@ -192,9 +213,17 @@ def _engine(url: str) -> Engine:
         raise IssuemineError(f"cannot use database {parsed.render_as_string()}: {exc}") from None
 
 
-def open_db(db: str | None = None, *, upgrade: bool = True) -> Database:
-    """Open (creating if needed) and migrate the database named by ``db``."""
+def open_db(db: str | None = None, *, upgrade: bool = True, must_exist: bool = False) -> Database:
+    """Open (creating if needed) and migrate the database named by ``db``. ``must_exist``: a
+    command that only reads creates nothing: an SQLite file that is not there is an error naming
+    the path it looked for."""
     url = resolve_url(db)
+    path = sqlite_file(url) if must_exist else None
+    if path and not Path(path).exists():
+        raise IssuemineError(
+            f"no database at {path} ({where_from(db)}); commands that write one create it: "
+            "issuemine fetch, issuemine load, or issuemine demo"
+        )
     engine = _engine(url)
     shown = make_url(url).render_as_string(hide_password=True)
     try:

@@ -73,7 +73,10 @@ def _repro(db: Database, sample: str | None) -> TiebackReport | None:
     env = busiest_env(db)
     if env is None:
         return None
-    found = repro_report(db, env, sample)
+    try:
+        found = repro_report(db, env, sample)
+    except IssuemineError:  # nothing extracted for this sample: the report has no re-run section
+        return None
     return found if found.coverage["run"] else None
 
 

@@ -27,6 +27,7 @@ from issuemine.domain.converters import knowledge
 from issuemine.domain.stages import StageRules
 from issuemine.domain.tolerances import Policies, load_policies
 from issuemine.domain.tracebacks import strip_ansi
+from issuemine.errors import IssuemineError
 from issuemine.repro.environments import Environment, features
 from issuemine.repro.sandbox import Limits, Zygote, choose, layout_of
 from issuemine.repro.verdicts import Verdict, decide
@@ -230,6 +231,26 @@ def stored_run(outcome: Outcome, runner: Runner) -> dict[str, Any]:
     }
 
 
+def nothing_extracted(sample: str | None) -> IssuemineError:
+    """The error for a re-run or report before any snippet was extracted: what to run first."""
+    scope = f" for sample {sample!r}" if sample else ""
+    option = f" --sample {sample}" if sample else ""
+    return IssuemineError(f"no snippets extracted yet{scope}: run `issuemine repro extract{option}` first")
+
+
+def require_extracted(db: Database, sample: str | None) -> None:
+    """Stop before any progress is shown when nothing was extracted for ``sample`` yet."""
+    query = select(ReproCandidate.issue_id).limit(1)
+    with db.session() as session:
+        if sample:
+            sid = sample_id(session, sample)
+            query = query.join(
+                SampleMember, (SampleMember.issue_id == ReproCandidate.issue_id) & (SampleMember.sample_id == sid)
+            )
+        if session.execute(query).first() is None:
+            raise nothing_extracted(sample)
+
+
 def pending_jobs(
     db: Database,
     env: Environment,
@@ -253,6 +274,8 @@ def pending_jobs(
                 SampleMember, (SampleMember.issue_id == ReproCandidate.issue_id) & (SampleMember.sample_id == sid)
             )
         rows = session.execute(query.order_by(ReproCandidate.issue_id)).all()
+        if not rows:
+            raise nothing_extracted(sample)
         done = {
             (issue_id, variant): sha
             for issue_id, variant, sha in session.execute(

@@ -323,6 +323,10 @@ def repro_report(db: Database, env: str, sample: str | None = None) -> TiebackRe
                 )
             )
         }
+        if not ids & set(candidates):
+            from issuemine.repro.runs import nothing_extracted
+
+            raise nothing_extracted(sample)
         created = dict(session.execute(select(Issue.id, Issue.created_at).where(Issue.id.in_(ids))).all())
         by_issue: dict[int, dict[str, Any]] = {}
         # `--env era`: each issue's run in the stack of its time (the choice `repro run --env era` made).

@@ -11,6 +11,7 @@ import pytest
 
 from issuemine.analysis.stats import converters_differ, wilson
 from issuemine.analysis.tables import cause_by_symptom, render, stage_table, subtype_table, symptom_table
+from issuemine.db import open_db
 from issuemine.db.labels import final_labels
 from issuemine.domain.converters import load_catalog
 from issuemine.domain.taxonomy import taxonomy
@@ -158,6 +159,9 @@ def test_labels_imported_without_a_sample_are_analyzed(cli, db_path):
     from issuemine.cli.app import app
 
     db = str(db_path)
+    result = cli.invoke(app, ["analyze", "--db", db, "--table", "stages"])
+    assert result.exit_code == 2 and "no database at" in result.output  # reading creates none
+    open_db(db).close()
     result = cli.invoke(app, ["analyze", "--db", db, "--table", "stages"])
     assert result.exit_code == 2 and "nothing labeled yet" in result.output
     args = ["labels", "import", str(data_dir() / "study-labels.csv"), "--rater", "ana", "--db", db]

@@ -159,3 +159,42 @@ def test_a_codebook_number_must_be_positive(tmp_path: Path) -> None:
         (copy / file.name).write_text(content)
     _, problems = load_taxonomy(copy, strict=False)
     assert any("'number' must be a positive integer, not -1" in p for p in problems), problems
+
+
+READERS = [
+    ["status"],
+    ["analyze", "--sample", "study"],
+    ["repro", "report"],
+    ["repro", "show", "pytorch/pytorch#5"],
+    ["difftest", "report"],
+    ["difftest", "replicate"],
+    ["quality", "report"],
+    ["labels", "export"],
+    ["agree", "--sample", "study"],
+    ["export"],
+]
+
+
+@pytest.mark.parametrize("command", READERS, ids=" ".join)
+def test_a_command_that_reads_creates_no_database(cli, tmp_path: Path, command: list[str], monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ISSUEMINE_DB", raising=False)
+    one_line_error(cli.invoke(app, [*command, "--db", "fresh.db"]), "no database at fresh.db (given with --db)")
+    # Without --db: the default file, and the error says where the name came from.
+    one_line_error(cli.invoke(app, command), "no database at issuemine.db (the default: set ISSUEMINE_DB or give --db)")
+    monkeypatch.setenv("ISSUEMINE_DB", str(tmp_path / "env.db"))
+    one_line_error(cli.invoke(app, command), f"no database at {tmp_path / 'env.db'} (from ISSUEMINE_DB)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_reruns_and_reports_before_extraction_say_what_to_run_first(cli, loaded: Path) -> None:  # type: ignore[no-untyped-def]
+    db = ["--db", str(loaded)]
+    one_line_error(
+        cli.invoke(app, ["repro", "report", *db]), "no snippets extracted yet: run `issuemine repro extract` first"
+    )
+    one_line_error(cli.invoke(app, ["repro", "run", *db]), "no snippets extracted yet: run `issuemine repro extract`")
+
+
+def test_a_missing_option_is_one_line(cli) -> None:  # type: ignore[no-untyped-def]
+    one_line_error(cli.invoke(app, ["label"]), "Missing option '--sample'.", "(see `issuemine label --help`)")
+    one_line_error(cli.invoke(app, ["difftest", "run", "--jobs", "x"]), "Invalid value for '--jobs'")

@@ -152,18 +152,26 @@ def test_corrupt_database_file(cli, tmp_path):
 
 
 def test_database_from_a_newer_schema(cli, db_path):
-    run(cli, "status", "--db", str(db_path))
+    from issuemine.db import open_db
+
+    open_db(str(db_path)).close()
     with sqlite3.connect(db_path) as conn:
         conn.execute("UPDATE alembic_version SET version_num = '9999_future'")
     assert_clean_error(run(cli, "status", "--db", str(db_path)), "9999_future", "upgrade issuemine")
 
 
 def test_missing_database_folder(cli, tmp_path):
-    assert_clean_error(run(cli, "status", "--db", str(tmp_path / "nope" / "x.db")), "does not exist")
+    # A command that writes says the folder is missing; one that reads, that there is no database.
+    missing = str(tmp_path / "nope" / "x.db")
+    assert_clean_error(run(cli, "load", str(tmp_path / "x.jsonl"), "--db", missing), "does not exist")
+    assert_clean_error(run(cli, "status", "--db", missing), f"no database at {missing}")
 
 
 def test_db_from_environment(cli, tmp_path):
+    from issuemine.db import open_db
+
     target = tmp_path / "env.db"
+    open_db(str(target)).close()
     result = run(cli, "status", "--json", env={"ISSUEMINE_DB": str(target)})
     assert result.exit_code == 0 and target.exists()
     assert json.loads(result.stdout)["database"].endswith("env.db")
