@@ -83,7 +83,7 @@ def run_cmd(
     executor: str = typer.Option(
         "pool",
         "--executor",
-        help="pool: worker processes on this machine; ray: Ray tasks (pip install 'issuemine[ray]').",
+        help="pool: worker processes on this machine; ray: Ray tasks (pip install 'issuemine\\[ray]').",
     ),
     address: str | None = typer.Option(
         None, "--address", help="With --executor ray: join this cluster (HOST:PORT); default: a local Ray on loopback."

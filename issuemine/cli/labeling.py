@@ -347,7 +347,7 @@ def _prepare_suggestions(db: Database, tax: Taxonomy, sample: str, needed: bool)
             stored = current_model(db, tax)
             fill(db, stored, sample_issue_ids(db, sample))
     except ImportError:
-        err.print("no label suggestions: pip install 'issuemine[suggest]' for them", highlight=False)
+        err.print("no label suggestions: pip install 'issuemine[suggest]' for them", highlight=False, markup=False)
     return show
 
 

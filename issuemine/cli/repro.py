@@ -152,7 +152,7 @@ ExecutorOption = typer.Option(
     "threads",
     "--executor",
     help="threads: sandboxes on this machine; ray: the same sandboxes on Ray workers, one warm sandbox per "
-    "stack per worker (pip install 'issuemine[ray]').",
+    "stack per worker (pip install 'issuemine\\[ray]').",
 )
 AddressOption = typer.Option(
     None, "--address", help="With --executor ray: join this cluster (HOST:PORT); default: a local Ray on loopback."
@@ -686,7 +686,8 @@ def env_build_cmd(
     difftest: bool = typer.Option(
         False,
         "--difftest",
-        help="Also install what `difftest run --env NAME` needs (NNSmith and its solver, [difftest] packages).",
+        help="Also install what `difftest run --env NAME` needs (NNSmith and its solver: the stacks file's "
+        "\\[difftest] packages).",
     ),
 ) -> None:
     """Create the environment's virtualenv and install its pins (this step needs the package index).

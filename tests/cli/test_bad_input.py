@@ -198,3 +198,10 @@ def test_reruns_and_reports_before_extraction_say_what_to_run_first(cli, loaded:
 def test_a_missing_option_is_one_line(cli) -> None:  # type: ignore[no-untyped-def]
     one_line_error(cli.invoke(app, ["label"]), "Missing option '--sample'.", "(see `issuemine label --help`)")
     one_line_error(cli.invoke(app, ["difftest", "run", "--jobs", "x"]), "Invalid value for '--jobs'")
+
+
+@pytest.mark.parametrize("command", [["difftest", "run"], ["repro", "run"], ["repro", "env", "build"]], ids=" ".join)
+def test_help_keeps_square_brackets(cli, command: list[str]) -> None:  # type: ignore[no-untyped-def]
+    # Help goes through Rich markup: an unescaped [ray] would vanish from the install hint.
+    shown = cli.invoke(app, [*command, "--help"], env={"COLUMNS": "250"}).output
+    assert "issuemine[ray]" in shown or "[difftest] packages" in shown, shown
