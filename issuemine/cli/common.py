@@ -139,6 +139,24 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     return tab
 
 
+def markdown_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A titled GitHub-flavoured Markdown table (what ``--format md`` promises: a paper's or an
+    issue's text, not box drawing); pipes and line breaks inside cells are escaped."""
+
+    def cell(value: Any) -> str:
+        text = "" if value is None else str(value)
+        return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+    lines = [f"### {title}", "", "| " + " | ".join(cell(c) for c in columns) + " |"]
+    lines.append("|" + "|".join("---" for _ in columns) + "|")
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def print_markdown(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    sys.stdout.write(markdown_table(title, columns, rows) + "\n")
+
+
 def fmt(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 

@@ -21,6 +21,7 @@ from issuemine.cli.common import (
     out,
     print_csv,
     print_json,
+    print_markdown,
     table,
 )
 from issuemine.errors import IssuemineError
@@ -220,6 +221,7 @@ def report_cmd(
         None, "--signature", min=1, help="One signature (its number in --signatures) as a ready bug report (Markdown)."
     ),
     db: str | None = DbOption,
+    as_json: bool = typer.Option(False, "--json", help="The same as --format json."),
 ) -> None:
     """Table 11: outcomes (conversion failure, ONNX Runtime failure, mismatch, success) per converter,
     exporter and model size; Table 12: operators and operator sequences of mismatched vs correct
@@ -229,7 +231,7 @@ def report_cmd(
     stage and normalized message; a mismatch's first diverging operator with its attributes and input
     types, rounding left out) with the mined issues that name the same operator; --signature N writes
     one as a bug report."""
-    check_report_format(fmt_)
+    fmt_ = "json" if as_json else check_report_format(fmt_)
     database_ = database(db, reads=True)
     if signature is not None:
         from issuemine.difftest.signatures import bug_report
@@ -258,7 +260,7 @@ def _print_signatures(db: Any, campaign_id: int | None, policy: str | None, fmt_
         return
     columns = ["signature", "campaign", "converter", "kind", "where", "detail", "models", "example", "already_reported"]
     title = f"Distinct failures and mismatches: {len(rows)} signature(s)"
-    out.print(table(title, columns, [[r[c] if r[c] is not None else "-" for c in columns] for r in rows]))
+    print_markdown(title, columns, [[r[c] if r[c] is not None else "-" for c in columns] for r in rows])
 
 
 def _print_table(db: Any, ids: list[int] | None, fmt_: str, policy: str | None = None) -> None:
@@ -275,7 +277,7 @@ def _print_table(db: Any, ids: list[int] | None, fmt_: str, policy: str | None =
         print_csv(rows, missing=0)
         return
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    out.print(table("Table 11: differential-testing outcomes", columns, [[r.get(c, 0) for c in columns] for r in rows]))
+    print_markdown("Table 11: differential-testing outcomes", columns, [[r.get(c, 0) for c in columns] for r in rows])
 
 
 def _print_findings(db: Any, campaign_id: int | None, policy: str | None) -> None:
@@ -312,20 +314,20 @@ def _print_findings(db: Any, campaign_id: int | None, policy: str | None) -> Non
         "models with one",
         "most carried reduced (models)",
     ]
-    out.print(table("Table 12: operator sequences of mismatched vs correct models", columns, rows))
+    print_markdown("Table 12: operator sequences of mismatched vs correct models", columns, rows)
     errors = error_groups(db, ids)
     if errors:
         columns = ["campaign", "outcome", "stage", "models", "message", "example"]
-        out.print(table("Most frequent failures", columns, [[e[c] for c in columns] for e in errors]))
+        print_markdown("Most frequent failures", columns, [[e[c] for c in columns] for e in errors])
     rounding = rounding_survivors(db, ids)
     if any(r["mismatches"] for r in rounding):
         columns = ["campaign", "converter", "exporter", "policy", "mismatches", "with_reference", "beyond_rounding"]
         title = "Rounding versus bugs: mismatches the noise-aware oracle (float64 reference) still calls wrong"
-        out.print(table(title, columns, [[r[c] for c in columns] for r in rounding]))
+        print_markdown(title, columns, [[r[c] for c in columns] for r in rounding])
     found_ops = localized(db, ids)
     if found_ops:
         columns = ["campaign", "model", "operator", "node", "max_abs_diff", "reduced_nodes", "reduced"]
-        out.print(table("Localized: first diverging operator", columns, [[r[c] for c in columns] for r in found_ops]))
+        print_markdown("Localized: first diverging operator", columns, [[r[c] for c in columns] for r in found_ops])
 
 
 @difftest_app.command("replicate")

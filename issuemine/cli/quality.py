@@ -15,10 +15,9 @@ from issuemine.cli.common import (
     database,
     err,
     handle_errors,
-    out,
     print_csv,
     print_json,
-    table,
+    print_markdown,
 )
 from issuemine.errors import IssuemineError
 
@@ -172,9 +171,7 @@ def _print_report(db: Any, suite: str | None, fmt_: str) -> None:
         "FGSM ε=0.1",
         "note",
     ]
-    out.print(
-        table(f"Quality, suite {rows[0]['suite']}", columns, [[_cell(r.get(c)) for c in columns] for r in report])
-    )
+    print_markdown(f"Quality, suite {rows[0]['suite']}", columns, [[_cell(r.get(c)) for c in columns] for r in report])
 
 
 def _cell(value: Any) -> str:

@@ -31,9 +31,10 @@ EXPORTERS = {"torch.onnx": ("torchscript", "dynamo"), "tf2onnx": ("tf2onnx",)}
 PACKAGES = ("nnsmith", "torch", "onnxscript", "tensorflow-cpu", "tf2onnx", "onnx", "onnxruntime", "numpy", "z3-solver")
 
 
-# Campaigns under the artifact's own policies (--protocol study) follow its pipeline: the converted
-# model goes straight to ONNX Runtime, with no ONNX checker between (its exporter_test.py and
-# tf2onnx notebook run none), so that what the checker would reject fails, as it did there, in
+# Campaigns under the artifact's own policies (--protocol study) follow its pipeline: tf2onnx
+# converts the SavedModel NNSmith writes (`python -m tf2onnx.convert --saved-model`), and the
+# converted model goes straight to ONNX Runtime, with no ONNX checker between (its exporter_test.py
+# and tf2onnx notebook run none), so that what the checker would reject fails, as it did there, in
 # ONNX Runtime (a ReduceProd on int8: NOT_IMPLEMENTED) rather than as a conversion failure.
 ARTIFACT_POLICIES = frozenset({"study-torch", "study-tf2onnx"})
 
@@ -254,6 +255,8 @@ def jobs(db: Database, campaign_id: int, out_dir: Path) -> list[dict[str, Any]]:
                     "policies": policies,
                     "policy": row.policy,
                     "checker": row.policy not in ARTIFACT_POLICIES,
+                    # and tf2onnx converts the SavedModel NNSmith writes, by its command line
+                    "saved_model": row.converter == "tf2onnx" and row.policy in ARTIFACT_POLICIES,
                     "out_dir": str(out_dir),
                 }
             )

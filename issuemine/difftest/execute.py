@@ -122,8 +122,12 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
     start = time.perf_counter()
     try:
-        names = [i.name for i in session.get_inputs()]
-        actual = [session.run(None, {n: one[n] for n in names if n in one}) for one in inputs]
+        feeds = {i.name: i.name.split(":")[0] for i in session.get_inputs()}  # tf2onnx may add ":0"
+        order = output_order(session, generated.outputs)
+        actual = []
+        for one in inputs:
+            got = session.run(None, {name: one[key] for name, key in feeds.items() if key in one})
+            actual.append([got[i] for i in order])
     except Exception as exc:
         timings["run"] = time.perf_counter() - start
         return {**result, "outcome": "ort-failure", "stage": "run", "error": error_text(exc), "onnx": str(path)}
@@ -145,6 +149,16 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         "differing": differing,
         "onnx": str(path) if path.exists() else None,
     }
+
+
+def output_order(session: Any, outputs: list[str]) -> list[int]:
+    """Which of the session's outputs is each framework output: by name where the converter kept
+    the framework's names (a SavedModel's signature may list them in another order), else by
+    position."""
+    names = [o.name.split(":")[0] for o in session.get_outputs()]
+    if sorted(names) == sorted(outputs) and len(set(names)) == len(names):
+        return [names.index(name) for name in outputs]
+    return list(range(len(names)))
 
 
 def one_thread(framework: str) -> None:
@@ -212,6 +226,8 @@ def convert(
                 output_names=outputs,
                 **extra,
             )
+        elif names is None and job.get("saved_model"):
+            convert_saved_model(generated, path, opset)
         else:
             import tensorflow as tf
             import tf2onnx
@@ -225,6 +241,31 @@ def convert(
                 return run_instructions(generated, outputs, list(xs))
 
             tf2onnx.convert.from_function(forward, input_signature=specs, opset=opset, output_path=str(path))
+
+
+def convert_saved_model(generated: Generated, path: Path, opset: int) -> None:
+    """The study's tf2onnx route (its artifact's exporter_test.py): NNSmith saves the model as a
+    SavedModel (``tfnet``), and tf2onnx's command line converts that folder, run here in-process
+    (its ``main`` with the command's arguments) rather than paying a TensorFlow start per model."""
+    import shutil
+    import sys
+
+    from tf2onnx import convert as command
+
+    folder = path.with_suffix(".savedmodel")
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        generated.model.dump(str(folder))
+        argv = ["tf2onnx.convert", "--saved-model", str(folder / "tfnet"), "--opset", str(opset)]
+        saved, sys.argv = sys.argv, [*argv, "--output", str(path)]
+        try:
+            command.main()
+        finally:
+            sys.argv = saved
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if not path.exists():
+        raise RuntimeError("tf2onnx.convert --saved-model wrote no model")
 
 
 def export_keywords(export: Any, dynamo: bool) -> dict[str, Any]:

@@ -189,7 +189,9 @@ def table_12(mismatched: list[OpGraph], correct: list[OpGraph]) -> Table12:
         only_mismatched=len(only),
         reduced_only_mismatched=sorted(set(reduced.values())),
         models_with_only_mismatched=sum(1 for seqs in mismatched_seqs if seqs & only),
-        carried=dict(carried.most_common()),
+        # Most carried first, ties by the sequence itself: Counter.most_common keeps ties in the
+        # order sets gave them, which changes with the hash seed (a report must not).
+        carried=dict(sorted(carried.items(), key=lambda item: (-item[1], item[0]))),
     )
 
 

@@ -182,3 +182,67 @@ def test_a_campaign_stored_before_a_policy_existed_is_recounted_where_it_can_be(
     assert outcome_under(small, "study-tf2onnx") == "success" and outcome_under(large, "study-tf2onnx") == "mismatch"
     # nnsmith's rule (atol 1e-3) would pass 3e-6, but it is relative too: without the outputs it keeps the outcome.
     assert outcome_under(large, "nnsmith") == "mismatch"
+
+
+def _report_db(path: Path) -> None:
+    """Mismatched models carrying several reduced sequences once each (a tie in "most carried"),
+    a correct model, a failure with a pipe in its message."""
+    db = open_db(str(path))
+    campaign_id = open_campaign(db, Plan("torch.onnx", "torchscript", 17, 1, [15], 6))
+    # Each model branches into two operators no correct model has: two reduced sequences per model,
+    # which a set hands over in an order that follows the hash seed.
+    branches = [["Add", "Tanh", "Sin"], ["Mul", "Cos", "Exp"], ["Sub", "Abs", "Neg"], ["Div", "Sqrt", "Log"]]
+    for k, ops in enumerate(branches):
+        graph = {"ops": ops, "edges": [[0, 1], [0, 2]]}
+        store(db, campaign_id, {"nodes": 15, "seed": k, "outcome": "mismatch", "graph": graph, "max_abs_diff": 1.0})
+    correct = {"ops": ["Add", "Mul", "Sub", "Div", "Relu"], "edges": [[0, 1], [1, 2], [2, 3], [3, 4]]}
+    store(db, campaign_id, {"nodes": 15, "seed": 9, "outcome": "success", "graph": correct})
+    store(db, campaign_id, {"nodes": 15, "seed": 10, "outcome": "conversion-failure", "error": "bad | pipe\nmore"})
+    db.close()
+
+
+def test_difftest_report_is_markdown_and_the_same_for_any_hash_seed(tmp_path: Path) -> None:
+    import subprocess
+
+    path = tmp_path / "report.db"
+    _report_db(path)
+    issuemine = str(Path(sys.executable).parent / "issuemine")
+    shown = []
+    for seed in ("0", "1", "12345"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "COLUMNS": "120"}
+        done = subprocess.run(
+            [issuemine, "difftest", "report", "--db", str(path)], capture_output=True, text=True, env=env
+        )
+        assert done.returncode == 0, done.stderr
+        shown.append(done.stdout)
+    assert shown[0] == shown[1] == shown[2]  # byte-identical: ties in "most carried" are ordered by sequence
+    text = shown[0]
+    assert "│" not in text and "┃" not in text  # Markdown, not box drawing
+    tables = [block for block in text.split("### ") if block.strip()]
+    assert len(tables) >= 3
+    for block in tables:
+        rows = [line for line in block.splitlines() if line.startswith("|")]
+        widths = {len(line.replace("\\|", "").split("|")) for line in rows}
+        assert len(widths) == 1 and rows[1].replace("|", "").replace("-", "") == "", block  # one header, one rule
+    assert "| bad \\| pipe |" in text  # a pipe in a message does not break its row
+    assert "Abs (1); Cos (1); Exp (1); Log (1); Neg (1)" in text  # ties in the sequences' order
+
+
+def test_the_study_protocol_converts_tf2onnx_from_a_saved_model(tmp_path: Path) -> None:
+    """As the artifact did: NNSmith saves the model, tf2onnx's command line converts the folder;
+    the converted model's inputs and outputs are matched to the framework's by name."""
+    from issuemine.difftest.campaign import jobs
+
+    db = open_db(str(tmp_path / "tf.db"))
+    study = open_campaign(db, Plan("tf2onnx", "tf2onnx", 16, 1, [15], 4, 10, "study-tf2onnx", []))
+    default = open_campaign(db, Plan("tf2onnx", "tf2onnx", 17, 1, [15], 1))
+    assert all(j["saved_model"] and not j["checker"] for j in jobs(db, study, tmp_path))
+    assert not any(j["saved_model"] or not j["checker"] for j in jobs(db, default, tmp_path))
+    report = run(db, Plan("tf2onnx", "tf2onnx", 16, 1, [15], 4, 10, "study-tf2onnx", []), tmp_path / "files", 2)
+    found = models(db, report.campaign)
+    assert report.campaign == study and len(found) == 4
+    outcomes = {m.outcome for m in found}
+    assert outcomes & {"success", "mismatch"}, [(m.outcome, (m.error or "")[:200]) for m in found]
+    assert not any("wrote no model" in (m.error or "") for m in found)
+    compared = [m for m in found if m.outcome in ("success", "mismatch")]
+    assert all(m.max_abs_diff is not None for m in compared)
