@@ -112,6 +112,7 @@ def test_difftest_replicate_compares_the_study_campaigns(tmp_path: Path) -> None
     assert "Erf(13): missing in 57 of 1724 artifact models (3.3%); here missing in 3 of 4" in shown.output
     as_json = json.loads(runner.invoke(app, ["difftest", "replicate", "--db", str(path), "--format", "json"]).output)
     assert as_json[0]["rows"][-1]["era-2023 (campaign 1)"]["failure"] == 3
+    open_db(str(tmp_path / "empty.db")).close()
     empty = runner.invoke(app, ["difftest", "replicate", "--db", str(tmp_path / "empty.db")])
     assert_clean_error(empty, "difftest run --protocol study")
 
