@@ -376,6 +376,63 @@ def replicate_cmd(
         typer.echo(markdown(results))
 
 
+@difftest_app.command("models")
+@handle_errors
+def models_cmd(
+    campaign_id: int | None = typer.Option(None, "--campaign", help="One campaign (default: every campaign)."),
+    outcome: str | None = typer.Option(
+        None, "--outcome", help="Only this outcome: mismatch, success, ort-failure, conversion-failure, ..."
+    ),
+    policy: str | None = typer.Option(
+        None, "--policy", help="Decide mismatch or success by this policy, or noise-aware (default: the campaign's)."
+    ),
+    operator: str | None = typer.Option(None, "--operator", help="Only models with this operator (NNSmith's name)."),
+    limit: int = typer.Option(50, "--limit", min=1, help="At most this many rows."),
+    db: str | None = DbOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """The models of the campaigns, with their ids for `difftest show` and `difftest localize`:
+    outcome (under --policy), size, seed, max |Δ|, and the error's first line or the localized
+    operator.
+
+    Example: issuemine difftest models --outcome mismatch --policy noise-aware --operator Erf"""
+    from issuemine.difftest.campaign import models, outcome_under, policy_name
+    from issuemine.difftest.execute import OUTCOMES
+    from issuemine.difftest.report import campaign_ids, message_pattern
+
+    if outcome is not None and outcome not in (*OUTCOMES, "worker-crash", "timeout"):
+        raise IssuemineError(f"--outcome {outcome!r}: choose {', '.join(OUTCOMES)}")
+    chosen = policy_name(policy) if policy else None
+    database_ = database(db, reads=True)
+    rows = []
+    for i in campaign_ids(database_, campaign_id):
+        for m in models(database_, i):
+            verdict = outcome_under(m, chosen)
+            if (outcome and verdict != outcome) or (operator and operator not in (m.operators or [])):
+                continue
+            detail = message_pattern(m.error, 80) if m.error else (m.localized or {}).get("op_type") or ""
+            rows.append(
+                {
+                    "id": m.id,
+                    "campaign": i,
+                    "nodes": m.nodes,
+                    "seed": m.seed,
+                    "outcome": verdict,
+                    "max_abs_diff": m.max_abs_diff,
+                    "operators": len(m.operators or []),
+                    "detail": detail,
+                }
+            )
+    shown = rows[:limit]
+    if as_json:
+        print_json(shown)
+        return
+    columns = ["id", "campaign", "nodes", "seed", "outcome", "max_abs_diff", "operators", "detail"]
+    title = f"Models: {len(shown)} of {len(rows)}" + (f" (--limit {limit})" if len(rows) > limit else "")
+    cells = [[f"{r[c]:.3g}" if c == "max_abs_diff" and r[c] is not None else r[c] for c in columns] for r in shown]
+    print_markdown(title, columns, cells)
+
+
 @difftest_app.command("show")
 @handle_errors
 def show_cmd(

@@ -93,7 +93,7 @@ class Side:
     name: str
     by_size: dict[int, Counter[str]] = field(default_factory=dict)
     kernels: Counter[str] = field(default_factory=Counter)  # models failing for want of each kernel
-    operators: Counter[str] = field(default_factory=Counter)  # models containing each operator
+    operators: Counter[str] = field(default_factory=Counter)  # converted models containing each ONNX operator
     errors: Counter[str] = field(default_factory=Counter)  # conversion failures' messages
     models: int = 0
     versions: dict[str, Any] = field(default_factory=dict)
@@ -118,7 +118,7 @@ def campaign_side(db: Database, campaign_id: int) -> tuple[str, Side]:
         outcome = column(outcome_under(model, None), info.converter)
         side.by_size.setdefault(model.nodes, Counter())[outcome] += 1
         side.models += 1
-        side.operators.update(set(model.operators or []))
+        side.operators.update(set((model.graph or {}).get("ops") or []))  # the converted model's ONNX operators
         if model.outcome == "ort-failure" and model.error:
             side.kernels.update({f"{op}({version})" for op, version in KERNEL.findall(model.error)})
         if model.outcome == "conversion-failure" and model.error:
@@ -157,7 +157,7 @@ def evidence(outcome: str, side: Side, kernels_then: Counter[str], models_then: 
             lines.append(
                 f"{kernel}: missing in {count} of {models_then} artifact models ({count / models_then:.1%}); "
                 f"here missing in {side.kernels.get(kernel, 0)} of {side.models}, "
-                f"and {side.operators.get(operator, 0)} models drew {operator}"
+                f"and {side.operators.get(operator, 0)} converted models contain {operator}"
             )
         for kernel, count in side.kernels.most_common(5):
             if kernel not in kernels_then:

@@ -62,14 +62,21 @@ def test_the_chi_squared_test_tells_equal_from_different_distributions() -> None
     assert chi_squared(Counter(success=3), Counter(success=4))["chi2"] is None  # one outcome: nothing to test
 
 
-def _campaign(db, environment: str | None, outcomes: list[tuple[str, str | None]], operators=("ArgMax",)) -> int:
+def _campaign(db, environment: str | None, outcomes: list[tuple[str, str | None]]) -> int:
     plan = Plan("torch.onnx", "torchscript", 16, 7, [15], len(outcomes), 1, "study-torch", [], environment)
     campaign_id = open_campaign(db, plan)
     for k, (outcome, error) in enumerate(outcomes):
         store(
             db,
             campaign_id,
-            {"nodes": 15, "seed": k, "outcome": outcome, "error": error, "operators": list(operators)},
+            {
+                "nodes": 15,
+                "seed": k,
+                "outcome": outcome,
+                "error": error,
+                # what was converted (a model that failed in export has no ONNX graph)
+                "graph": None if outcome == "conversion-failure" else {"ops": ["ArgMax", "Add"], "edges": [[0, 1]]},
+            },
         )
     return campaign_id
 
@@ -92,7 +99,7 @@ def test_a_campaign_is_set_beside_the_artifact_with_its_test_and_evidence(tmp_pa
     assert set(second["moved"]) == {"success", "failure"}
     evidence = second["moved"]["failure"]["evidence"]
     assert evidence[0].startswith("ArgMax(13): missing in 117 of 1724 artifact models")
-    assert "here missing in 6 of 10" in evidence[0] and "10 models drew ArgMax" in evidence[0]
+    assert "here missing in 6 of 10" in evidence[0] and "6 converted models contain ArgMax" in evidence[0]
     assert any("4 × RuntimeError: ScalarType ComplexFloat" in line for line in evidence)
     rows = {row["nodes"]: row for row in result["rows"]}
     assert rows[15]["artifact"] == {"success": 89, "mismatch": 2, "failure": 9, "other": 0, "models": 100}
@@ -247,3 +254,18 @@ def test_the_study_protocol_converts_tf2onnx_from_a_saved_model(tmp_path: Path) 
     assert not any("wrote no model" in (m.error or "") for m in found)
     compared = [m for m in found if m.outcome in ("success", "mismatch")]
     assert all(m.max_abs_diff is not None for m in compared)
+
+
+def test_difftest_models_lists_ids_by_outcome(tmp_path: Path) -> None:
+    path = tmp_path / "report.db"
+    _report_db(path)
+    runner = CliRunner()
+    listed = json.loads(
+        runner.invoke(app, ["difftest", "models", "--db", str(path), "--outcome", "mismatch", "--json"]).stdout
+    )
+    assert [r["seed"] for r in listed] == [0, 1, 2, 3] and {r["outcome"] for r in listed} == {"mismatch"}
+    shown = runner.invoke(app, ["difftest", "models", "--db", str(path), "--outcome", "conversion-failure"]).stdout
+    assert "### Models: 1 of 1" in shown and "bad \\| pipe" in shown
+    limited = runner.invoke(app, ["difftest", "models", "--db", str(path), "--limit", "2"]).stdout
+    assert "Models: 2 of 6 (--limit 2)" in limited
+    assert_clean_error(runner.invoke(app, ["difftest", "models", "--db", str(path), "--outcome", "nope"]), "--outcome")
