@@ -127,6 +127,32 @@ def _number(decimals: int) -> Any:
     return show
 
 
+# Characters our tables use that pdflatex rejects outside math mode (utf8 input covers accented
+# Latin letters, not Greek letters, arrows or math signs), with what a paper writes instead.
+LATEX_TEXT = {
+    "Δ": r"$\Delta$",
+    "ε": r"$\varepsilon$",
+    "κ": r"$\kappa$",
+    "ρ": r"$\rho$",
+    "χ": r"$\chi$",
+    "×": r"$\times$",
+    "→": r"$\rightarrow$",
+    "≤": r"$\leq$",
+    "≥": r"$\geq$",
+    "±": r"$\pm$",
+    "²": r"$^{2}$",
+    "≈": r"$\approx$",
+    "…": r"\ldots{}",
+    "–": "--",
+    "—": "---",
+}
+
+
+def latex_text(text: str) -> str:
+    """``text`` with every character pdflatex rejects written the LaTeX way (see LATEX_TEXT)."""
+    return "".join(LATEX_TEXT.get(ch, ch) for ch in text)
+
+
 def latex(table: pd.DataFrame, caption: str | None = None, label: str | None = None) -> str:
     """A paper-ready LaTeX table: booktabs rules, counts as integers and other numbers with one
     decimal, the index name in the header's corner (not a row of its own), a caption and a label."""
@@ -142,7 +168,7 @@ def latex(table: pd.DataFrame, caption: str | None = None, label: str | None = N
         values = frame[column]
         integral = values.dropna().map(lambda v: float(v).is_integer() if isinstance(v, int | float) else False)
         styler = styler.format(_number(0 if integral.all() else 1), subset=[column], escape="latex")
-    return str(styler.to_latex(hrules=True, caption=caption, label=label, position_float="centering"))
+    return latex_text(str(styler.to_latex(hrules=True, caption=caption, label=label, position_float="centering")))
 
 
 def render(table: pd.DataFrame, fmt: str, caption: str | None = None, label: str | None = None) -> str:

@@ -131,6 +131,17 @@ def test_formats(study):
     assert json.loads(render(t, "json"))["Node conversion"]["total"] == 148
 
 
+def test_latex_has_no_character_pdflatex_rejects():
+    frame = pd.DataFrame({"max |Δ| ≤ ε": [1.5, 2.0], "p50 ms ×": [3, 4]}, index=["Add → Tanh", "κ–ρ"])
+    frame.index.name = "sequence"
+    text = render(frame, "latex")
+    # Outside math mode only ASCII (utf8 input would also take accented letters; none here).
+    outside = "".join(part for k, part in enumerate(text.split("$")) if k % 2 == 0)
+    assert outside.isascii(), [ch for ch in outside if not ch.isascii()]
+    assert r"max |$\Delta$| $\leq$ $\varepsilon$" in text and r"Add $\rightarrow$ Tanh" in text
+    assert r"$\kappa$--$\rho$" in text and r"p50 ms $\times$" in text
+
+
 def test_cli_analyze(cli, db_path, tmp_path):
     from issuemine.cli.app import app
 
