@@ -19,6 +19,7 @@ from typing import Any
 
 from issuemine.domain.converters import CommandLine, Knowledge, knowledge
 from issuemine.domain.tracebacks import find_tracebacks
+from issuemine.repro.calls import called
 from issuemine.repro.posts import Block, blocks_of, join_continuations
 from issuemine.repro.repairs import GPU_ONLY, bound_names, repair
 from issuemine.repro.versions import reported_versions
@@ -65,10 +66,22 @@ def blocks_of_post(post: str, markdown: str | None, known: Knowledge | None = No
 
 
 def conversions_in(code: str, known: Knowledge | None = None) -> list[str]:
-    """The catalog's entry points (and renamed ones) the code calls, in catalog order."""
+    """The catalog's entry points (and renamed ones) the code calls, in catalog order, however it
+    imported them (``from torch.onnx import export``, ``import torch.onnx as tonnx``: calls.py);
+    code that does not parse is searched for the dotted names as written."""
     known = known or knowledge()
-    calls = [e.call for e in known.entries if e.pattern().search(code)]
-    return calls + [r.old for r in known.renames if r.pattern().search(code)]
+    resolved = called(code) or set()
+
+    def calls(name: str, pattern: re.Pattern[str]) -> bool:
+        return name in resolved or bool(pattern.search(code))
+
+    found = [e.call for e in known.entries if calls(e.call, e.pattern())]
+    return found + [r.old for r in known.renames if calls(r.old, r.pattern())]
+
+
+def looked_for(known: Knowledge) -> str:
+    """The entry points extraction looks for, for a reason that says what was missing."""
+    return ", ".join(dict.fromkeys([*(e.call for e in known.entries), *(r.old for r in known.renames)]))
 
 
 def _exporter(code: str, calls: list[str], known: Knowledge) -> str | None:
@@ -125,7 +138,7 @@ def _extract(posts: list[tuple[str, str | None]], known: Knowledge) -> Candidate
         for block in mine:
             if block.kind == "shell" and (found := _command_line(block.code, known)):
                 return _cli_candidate(post, block, found[0], found[1], tracebacks, versions)
-    reason = "no converter call (torch.onnx / tf2onnx) in the code"
+    reason = f"no converter call in the code (looked for {looked_for(known)})"
     return Candidate(False, reason, tracebacks=tracebacks, provenance=_versions(versions))
 
 

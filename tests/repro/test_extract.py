@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from sqlalchemy import text
 
 from issuemine.repro.candidates import extract_issues
@@ -93,7 +94,34 @@ def test_reasons_when_nothing_can_run():
     assert extract([("body", only_trace)]).reason == "only a traceback, no code to run"
     assert extract([("body", "```cpp\nint main() { return 0 }\n```")]).reason.startswith("code blocks are not Python")
     no_call = "```python\nimport torch\nprint(torch.__version__)\n```"
-    assert extract([("body", no_call)]).reason == "no converter call (torch.onnx / tf2onnx) in the code"
+    reason = extract([("body", no_call)]).reason
+    assert reason.startswith("no converter call in the code (looked for ")
+    assert "torch.onnx.export," in reason and "tf2onnx.convert.from_keras," in reason
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import torch\nfrom torch.onnx import export\nexport(model, x, 'm.onnx')\n",
+        "import torch\nfrom torch.onnx import export as to_onnx\nto_onnx(model, x, 'm.onnx')\n",
+        "import torch.onnx as tonnx\ntonnx.export(model, x, 'm.onnx')\n",
+        "import torch\nfrom torch import onnx\nonnx.export(model, x, 'm.onnx')\n",
+        "import torch\nimport torch.onnx\ntorch.onnx.export(model, x, 'm.onnx')\n",
+        "import torch\ndef save(m):\n    from torch.onnx import export\n    export(m, x, 'm.onnx')\nsave(model)\n",
+    ],
+    ids=["from-import", "from-import-as", "import-as", "from-package", "dotted", "in-a-function"],
+)
+def test_a_converter_call_is_found_however_it_was_imported(code: str) -> None:
+    model = "import torch\nmodel = torch.nn.ReLU()\nx = torch.randn(1, 3)\n"
+    candidate = extract([("body", f"```python\n{model}{code}```")])
+    assert candidate.runnable, candidate.reason
+    assert candidate.conversions == ["torch.onnx.export"]
+
+
+def test_names_that_only_look_like_a_converter_are_not_one() -> None:
+    # export() of another module, and a local function named like the converter.
+    code = "import torch\nfrom mylib import export\nexport(model)\ndef from_keras(m):\n    pass\nfrom_keras(1)\n"
+    assert not extract([("body", f"```python\n{code}```")]).runnable
 
 
 def test_files_block_while_gpu_and_removed_arguments_are_repaired():

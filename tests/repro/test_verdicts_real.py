@@ -147,3 +147,17 @@ def test_the_legacy_variant_runs_the_exporter_a_snippet_was_written_for(warm: Ha
     assert legacy.evidence["calls"][0]["exporter"] == "torchscript"
     assert legacy.verdict == today.verdict == "passes", (legacy, today)
     assert legacy.evidence["graph"][0]["op_counts"]  # what the graph holds, for a reader to judge
+
+
+def test_a_converter_imported_under_another_name_is_wrapped_and_compared(warm: Harness) -> None:
+    # `from torch.onnx import export as to_onnx`: extraction finds the call (calls.py) and the shim,
+    # which wraps the module's function before the snippet imports it, compares what it converted.
+    script = (
+        "import torch\nfrom torch.onnx import export as to_onnx\n"
+        "class M(torch.nn.Module):\n    def forward(self, x):\n        return torch.relu(x) * 2\n"
+        "to_onnx(M(), (torch.randn(1, 3),), 'm.onnx')\n"
+    )
+    outcome = warm.run(script)
+    assert outcome.verdict.verdict == "passes", outcome.verdict.reason
+    [call] = outcome.verdict.evidence["calls"]
+    assert call["api"] == "torch.onnx.export" and call["compare"][0]["max_abs"] == 0.0
