@@ -95,6 +95,7 @@ class Side:
     kernels: Counter[str] = field(default_factory=Counter)  # models failing for want of each kernel
     operators: Counter[str] = field(default_factory=Counter)  # converted models containing each ONNX operator
     errors: Counter[str] = field(default_factory=Counter)  # conversion failures' messages
+    others: Counter[str] = field(default_factory=Counter)  # what "other" holds: crashes, hangs...
     models: int = 0
     versions: dict[str, Any] = field(default_factory=dict)
 
@@ -116,6 +117,8 @@ def campaign_side(db: Database, campaign_id: int) -> tuple[str, Side]:
     side = Side(name, versions=dict(info.versions or {}))
     for model in models(db, campaign_id):
         outcome = column(outcome_under(model, None), info.converter)
+        if outcome == "other":
+            side.others[model.outcome] += 1
         side.by_size.setdefault(model.nodes, Counter())[outcome] += 1
         side.models += 1
         side.operators.update(set((model.graph or {}).get("ops") or []))  # the converted model's ONNX operators
@@ -174,6 +177,13 @@ def evidence(outcome: str, side: Side, kernels_then: Counter[str], models_then: 
         )
     elif outcome == "success":
         lines.append("follows from the failure and mismatch shares above")
+    elif outcome == "other":
+        lines.append(
+            "; ".join(f"{count} × {what}" for what, count in side.others.most_common())
+            + " (a worker that crashed, say with SIGSEGV in the converter or ONNX Runtime, or a model past its time)"
+            if side.others
+            else "none here"
+        )
     return lines
 
 

@@ -109,14 +109,16 @@ def test_a_campaign_is_set_beside_the_artifact_with_its_test_and_evidence(tmp_pa
 def test_difftest_replicate_compares_the_study_campaigns(tmp_path: Path) -> None:
     path = tmp_path / "r.db"
     db = open_db(str(path))
-    _campaign(db, "era-2023", [("ort-failure", NOT_IMPLEMENTED.format("Erf(13)"))] * 3 + [("success", None)])
+    erf = [("ort-failure", NOT_IMPLEMENTED.format("Erf(13)"))] * 3
+    _campaign(db, "era-2023", [*erf, ("success", None), ("worker-crash", "killed by signal 11 (SIGSEGV)")])
     other = open_campaign(db, Plan("torch.onnx", "torchscript", 17, 1, [15], 1))  # the default protocol: left out
     runner = CliRunner()
     shown = runner.invoke(app, ["difftest", "replicate", "--db", str(path)])
     assert shown.exit_code == 0, shown.output
     assert "## torch.onnx" in shown.output and "era-2023 (campaign 1)" in shown.output
     assert f"campaign {other})" not in shown.output and "χ² = " in shown.output
-    assert "Erf(13): missing in 57 of 1724 artifact models (3.3%); here missing in 3 of 4" in shown.output
+    assert "Erf(13): missing in 57 of 1724 artifact models (3.3%); here missing in 3 of 5" in shown.output
+    assert "- other: 0% in the artifact, 20% here" in shown.output and "1 × worker-crash" in shown.output
     as_json = json.loads(runner.invoke(app, ["difftest", "replicate", "--db", str(path), "--format", "json"]).output)
     assert as_json[0]["rows"][-1]["era-2023 (campaign 1)"]["failure"] == 3
     open_db(str(tmp_path / "empty.db")).close()
