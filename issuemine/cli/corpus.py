@@ -37,7 +37,8 @@ from issuemine.cli.common import (
 )
 from issuemine.corpus import filters as filters_mod
 from issuemine.corpus import sampling, status
-from issuemine.domain.converters import resolve
+from issuemine.domain.converters import default_catalog_paths, resolve
+from issuemine.errors import IssuemineError
 from issuemine.github import DEFAULT_API_URL
 
 if TYPE_CHECKING:
@@ -48,8 +49,32 @@ if TYPE_CHECKING:
 
 
 @handle_errors
-def converters_cmd(catalog_files: list[Path] | None = CatalogOption, as_json: bool = JsonOption) -> None:
-    """List the converters in the catalog: repository, label rules and relevant state."""
+def converters_cmd(
+    catalog_files: list[Path] | None = CatalogOption,
+    check: Path | None = typer.Option(
+        None,
+        "--check",
+        help="Validate a converter file (with the bundled catalog, as --catalog reads it) and say what it defines.",
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """List the converters in the catalog: repository, label rules, the model formats each reads and
+    writes, and what issuemine can do with it (fetch, label and analyze its issues; re-run their
+    snippets; differential-test it; measure its converted models). The fields of a converter file
+    are documented in README's "Converters are data"."""
+    if check is not None:
+        if not check.is_file():
+            raise IssuemineError(f"--check {check}: no such file")
+        from issuemine.domain.converters import load_full_catalog
+
+        found = load_full_catalog([*default_catalog_paths(), *(catalog_files or []), check])
+        mine = [c for c in found.converters.values() if c.origin == str(check)]
+        if not mine:
+            raise IssuemineError(f"{check}: no [converters.NAME] entry")
+        for c in mine:
+            flow = f"{c.source or '?'} -> {c.target}"
+            out.print(f"{check}: {c.name} ({flow}) ok: {', '.join(c.capabilities)}", markup=False, highlight=False)
+        return
     entries = catalog(catalog_files)
     if as_json:
         print_json([c.catalog_entry() for c in entries.values()])
@@ -58,14 +83,15 @@ def converters_cmd(catalog_files: list[Path] | None = CatalogOption, as_json: bo
         (
             c.name,
             c.repo,
+            f"{c.source or '?'} → {c.target}",
             ", ".join(c.include_labels) or "(all)",
             ", ".join(c.exclude_labels) or "-",
-            c.state,
-            c.description,
+            ", ".join(c.capabilities),
         )
         for c in entries.values()
     ]
-    out.print(table("Converters", ["name", "repository", "include labels", "exclude labels", "state", "about"], rows))
+    columns = ["name", "repository", "formats", "include labels", "exclude labels", "issuemine can"]
+    out.print(table("Converters", columns, rows))
 
 
 class _RateColumn(ProgressColumn):

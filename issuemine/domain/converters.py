@@ -33,6 +33,13 @@ from issuemine.errors import IssuemineError
 from issuemine.resources import data_dir
 
 STATES = ("open", "closed", "all")
+# Model formats a converter reads (``source``) or writes (``target``).
+MODEL_FORMATS = ("onnx", "pytorch", "tensorflow", "keras", "tflite", "paddle", "sklearn", "coreml", "tensorrt", "mxnet")
+# Pipeline stages issuemine can run for a converter: fetch and label its issues (every entry), re-run
+# their snippets (an entry with [reproduce]), differential-test it and measure converted models
+# (the converters issuemine's difftest and quality code drive).
+DIFFTEST_CONVERTERS = ("torch.onnx", "tf2onnx")
+QUALITY_CONVERTERS = ("torch.onnx", "tf2onnx", "coremltools")
 CHECKS = ("torch", "tensorflow", "load-only", "none")
 _KEYS = {
     "repo",
@@ -41,6 +48,7 @@ _KEYS = {
     "state",
     "own_repos",
     "description",
+    "source",
     "target",
     "reproduce",
     "stage",
@@ -139,6 +147,8 @@ class Converter:
     target: str = "onnx"
     reproduce: Reproduction | None = None
     stages: StageRules = field(default_factory=StageRules)
+    source: str = ""  # the model format it reads ("" when the file does not say)
+    origin: str = ""  # the catalog file it came from
 
     @property
     def owner(self) -> str:
@@ -152,10 +162,28 @@ class Converter:
         """Repositories whose closed issues/PRs count as a fix (lower-cased, as GitHub compares)."""
         return {r.lower() for r in (self.own_repos or (self.repo,))}
 
+    @property
+    def capabilities(self) -> tuple[str, ...]:
+        """The pipeline stages issuemine can run for it (see DIFFTEST_CONVERTERS' comment)."""
+        found = ["fetch", "label", "analyze"]
+        if self.reproduce is not None:
+            found.append("repro")
+        if self.name in DIFFTEST_CONVERTERS:
+            found.append("difftest")
+        if self.name in QUALITY_CONVERTERS:
+            found.append("quality")
+        return tuple(found)
+
     def catalog_entry(self) -> dict[str, Any]:
         """The tracker part, as `issuemine converters --json` shows it."""
-        keys = ("name", "repo", "include_labels", "exclude_labels", "state", "own_repos", "description", "target")
-        return {k: getattr(self, k) for k in keys} | {"reproducible": self.reproduce is not None}
+        keys = ("name", "repo", "include_labels", "exclude_labels", "state", "own_repos", "description")
+        return {k: getattr(self, k) for k in keys} | {
+            "source": self.source,
+            "target": self.target,
+            "reproducible": self.reproduce is not None,
+            "capabilities": list(self.capabilities),
+            "file": self.origin,
+        }
 
 
 @dataclass(frozen=True)
@@ -277,6 +305,10 @@ def _parse_entry(name: str, entry: object, source: Path) -> Converter:
     state = entry.get("state", "closed")
     if state not in STATES:
         raise IssuemineError(f"{where}: 'state' must be one of {', '.join(STATES)}, got {state!r}")
+    for key, default in (("source", ""), ("target", "onnx")):
+        value = entry.get(key, default)
+        if value != default and value not in MODEL_FORMATS:
+            raise IssuemineError(f"{where}: '{key}' must be one of {', '.join(MODEL_FORMATS)}, got {value!r}")
     return Converter(
         name=name,
         repo=repo,
@@ -288,6 +320,8 @@ def _parse_entry(name: str, entry: object, source: Path) -> Converter:
         target=str(entry.get("target", "onnx")),
         reproduce=_reproduction(entry["reproduce"], f"{where}: reproduce") if "reproduce" in entry else None,
         stages=parse_stage_rules(entry.get("stage", {}), f"{where}: stage"),
+        source=str(entry.get("source", "")),
+        origin=str(source),
     )
 
 
@@ -317,10 +351,25 @@ def load_full_catalog(paths: Iterable[Path] | None = None) -> Catalog:
         if not isinstance(entries, dict):
             raise IssuemineError(f"{path}: [converters] must be a table of converter entries")
         for name, entry in entries.items():
-            converters[name] = _parse_entry(name, entry, Path(path))
+            parsed = _parse_entry(name, entry, Path(path))
+            if name in converters and converters[name].origin != parsed.origin:
+                _tell_override(name, converters[name].origin, parsed.origin)
+            converters[name] = parsed
         for name, entry in _table(doc.get("formats", {}), f"{path}: [formats]").items():
             formats[name] = _parse_format(name, entry, Path(path))
     return Catalog(converters, formats)
+
+
+_overrides_told: set[tuple[str, str]] = set()
+
+
+def _tell_override(name: str, earlier: str, later: str) -> None:
+    """A user's file that replaces a bundled entry of the same name says so, once per process."""
+    import sys
+
+    if (name, later) not in _overrides_told:
+        _overrides_told.add((name, later))
+        print(f"note: {later} replaces the converter {name!r} of {earlier}", file=sys.stderr)
 
 
 def load_catalog(paths: Iterable[Path] | None = None) -> dict[str, Converter]:

@@ -277,6 +277,6 @@ def test_demo(cli, tmp_path: Path):
 def test_tables_off_a_terminal_are_never_cut(cli):
     result = run(cli, "converters")
     assert result.exit_code == 0
-    assert "…" not in result.output and "PyTorch/TensorFlow to Core ML" in result.output
+    assert "…" not in result.output and "fetch, label, analyze, repro, difftest, quality" in result.output
     codebook = run(cli, "taxonomy", "show", "cause")
     assert "…" not in codebook.output and "incompatibility" in codebook.output
