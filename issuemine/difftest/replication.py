@@ -40,6 +40,19 @@ ARTIFACT_COLUMNS = {
 ONE_FAILURE = frozenset({"torch.onnx"})
 SHIFT = 0.08  # an outcome whose share moved by more than 8 points gets its evidence
 KERNEL = re.compile(r"Could not find an implementation for (\w+)\((\d+)\)")
+# ONNX Runtime refusing a converted model: a type an operator does not take, an operator it does not know.
+BAD_TYPE = re.compile(r"Type Error: Type '([^']+)' of input parameter \([^)]*\) of operator \((\w+)\)")
+NO_OP = re.compile(r"In Node, \(\"[^\"]*\", (\w+), \"([^\"]*)\".*Error No Op")
+
+
+def ort_refusal(error: str) -> str:
+    """An ONNX Runtime failure other than a missing kernel, said briefly: the operator and the type
+    it refused, the operator it does not know, else the error's first line with its numbers masked."""
+    if found := BAD_TYPE.search(error):
+        return f"invalid graph: {found.group(2)} does not take {found.group(1)}"
+    if found := NO_OP.search(error):
+        return f"invalid graph: no operator {found.group(1)} (domain '{found.group(2)}')"
+    return message_pattern(error, 100)
 
 
 def columns(converter: str) -> tuple[str, ...]:
@@ -96,6 +109,7 @@ class Side:
     operators: Counter[str] = field(default_factory=Counter)  # converted models containing each ONNX operator
     errors: Counter[str] = field(default_factory=Counter)  # conversion failures' messages
     others: Counter[str] = field(default_factory=Counter)  # what "other" holds: crashes, hangs...
+    refusals: Counter[str] = field(default_factory=Counter)  # ONNX Runtime failures not for want of a kernel
     models: int = 0
     versions: dict[str, Any] = field(default_factory=dict)
 
@@ -123,7 +137,10 @@ def campaign_side(db: Database, campaign_id: int) -> tuple[str, Side]:
         side.models += 1
         side.operators.update(set((model.graph or {}).get("ops") or []))  # the converted model's ONNX operators
         if model.outcome == "ort-failure" and model.error:
-            side.kernels.update({f"{op}({version})" for op, version in KERNEL.findall(model.error)})
+            missing = {f"{op}({version})" for op, version in KERNEL.findall(model.error)}
+            side.kernels.update(missing)
+            if not missing:
+                side.refusals[ort_refusal(model.error)] += 1
         if model.outcome == "conversion-failure" and model.error:
             side.errors[message_pattern(model.error, 100)] += 1
     return info.converter, side
@@ -165,6 +182,8 @@ def evidence(outcome: str, side: Side, kernels_then: Counter[str], models_then: 
         for kernel, count in side.kernels.most_common(5):
             if kernel not in kernels_then:
                 lines.append(f"{kernel}: missing in {count} models here, not among the artifact's failures")
+        for refusal, count in side.refusals.most_common(5):
+            lines.append(f"{count} × {refusal}")
     elif outcome == "conversion-failure":
         for message, count in side.errors.most_common(5):
             lines.append(f"{count} × {message}")

@@ -271,3 +271,18 @@ def test_difftest_models_lists_ids_by_outcome(tmp_path: Path) -> None:
     limited = runner.invoke(app, ["difftest", "models", "--db", str(path), "--limit", "2"]).stdout
     assert "Models: 2 of 6 (--limit 2)" in limited
     assert_clean_error(runner.invoke(app, ["difftest", "models", "--db", str(path), "--outcome", "nope"]), "--outcome")
+
+
+def test_onnx_runtime_refusals_are_said_briefly() -> None:
+    from issuemine.difftest.replication import ort_refusal
+
+    head = "onnxruntime.capi.onnxruntime_pybind11_state.InvalidGraph: [ONNXRuntimeError] : 10 : INVALID_GRAPH : "
+    typed = head + "Load model from /x/c4.onnx failed:This is an invalid model. Type Error: Type 'tensor(int8)' of "
+    typed += "input parameter (v16_0) of operator (ReduceSum) in node (P/Sum) is invalid."
+    assert ort_refusal(typed) == "invalid graph: ReduceSum does not take tensor(int8)"
+    unknown = (
+        head + 'Load model from /x/c4.onnx failed:This is an invalid model. In Node, ("P/Gelu/Erfc", Erfc, "", -1)'
+    )
+    unknown += ' : ("P/Gelu/mul_1:0": tensor(float16),) -> ("P/Gelu/Erfc:0",) , Error No Op registered for Erfc'
+    assert ort_refusal(unknown) == "invalid graph: no operator Erfc (domain '')"
+    assert ort_refusal("RuntimeError: something at 0x7f00 else").startswith("RuntimeError: something")
