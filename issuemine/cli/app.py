@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-import click
 import typer
 import typer.main
 import typer.rich_utils
@@ -131,9 +130,10 @@ class LazyGroup(TyperGroup):
             self._listing = False
 
 
-def _one_line_usage_error(exc: click.ClickException) -> None:
+def _one_line_usage_error(exc: Any) -> None:
     """A usage error (a missing option, a bad value) as one line, like every other error, instead
-    of typer's usage line, hint and box; user data in it is printed as text, never as markup."""
+    of typer's usage line, hint and box; user data in it is printed as text, never as markup.
+    ``exc`` is click's ClickException, which typer now carries as its own copy of click."""
     from rich.text import Text
 
     from issuemine.cli.common import err, printable
