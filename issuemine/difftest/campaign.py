@@ -95,11 +95,12 @@ def environment_python(
         return None
     from issuemine.repro import environments
 
-    env = environments.load(envs_file).get(name)
-    if env is None or name == environments.CURRENT:
-        if env is not None:
-            return None
-        known = ", ".join(n for n in environments.load(envs_file) if n != environments.CURRENT)
+    if name == environments.CURRENT:
+        return None
+    found = environments.load(envs_file)
+    env = found.get(name)
+    if env is None:
+        known = ", ".join(n for n in found if n != environments.CURRENT)
         raise IssuemineError(f"--env {name!r}: no such environment (known: {known}; see `issuemine repro env list`)")
     version = tuple(int(part) for part in (env.base_python or "").split(".")[:2] if part.isdigit())
     if len(version) == 2 and version < (3, 10):

@@ -149,6 +149,8 @@ def package_root() -> Path:
     root = Path(tempfile.gettempdir()) / f"issuemine-path-{os.getuid()}" / key
     link = root / "issuemine"
     if not link.exists():
+        if link.is_symlink():  # left dangling (the temporary folder was cleaned): made again
+            link.unlink(missing_ok=True)
         root.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileExistsError):
             link.symlink_to(package, target_is_directory=True)
