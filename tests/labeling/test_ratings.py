@@ -180,8 +180,9 @@ def test_cli_agree_and_import(cli, db_path):
 
 def test_data_files_are_shipped_with_provenance():
     provenance = (data_dir() / "PROVENANCE.md").read_text()
-    for name in ("study-labels.csv", "pilot-ratings.csv", "drift-ratings.csv"):
+    for name in ("study-labels.csv", "pilot-ratings.csv", "drift-ratings.csv", "artifact-table11.csv"):
         assert (data_dir() / name).exists() and name in provenance
+    assert "shared/" not in provenance  # public sources a user can follow, not this project's folder
     assert Path(STUDY).read_text().count("\n") == 201
 
 
