@@ -181,6 +181,7 @@ def localize(job: dict[str, Any], out_dir: Path, policy: dict[str, Any], noise: 
     expected: dict[str, Any] = {model.tensor[var]: want[var]}
     np.savez(out_dir / "inputs.npz", **arrays)
     np.savez(out_dir / "expected.npz", **expected)
+    (out_dir / "reference.npz").unlink(missing_ok=True)  # an earlier localization's, under the other oracle
     if var in oracle.reference:  # still_fails judges the reduced model by the same oracle
         reference: dict[str, Any] = {model.tensor[var]: oracle.reference[var]}
         np.savez(out_dir / "reference.npz", **reference)
