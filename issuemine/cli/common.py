@@ -140,17 +140,10 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
 
 
 def markdown_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A titled GitHub-flavoured Markdown table (what ``--format md`` promises: a paper's or an
-    issue's text, not box drawing); pipes and line breaks inside cells are escaped."""
+    """A titled Markdown table: what ``--format md`` promises (a paper's or an issue's text, not box drawing)."""
+    from issuemine.markdown import table as markdown
 
-    def cell(value: Any) -> str:
-        text = "" if value is None else str(value)
-        return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-    lines = [f"### {title}", "", "| " + " | ".join(cell(c) for c in columns) + " |"]
-    lines.append("|" + "|".join("---" for _ in columns) + "|")
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    return markdown(columns, rows, title)
 
 
 def print_markdown(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -160,9 +160,9 @@ def package_root() -> Path:
 def env_worker_environ() -> dict[str, str]:
     """What another environment's worker sees: issuemine's folder on its path, no user site, no
     GPU search, and the campaign's operator cache; nothing of this interpreter's packages."""
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "ISSUEMINE_NNSMITH_CACHE", "OMP_NUM_THREADS")
-    environ = {k: v for k, v in os.environ.items() if k in keep}
-    return environ | {"PYTHONPATH": str(package_root()), "PYTHONNOUSERSITE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    from issuemine.repro.environments import interpreter_environ
+
+    return interpreter_environ("ISSUEMINE_NNSMITH_CACHE", "OMP_NUM_THREADS") | {"PYTHONPATH": str(package_root())}
 
 
 class WorkerPool:

@@ -22,6 +22,7 @@ from issuemine.db import Database
 from issuemine.difftest.campaign import campaign, models, outcome_under
 from issuemine.difftest.report import message_pattern
 from issuemine.errors import IssuemineError
+from issuemine.markdown import table
 from issuemine.resources import data_dir
 
 # The artifact's columns, in Table 11's order, and the outcomes of ours each stands for. The
@@ -279,14 +280,15 @@ def markdown(results: list[dict[str, Any]]) -> str:
         header = (
             ["nodes"] + [f"{name}: {short[c]}" for name in names for c in outcomes] + [f"{n}: models" for n in names]
         )
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + "---|" * len(header))
-        for row in result["rows"]:
-            cells = [str(row["nodes"])]
-            cells += [str(row[name][c]) for name in names for c in outcomes]
-            cells += [str(row[name]["models"]) for name in names]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
+        rows = [
+            [
+                row["nodes"],
+                *(row[name][c] for name in names for c in outcomes),
+                *(row[name]["models"] for name in names),
+            ]
+            for row in result["rows"]
+        ]
+        lines.append(table(header, rows))
         for comparison in result["comparisons"]:
             test = comparison["test"]
             said = (

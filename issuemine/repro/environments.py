@@ -314,7 +314,7 @@ def features(python: str) -> dict[str, object]:
     the probe cannot run: then nothing is assumed)."""
     try:
         done = subprocess.run(
-            [python, "-c", FEATURE_PROBE], capture_output=True, text=True, timeout=300, env=_probe_env()
+            [python, "-c", FEATURE_PROBE], capture_output=True, text=True, timeout=300, env=interpreter_environ()
         )
         found = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 and done.stdout else {}
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
@@ -322,7 +322,9 @@ def features(python: str) -> dict[str, object]:
     return found if isinstance(found, dict) else {}
 
 
-def _probe_env() -> dict[str, str]:
-    # The probe imports only the environment's packages: no secrets, no user site, no GPU search.
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
+def interpreter_environ(*also: str) -> dict[str, str]:
+    """What another environment's interpreter is run with (a feature probe, a difftest worker): it
+    imports only that environment's packages, with no secrets, no user site and no GPU search;
+    ``also`` names further variables it may see."""
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", *also)
     return {k: v for k, v in os.environ.items() if k in keep} | {"PYTHONNOUSERSITE": "1", "CUDA_VISIBLE_DEVICES": ""}

@@ -23,22 +23,12 @@ from issuemine.difftest.replication import artifact_counts, artifact_kernels, ch
 from issuemine.errors import IssuemineError
 from issuemine.repro import environments
 from tests.cli.test_cli import assert_clean_error
+from tests.repro.test_era import era_stack
 
-ERA_FILE = Path(__file__).parents[1] / "repro" / "era-stack.toml"
 NOT_IMPLEMENTED = (
     "onnxruntime.capi.onnxruntime_pybind11_state.NotImplemented: [ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : "
     "Could not find an implementation for {} node with name '/x'"
 )
-
-
-def era_python() -> str:
-    env = environments.load(ERA_FILE)["era-2023"]
-    if not env.has_difftest:
-        message = f"no era stack with NNSmith: issuemine repro env build era-2023 --envs-file {ERA_FILE} --difftest"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return env.python
 
 
 def test_the_artifacts_counts_are_its_published_totals() -> None:
@@ -149,7 +139,7 @@ def test_an_environment_without_nnsmith_says_what_to_build(tmp_path: Path, monke
 def test_a_study_campaign_runs_in_a_stack_of_its_time(tmp_path: Path) -> None:
     """NNSmith 0.1.0, torch 1.13.1 and onnxruntime 1.14.1 in their own interpreter: ONNX Runtime of
     early 2023 lacks kernels the artifact's failures name (Trilu(14), Erf(13) for these seeds)."""
-    python = era_python()
+    python = era_stack(difftest=True).python
     db = open_db(str(tmp_path / "era.db"))
     plan = Plan("torch.onnx", "torchscript", 16, 1, [15, 30], 3, 1, "study-torch", [], "era-2023")
     report = run(db, plan, tmp_path / "files", 2, timeout=120, python=python)

@@ -31,10 +31,12 @@ ERA_FILE = Path(__file__).parent / "era-stack.toml"
 SHIM = Path(environments.__file__).parent / "shim"
 
 
-def era_stack() -> environments.Environment:
+def era_stack(difftest: bool = False) -> environments.Environment:
+    """The test stack of 2023 (with NNSmith added, for ``difftest``); skipped outside CI when missing."""
     env = environments.load(ERA_FILE)["era-2023"]
-    if not env.built:
-        message = f"the era stack is not built: issuemine repro env build era-2023 --envs-file {ERA_FILE}"
+    if not (env.has_difftest if difftest else env.built):
+        flag = " --difftest" if difftest else ""
+        message = f"the era stack is not built: issuemine repro env build era-2023 --envs-file {ERA_FILE}{flag}"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
