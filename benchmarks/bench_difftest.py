@@ -4,7 +4,9 @@
     python benchmarks/bench_difftest.py --whole 15..100:5 --per-size 56 [--setups torchscript,tf2onnx]
 
 Models per minute through generate → framework run → convert → check → ORT load → 100 inputs →
-compare, per converter and exporter (torch.onnx TorchScript, torch.onnx dynamo, tf2onnx), at 15 and
+compare, per converter and exporter (torch.onnx TorchScript, torch.onnx dynamo, tf2onnx, and
+onnx2torch the other way: ONNX Runtime's outputs are the reference, the converted module runs in
+PyTorch), at 15 and
 100 nodes, on the local worker pool, with where the time goes (summed over models, per step) and
 the outcomes (Table 11). The first TensorFlow run also pays NNSmith's operator probe (cached after).
 
@@ -28,7 +30,13 @@ from typing import Any
 from issuemine.db import open_db
 from issuemine.difftest.campaign import Plan, campaign, models, parse_sizes, run
 
-SETUPS = (("torch.onnx", "torchscript"), ("torch.onnx", "dynamo"), ("tf2onnx", "tf2onnx"))
+SETUPS = (
+    ("torch.onnx", "torchscript"),
+    ("torch.onnx", "dynamo"),
+    ("tf2onnx", "tf2onnx"),
+    ("onnx2torch", "onnx2torch"),  # ONNX → PyTorch: ONNX Runtime is the reference, torch runs the result
+    ("onnx2torch", "round-trip"),  # PyTorch → ONNX → PyTorch: the generated model is the reference
+)
 STEPS = ("generate", "framework", "convert", "load", "run", "compare")
 
 
@@ -38,7 +46,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--sizes", default="15,100")
     parser.add_argument("--whole", help="one campaign per setup over these sizes, e.g. 15..100:5")
-    parser.add_argument("--setups", default="torchscript,dynamo,tf2onnx")
+    parser.add_argument("--setups", default="torchscript,dynamo,tf2onnx,onnx2torch,round-trip")
     parser.add_argument("--db", help="report the campaigns stored in this database instead of running new ones")
     args = parser.parse_args()
     if args.db:

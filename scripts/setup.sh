@@ -43,6 +43,11 @@ fi
 # The CPU build of torch 2.13.0 lies on this machine's disk; asking for it by version first keeps
 # pip from choosing a multi-GB CUDA build for the open range in pyproject.toml.
 .venv/bin/python -m pip install -q "torch==2.13.0"
+# onnx2torch, the ONNX -> PyTorch direction of difftest (issuemine/difftest/adapters/onnx2torch.py),
+# without its torchvision requirement: the index's torchvision for this torch is a CUDA build that
+# does not load beside the CPU torch, and resolving one would replace torch. onnx2torch needs
+# torchvision only for its NMS and RoiAlign converters; the adapter stands a placeholder in.
+.venv/bin/python -m pip install -q --no-deps "onnx2torch>=1.5,<2"
 if [ "$dev" = 1 ]; then
   .venv/bin/python -m pip install -q -e ".[repro,suggest,quality,difftest,ray,dev]"
   # The stack of another era the re-run tests use (torch 1.13, TensorFlow 2.12 on Python 3.10),

@@ -73,3 +73,25 @@ def load_issue(db: Database, repo: str, number: int, title: str, body: str) -> N
     }
     with db.session() as session:
         save_issue(session, ensure_repository(session, repo), payload, source="load")
+
+
+def markdown_tables(text: str) -> list[list[list[str]]]:
+    """The Markdown tables of ``text``, each as rows of cells (the header first, the rule dropped);
+    asserts each is well formed: a header, a rule of dashes, and every row as wide as the header
+    (a pipe inside a cell escaped as ``\\|``)."""
+    tables: list[list[str]] = []
+    previous = False
+    for line in text.splitlines():
+        is_row = line.startswith("|")
+        if is_row and not previous:
+            tables.append([])
+        if is_row:
+            tables[-1].append(line)
+        previous = is_row
+    parsed = []
+    for lines in tables:
+        rows = [[c.strip() for c in line.replace("\\|", "\x00").strip().strip("|").split("|")] for line in lines]
+        assert len(rows) >= 2 and all(set(c) <= set("-: ") and c for c in rows[1]), lines[:2]
+        assert {len(r) for r in rows} == {len(rows[0])}, lines
+        parsed.append([[c.replace("\x00", "|") for c in r] for r in [rows[0], *rows[2:]]])
+    return parsed

@@ -4,6 +4,7 @@ in every figure. Each function returns a matplotlib Figure; ``save`` writes PNG 
 from __future__ import annotations
 
 import functools
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -140,8 +141,12 @@ def cumulative(quarters: pd.DataFrame, releases: list[tuple[str, Any, int]], tit
 
 
 @styled
+@styled
 def ratio_bars(table: pd.DataFrame, title: str) -> Figure:
-    """Ratios (columns) per row label as grouped horizontal bars, with the line of no change at 1."""
+    """Ratios (columns) per row label as grouped horizontal bars, with the line of no change at 1.
+    Ticks are plain numbers at 1-2-5 steps (a log axis's own labels overlap in a column-wide figure)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
     columns = list(table.columns)
     colors = category_color(columns)
     fig, ax = _figure((WIDTH, 0.9 + 0.22 * len(table.index) * max(1, len(columns)) / 2))
@@ -152,9 +157,19 @@ def ratio_bars(table: pd.DataFrame, title: str) -> Figure:
     ax.set_yticks([i + height * (len(columns) - 1) / 2 for i in range(len(table.index))], labels=list(table.index))
     ax.axvline(1.0, color="black", linewidth=0.6)
     ax.set_xscale("log")
-    ax.set_xlabel("converted / original (log scale; 1 = no change)")
+    values = [v for v in table.to_numpy().ravel() if pd.notna(v) and v > 0]
+    low, high = min([*values, 1.0]), max([*values, 1.0])
+    steps = [m * 10.0**e for e in range(-4, 5) for m in (1, 2, 5)]
+    shown = [t for t in steps if low / 2 <= t <= high * 2]
+    if len(shown) > 7:  # a wide range: powers of ten only
+        shown = [t for t in shown if f"{t:g}".lstrip("0.").startswith("1")]
+    ax.xaxis.set_major_locator(FixedLocator(shown))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("converted / original\n(log scale; 1 = no change)")
     ax.invert_yaxis()
-    _title(ax, title)
+    if title:  # over the whole figure: long row labels leave the axes too narrow for it
+        fig.suptitle(textwrap.fill(title, 45), fontsize=8)
     fig.legend(frameon=False, ncols=min(len(columns), 3), loc="outside lower center")
     return fig
 
@@ -174,16 +189,21 @@ def agreement_chart(rows: list[dict[str, Any]], title: str) -> Figure:
         ax.bar(xs, part["value"].fillna(0), width, label=group, color=colors[group])
         for x, (_, row) in zip(xs, part.iterrows(), strict=True):
             n = "" if pd.isna(row.get("n")) else f"n={int(row['n'])}"
+            why = row.get("why")
+            why = why if isinstance(why, str) and why else "not computable"
             if pd.isna(row["value"]):  # say why there is no bar rather than leave a gap
-                ax.text(x, 0.02, f"{n}\n{row.get('why') or 'not computable'}", ha="center", va="bottom", fontsize=4)
+                ax.text(x, 0.02, f"{n}\n{why}", ha="center", va="bottom", fontsize=5.5)
             elif n:
-                ax.text(x, row["value"] + 0.01, n, ha="center", va="bottom", fontsize=4)
+                ax.text(x, row["value"] + 0.01, n, ha="center", va="bottom", fontsize=5.5)
     ax.set_xticks([i + width * (len(groups) - 1) / 2 for i in range(len(dims))], labels=dims)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("agreement (κ; α for > 2 raters)")
     _title(ax, title)
     fig.legend(frameon=False, ncols=min(len(groups), 4), loc="outside lower center")
     return fig
+
+
+FEW_SIZES = 5  # fewer model sizes than this are drawn as bars
 
 
 @styled
@@ -197,13 +217,22 @@ def share_by_size(rows: list[dict[str, Any]], outcomes: list[str], title: str) -
     axes = fig.subplots(len(setups), 1, sharex=True, squeeze=False)[:, 0]
     for ax, setup in zip(axes, setups, strict=True):
         part = frame[frame["setup"] == setup].sort_values("nodes")
-        ax.stackplot(
-            part["nodes"],
-            *[100 * part[o] for o in outcomes],
-            labels=outcomes,
-            colors=[colors[o] for o in outcomes],
-            linewidth=0,
-        )
+        if part["nodes"].nunique() < FEW_SIZES:
+            # A few sizes: stacked bars; an area between two or three points draws slopes nobody measured.
+            bottom = [0.0] * len(part)
+            labels = [str(n) for n in part["nodes"]]
+            for o in outcomes:
+                heights = list(100 * part[o])
+                ax.bar(labels, heights, 0.6, bottom=bottom, label=o, color=colors[o])
+                bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+        else:
+            ax.stackplot(
+                part["nodes"],
+                *[100 * part[o] for o in outcomes],
+                labels=outcomes,
+                colors=[colors[o] for o in outcomes],
+                linewidth=0,
+            )
         ax.set_ylim(0, 100)
         ax.set_ylabel("% of models")
         ax.set_title(setup, fontsize=6, loc="left")

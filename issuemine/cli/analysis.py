@@ -14,11 +14,17 @@ from issuemine.domain.taxonomy import load_taxonomy
 from issuemine.errors import IssuemineError
 from issuemine.pipeline import report
 
+# The ISSTA 2024 paper's names for the tables and the figure this command computes.
+PAPER_NAMES = {"table8": "stages", "table9": "symptoms", "table10": "cause-by-symptom", "figure6": "opset-trend"}
+
 
 @handle_errors
 def analyze_cmd(
     table: str | None = typer.Option(
-        None, "--table", help=f"One table to print: {', '.join([*tables.TABLES, 'opset-trend'])}."
+        None,
+        "--table",
+        help=f"One table to print: {', '.join([*tables.TABLES, 'opset-trend'])}; the paper's names "
+        f"({', '.join(PAPER_NAMES)}) also work.",
     ),
     fmt: str = typer.Option("md", "--format", help="md, csv, latex or json."),
     out_dir: Path | None = typer.Option(
@@ -26,7 +32,10 @@ def analyze_cmd(
     ),
     figures: bool = typer.Option(True, "--figures/--no-figures", help="With --out: also draw the figures."),
     titles: bool = typer.Option(
-        True, "--titles/--no-titles", help="With --out: titles inside the figures (off for a paper that captions them)."
+        False,
+        "--titles/--no-titles",
+        help="With --out: titles inside the figures (off by default: the report's headings and a paper's captions "
+        "name them).",
     ),
     sample: str | None = typer.Option(None, "--sample", help="Sample to analyze (needed when several have labels)."),
     converter: list[str] | None = typer.Option(None, "--converter", help="Only these converter(s)."),
@@ -37,6 +46,7 @@ def analyze_cmd(
     (Table 10), causes and cause sub-types, each with Wilson 95% intervals."""
     if fmt not in tables.FORMATS:
         raise IssuemineError(f"unknown --format {fmt!r}: use {', '.join(tables.FORMATS)}")
+    table = PAPER_NAMES.get(table.lower(), table) if table else table
     if table is not None and table not in (*tables.TABLES, "opset-trend"):
         raise IssuemineError(f"unknown --table {table!r}: use {', '.join([*tables.TABLES, 'opset-trend'])}")
     tax, _ = load_taxonomy(taxonomy_dir)

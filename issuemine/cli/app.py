@@ -8,6 +8,7 @@ the one list of commands, with the short help shown by ``issuemine --help``.
 from __future__ import annotations
 
 import importlib
+import re
 from typing import Any
 
 import typer
@@ -26,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "status": ("corpus", "status_cmd", "Show what the database holds."),
     "load": ("corpus", "load_cmd", "Import issues from a file (an export, or a CSV of stubs) without a token."),
     "export": ("corpus", "export_cmd", "Export the corpus as JSON Lines, to share without a token."),
+    "datasette": ("corpus", "datasette_cmd", "Datasette metadata (descriptions, canned queries) for this database."),
     "taxonomy": ("labeling", "taxonomy_app", "Show and check the labeling taxonomy."),
     "labels": ("labeling", "labels_app", "Import and export human labels."),
     "assign": ("labeling", "assign_cmd", "Plan who labels what: raters and the double-labeled overlap."),
@@ -50,6 +52,7 @@ EXAMPLES: dict[str, str] = {
     "status": "issuemine status --db issuemine-demo/issuemine.db",
     "load": "issuemine load corpus.jsonl",
     "export": "issuemine export corpus.jsonl",
+    "datasette": "issuemine datasette --db demo.db > demo-metadata.json && datasette demo.db -m demo-metadata.json",
     "taxonomy show": "issuemine taxonomy show cause",
     "taxonomy check": "issuemine taxonomy check --taxonomy my-codebooks/",
     "labels import": "issuemine labels import data/pilot-ratings.csv --sample pilot",
@@ -77,17 +80,41 @@ EXAMPLES: dict[str, str] = {
     "difftest report": "issuemine difftest report --format csv > table11.csv",
     "difftest show": "issuemine difftest show 17",
     "difftest localize": "issuemine difftest localize 17 --out bug-report/",
-    "difftest coverage": "issuemine difftest coverage onnx/backend/test/data/node/ --campaign 2",
+    "difftest coverage": "issuemine difftest coverage my-converter-tests/ --campaign 2   # a folder of .onnx files",
     "quality suite": "issuemine quality suite --frameworks torch,keras --seed 0",
     "quality model": "issuemine quality model model.pt --input-shape 1,1,8,8 --data data.npz",
     "quality report": "issuemine quality report --format csv > quality.csv",
 }
 
 
+BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s")
+
+
+def reflow(text: str) -> str:
+    """Help text written with line breaks (docstrings wrap at the source's width) as paragraphs the
+    terminal wraps itself: lines of a paragraph are joined; list items stay items."""
+    paragraphs = []
+    for paragraph in re.split(r"\n\s*\n", text.strip()):
+        lines: list[str] = []
+        for line in paragraph.splitlines():
+            if lines and not BULLET.match(line):
+                lines[-1] = f"{lines[-1]} {line.strip()}"
+            else:
+                lines.append(line.strip() if not BULLET.match(line) else line.rstrip())
+        paragraphs.append("\n".join(lines))
+    return "\n\n".join(paragraphs)
+
+
 def _with_examples(command: Any, path: str) -> Any:
-    """Put each command's example in its --help epilog (groups: every subcommand's)."""
+    """Put each command's example in its --help epilog (groups: every subcommand's), and reflow its
+    help and its options' help."""
     if path in EXAMPLES:
         command.epilog = f"Example: {EXAMPLES[path]}"
+    if command.help:
+        command.help = reflow(command.help)
+    for param in getattr(command, "params", []):
+        if getattr(param, "help", None):
+            param.help = reflow(param.help)
     for name, sub in (getattr(command, "commands", None) or {}).items():
         _with_examples(sub, f"{path} {name}")
     return command
@@ -145,6 +172,19 @@ def _one_line_usage_error(exc: Any) -> None:
 
 # typer prints click's usage errors through this function of its rich_utils when Rich is there.
 typer.rich_utils.rich_format_error = _one_line_usage_error  # type: ignore[assignment]
+
+_display_type = typer.core._TyperParameter.display_type
+
+
+def _display_type_of_value(self: Any, ctx: Any) -> str:
+    """--help shows an option's value type (``<int>``); a flag takes no value, so it shows none
+    (typer would print ``--version <bool>``)."""
+    if getattr(self, "is_flag", False) and getattr(self, "is_bool_flag", False):
+        return ""
+    return _display_type(self, ctx)
+
+
+typer.core._TyperParameter.display_type = _display_type_of_value  # type: ignore[method-assign]
 
 app = typer.Typer(
     name="issuemine",

@@ -101,9 +101,9 @@ def print_json(data: Any) -> None:
 ReportFormatOption = typer.Option("md", "--format", help="md, csv or json.")
 
 
-def check_report_format(value: str) -> str:
-    if value not in ("md", "csv", "json"):
-        raise IssuemineError(f"--format {value!r}: choose md, csv or json")
+def check_report_format(value: str, allowed: tuple[str, ...] = ("md", "csv", "json")) -> str:
+    if value not in allowed:
+        raise IssuemineError(f"--format {value!r}: choose {', '.join(allowed[:-1])} or {allowed[-1]}")
     return value
 
 

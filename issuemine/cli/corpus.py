@@ -359,6 +359,21 @@ def sample_cmd(
 
 
 @handle_errors
+def datasette_cmd(db: str | None = DbOption) -> None:
+    """Datasette metadata for this database: descriptions of every table and canned queries (final
+    labels of a sample, Tables 8-10, disputed issues, re-run verdicts), keyed to its file name.
+
+    Datasette finds a database's metadata by its file name: `issuemine datasette --db demo.db >
+    demo-metadata.json`, then `datasette demo.db -m demo-metadata.json`."""
+    from issuemine.db.datasette import metadata_for
+    from issuemine.db.engine import resolve_url
+
+    metadata = metadata_for(resolve_url(db))  # a PostgreSQL URL is refused before any connection
+    database(db, reads=True)  # a missing file is an error here too
+    print_json(metadata)
+
+
+@handle_errors
 def status_cmd(db: str | None = DbOption, as_json: bool = JsonOption) -> None:
     """Show what the database holds: issues per repository, filter counts, samples, last fetch."""
     data = status.corpus_status(database(db, reads=True))

@@ -158,7 +158,11 @@ def assign_cmd(
     db: str | None = DbOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Plan who labels what: a shared overlap per converter for agreement, the rest dealt out in turn."""
+    """Plan who labels what: a shared overlap per converter for agreement, the rest dealt out in turn.
+
+    The first --overlap issues of each converter (in sample order) go to every rater; the others are
+    dealt one at a time to the raters in the order given, the deal running on from one converter to
+    the next, so every rater's count is within one of the others'."""
     report = plan_sample(database(db), sample, raters.split(","), parse_overlap(overlap), replace=replace)
     if as_json:
         print_json(report.as_dict())

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import typer
+from rich.console import Console
 
 from issuemine.cli.common import (
     DbOption,
@@ -54,6 +57,58 @@ def _need_extra() -> None:
         )
 
 
+@contextlib.contextmanager
+def framework_output_to(log: Path) -> Iterator[Console]:
+    """What TensorFlow, torch's exporters and coremltools print while they load and convert (C++
+    logs, version notices, their progress bars: some 45 lines a run) goes to ``log``: the process's
+    descriptors and Python's streams alike. Yields a console on the terminal for this command's own
+    progress; errors are printed once the frameworks' output is back where it was."""
+    import logging
+    import os
+    import shutil
+    import sys
+    import tempfile
+    import warnings
+
+    for name, value in (("TF_CPP_MIN_LOG_LEVEL", "2"), ("TQDM_DISABLE", "1"), ("GRPC_VERBOSITY", "ERROR")):
+        os.environ.setdefault(name, value)
+    streams = (sys.stdout, sys.stderr)
+    for stream in streams:
+        stream.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    terminal = os.fdopen(os.dup(saved[2]), "w", buffering=1, encoding="utf-8")
+    loggers = {n: logging.getLogger(n) for n in ("tensorflow", "absl", "torch", "coremltools", "tf2onnx")}
+    levels = {n: lg.level for n, lg in loggers.items()}
+    # Written aside and kept in the work folder only if the run made one: a command refused for a bad
+    # argument leaves no folder behind.
+    with (
+        tempfile.NamedTemporaryFile("w", encoding="utf-8", buffering=1, suffix=".log", delete=False) as sink,
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")
+        for lg in loggers.values():
+            lg.setLevel(logging.ERROR)
+        sys.stdout = sys.stderr = sink
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield Console(file=terminal, stderr=True)
+        finally:
+            sink.flush()
+            sys.stdout, sys.stderr = streams
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            terminal.close()
+            for n, lg in loggers.items():
+                lg.setLevel(levels[n])
+            sink.close()
+            if log.parent.is_dir():
+                shutil.move(sink.name, log)
+            else:
+                os.unlink(sink.name)
+
+
 def _settings(quick: bool) -> Any:
     from issuemine.quality.measure import Settings
 
@@ -76,12 +131,20 @@ def suite_cmd(
     Latency and memory are measured in a fresh process per runtime; every result is stored as it is
     taken. `issuemine quality report` prints the table.
     """
-    _need_extra()
     from issuemine.quality.suite import run_suite
 
     chosen = [f.strip() for f in frameworks.split(",") if f.strip()]
     extra = {f: epochs for f in chosen} if epochs else None
-    with err.status("quality suite") as status:
+    steps = [0]
+
+    def progress(message: str, status: Any) -> None:
+        if message.startswith("training "):
+            steps[0] += 1
+        status.update(f"[{steps[0]}/{len(chosen) * 3}] {message}")
+
+    log = workdir / "frameworks.log"
+    with framework_output_to(log) as console, console.status("quality suite: loading the frameworks") as status:
+        _need_extra()
         result = run_suite(
             database(db),
             chosen,
@@ -89,10 +152,11 @@ def suite_cmd(
             seed,
             _settings(quick),
             extra,
-            progress=lambda message: status.update(message),
+            progress=lambda message: progress(message, status),
         )
     where = ", ".join(f"{k} {v:.0f} s" for k, v in result.timings.items())
     err.print(f"suite {result.suite}: {len(result.models)} models, {result.rows} measurements ({where})")
+    err.print(f"the frameworks' own warnings and logs: {log}")
     _print_report(database(db), result.suite, "md")
 
 
@@ -113,7 +177,6 @@ def model_cmd(
     Without --data the model runs on random inputs of --input-shape: agreement, latency, memory and
     size are measured; accuracy and attack success need labels.
     """
-    _need_extra()
     from issuemine.quality.suite import run_user_model
 
     try:
@@ -124,7 +187,8 @@ def model_cmd(
         ) from None
     if len(shape) < 2 or min(shape) < 1:
         raise IssuemineError(f"--input-shape {input_shape!r}: a batch size and at least one dimension, all positive")
-    with err.status(f"measuring {path}") as status:
+    with framework_output_to(workdir / "frameworks.log") as console, console.status(f"measuring {path}") as status:
+        _need_extra()
         result = run_user_model(database(db), path, shape, workdir, data, _settings(quick), lambda m: status.update(m))
     err.print(f"{result.suite}: {result.rows} measurements of {path}")
     _print_report(database(db), result.suite, "md")
@@ -155,6 +219,10 @@ def _print_report(db: Any, suite: str | None, fmt_: str) -> None:
     if fmt_ == "csv":
         print_csv(flat)
         return
+    # Memory is the inference increment (what running the model adds), not the process peak, which
+    # mostly measures importing the framework; robustness per attack and ε, with the examples that
+    # fool only one of the two models. Columns no target measured are left out.
+    robust = store.robustness_columns(rows)
     columns = [
         "model",
         "target",
@@ -165,12 +233,14 @@ def _print_report(db: Any, suite: str | None, fmt_: str) -> None:
         "p50 ms b1 t1 ×",
         "p50 ms b32 t1",
         "p50 ms b32 t1 ×",
-        "peak MB",
+        "inference MB",
+        "inference MB ×",
         "size KB",
         "size KB ×",
-        "FGSM ε=0.1",
+        *(heading for heading, _, _ in robust),
         "note",
     ]
+    columns = [c for c in columns if c in ("model", "target", "note") or any(r.get(c) is not None for r in report)]
     print_markdown(f"Quality, suite {rows[0]['suite']}", columns, [[_cell(r.get(c)) for c in columns] for r in report])
 
 

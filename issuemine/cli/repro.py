@@ -199,7 +199,8 @@ def extract_cmd(
     """Find runnable conversion snippets in issue bodies and comments, or record why there is none.
 
     Code is read, never run: fenced and indented blocks, tracebacks kept as evidence, converter calls
-    recognized (torch.onnx.export / dynamo_export, tf2onnx.convert.from_*, python -m tf2onnx.convert),
+    recognized however they are imported (the entry points of every converter file: torch.onnx.export /
+    dynamo_export, tf2onnx.convert.from_*, python -m tf2onnx.convert, and your own),
     missing standard imports added, external files, GPU use and removed APIs reported.
     """
     report = extract_issues(database(db), sample)
@@ -412,9 +413,13 @@ def _print_run(data: dict[str, Any]) -> None:
     for call in evidence.get("calls", []):
         compare = call.get("compare") or []
         diffs = ", ".join(f"out{r.get('output')} max|Δ| {r.get('max_abs')}" for r in compare if isinstance(r, dict))
+        exporter = f" ({call['exporter']})" if call.get("exporter") else ""  # only torch.onnx has several
+        ort = (call.get("ort") or {}).get("status")
+        opset = call.get("opset") or call.get("opset_arg")
         out.print(
-            f"  {call.get('api')} ({call.get('exporter') or 'tf2onnx'}): {call.get('status')}, "
-            f"opset {call.get('opset') or call.get('opset_arg')}, ort {(call.get('ort') or {}).get('status')}"
+            f"  {call.get('api')}{exporter}: {call.get('status')}"
+            + (f", opset {opset}" if opset else "")
+            + (f", ort {ort}" if ort else "")
             + (f", {diffs}" if diffs else "")
         )
     if evidence.get("stage_from"):

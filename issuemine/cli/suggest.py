@@ -78,11 +78,25 @@ def train_cmd(
         print_json(stored.as_dict())
         return
     out.print(f"trained suggestion model {stored.label} on {stored.trained_on['issues']} issues ({stored.source})")
+    prior = stored.trained_on.get("prior", {})
+
+    def weight(dim: str) -> str:
+        return f"{prior[dim]['weight']:g} ({prior[dim]['from']})" if dim in prior else "-"
+
     rows = [
-        (dim, sum(counts.values()), len(counts), ", ".join(stored.trained_on.get("too_rare", {}).get(dim, [])) or "-")
+        (
+            dim,
+            sum(counts.values()),
+            len(counts),
+            ", ".join(stored.trained_on.get("too_rare", {}).get(dim, [])) or "-",
+            weight(dim),
+        )
         for dim, counts in stored.trained_on["per_dimension"].items()
     ]
-    out.print(table("Trained on", ["dimension", "issues", "classes", "too rare to learn (< 2 issues)"], rows))
+    headers = ["dimension", "issues", "classes", "too rare to learn (< 2 issues)", "prior's weight"]
+    out.print(table("Trained on", headers, rows))
+    if "context" in prior:
+        out.print(f"the suggested symptom and stage re-rank the cause with weight {weight('context')}")
 
 
 @suggest_app.command("evaluate")

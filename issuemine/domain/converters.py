@@ -36,9 +36,9 @@ STATES = ("open", "closed", "all")
 # Model formats a converter reads (``source``) or writes (``target``).
 MODEL_FORMATS = ("onnx", "pytorch", "tensorflow", "keras", "tflite", "paddle", "sklearn", "coreml", "tensorrt", "mxnet")
 # Pipeline stages issuemine can run for a converter: fetch and label its issues (every entry), re-run
-# their snippets (an entry with [reproduce]), differential-test it and measure converted models
-# (the converters issuemine's difftest and quality code drive).
-DIFFTEST_CONVERTERS = ("torch.onnx", "tf2onnx")
+# their snippets (an entry with [reproduce]), differential-test it (an entry naming its
+# `difftest_adapter`: issuemine/difftest/adapters/) and measure converted models (the converters
+# issuemine's quality code drives).
 QUALITY_CONVERTERS = ("torch.onnx", "tf2onnx", "coremltools")
 CHECKS = ("torch", "tensorflow", "load-only", "none")
 _KEYS = {
@@ -52,6 +52,7 @@ _KEYS = {
     "target",
     "reproduce",
     "stage",
+    "difftest_adapter",
 }
 _REPRODUCE_KEYS = {"source_paths", "related_paths", "imports", "entry", "removed", "command_line", "rename"}
 
@@ -149,6 +150,9 @@ class Converter:
     stages: StageRules = field(default_factory=StageRules)
     source: str = ""  # the model format it reads ("" when the file does not say)
     origin: str = ""  # the catalog file it came from
+    # How difftest drives it: a module of issuemine/difftest/adapters/ (dotted name) or a .py file
+    # (resolved against the converter file's folder); "" when it cannot be differential-tested.
+    difftest_adapter: str = ""
 
     @property
     def owner(self) -> str:
@@ -164,11 +168,11 @@ class Converter:
 
     @property
     def capabilities(self) -> tuple[str, ...]:
-        """The pipeline stages issuemine can run for it (see DIFFTEST_CONVERTERS' comment)."""
+        """The pipeline stages issuemine can run for it (see QUALITY_CONVERTERS' comment)."""
         found = ["fetch", "label", "analyze"]
         if self.reproduce is not None:
             found.append("repro")
-        if self.name in DIFFTEST_CONVERTERS:
+        if self.difftest_adapter:
             found.append("difftest")
         if self.name in QUALITY_CONVERTERS:
             found.append("quality")
@@ -322,7 +326,22 @@ def _parse_entry(name: str, entry: object, source: Path) -> Converter:
         stages=parse_stage_rules(entry.get("stage", {}), f"{where}: stage"),
         source=str(entry.get("source", "")),
         origin=str(source),
+        difftest_adapter=_adapter_spec(entry.get("difftest_adapter", ""), source, where),
     )
+
+
+def _adapter_spec(value: object, source: Path, where: str) -> str:
+    """A dotted module name as written; a .py path made absolute against the converter file's folder."""
+    if not isinstance(value, str):
+        raise IssuemineError(f"{where}: 'difftest_adapter' must be a module name or a .py file, got {value!r}")
+    if value.endswith(".py"):
+        path = (source.parent / value).resolve()
+        if not path.is_file():
+            raise IssuemineError(f"{where}: difftest_adapter {value!r}: no such file ({path})")
+        return str(path)
+    if value and not all(part.isidentifier() for part in value.split(".")):
+        raise IssuemineError(f"{where}: 'difftest_adapter' {value!r} is neither a module name nor a .py file")
+    return value
 
 
 def _parse_format(name: str, entry: object, source: Path) -> Format:
@@ -364,11 +383,16 @@ _overrides_told: set[tuple[str, str]] = set()
 
 
 def _tell_override(name: str, earlier: str, later: str) -> None:
-    """A user's file that replaces a bundled entry of the same name says so, once per process."""
+    """A user's file that replaces a bundled entry of the same name says so, once per command: the
+    processes it starts (the re-run server, workers) inherit that it was told."""
+    import os
     import sys
 
-    if (name, later) not in _overrides_told:
+    told = f"{name}={later}"
+    inherited = os.environ.get("ISSUEMINE_OVERRIDES_TOLD", "").split(os.pathsep)
+    if (name, later) not in _overrides_told and told not in inherited:
         _overrides_told.add((name, later))
+        os.environ["ISSUEMINE_OVERRIDES_TOLD"] = os.pathsep.join(filter(None, [*inherited, told]))
         print(f"note: {later} replaces the converter {name!r} of {earlier}", file=sys.stderr)
 
 

@@ -74,12 +74,17 @@ def plan_sample(
         ):
             by_converter[member.converter].append(member.issue_id)
         rows, counts, shared = [], dict.fromkeys(names, 0), {}
+        turn = 0  # the deal goes on across converters, so no rater gets every converter's odd issue
         for converter, issues in by_converter.items():
             # An int is a count; a float a share (parse_overlap keeps 1.0 apart from 1).
             k = min(len(issues), overlap if isinstance(overlap, int) else round(overlap * len(issues)))
             shared[converter] = k
             for pos, issue_id in enumerate(issues):
-                owners = names if pos < k else [names[(pos - k) % len(names)]]
+                if pos < k:
+                    owners = names
+                else:
+                    owners = [names[turn % len(names)]]
+                    turn += 1
                 for name in owners:
                     rows.append({"sample_id": sid, "issue_id": issue_id, "rater_id": ids[name], "position": pos})
                     counts[name] += 1

@@ -40,9 +40,19 @@ from issuemine.labeling.ratings import save_rating
 
 FINISHED = ("done", "flagged")
 KEYS = (
-    "1-9 choose  ⏎ accept  b back  u undo  s skip  f not a failure  n note  g go to  "
+    "{choose}  ⏎ accept  b back  u undo  s skip  f not a failure  n note  g go to  "
     "PgUp/PgDn  t full traceback  c comments  e evidence  ? codebook  o open  q quit"
 )
+
+
+def key_hint(choices: int) -> str:
+    """The key line for a question of ``choices`` answers: up to nine, one key answers; more (the
+    14 causes), the number is typed and Enter confirms it."""
+    if choices > 9:
+        return KEYS.format(choose=f"1-{choices} type, ⏎ confirm").replace("  ⏎ accept", " (or accept)", 1)
+    return KEYS.format(choose=f"1-{max(choices, 1)} choose")
+
+
 ISSUE_REF = re.compile(
     r"github\.com/(?P<url_repo>[\w.-]+/[\w.-]+)/(?:issues|pull)/(?P<url_number>\d+)"
     r"|^(?:(?P<repo>[\w.-]+/[\w.-]+))?#?(?P<number>\d+)$"
@@ -87,7 +97,7 @@ class Screen:
     finished: bool
     review: bool = False
     skipped: int = 0
-    keys: str = KEYS
+    keys: str = ""
 
 
 @dataclass
@@ -591,4 +601,5 @@ class LabelSession:
             finished=self._view is None,
             review=self.review,
             skipped=sum(1 for i in self.queue if self._states.get(i) == "skipped"),
+            keys=key_hint(len(self.choices(dimension))),
         )

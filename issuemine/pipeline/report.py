@@ -90,12 +90,16 @@ QUALITY_COLUMNS = [
     "p50 ms b1 t1",
     "p50 ms b1 t1 ×",
     "p50 ms b32 t1 ×",
-    "peak MB",
-    "peak MB ×",
+    "inference MB",
+    "inference MB ×",
     "size KB",
     "size KB ×",
-    "FGSM ε=0.1",
-    "PGD ε=0.1",
+    "FGSM ε=0.1 success",
+    "FGSM ε=0.1 fools original only",
+    "FGSM ε=0.1 fools converted only",
+    "PGD ε=0.1 success",
+    "PGD ε=0.1 fools original only",
+    "PGD ε=0.1 fools converted only",
     "note",
 ]
 
@@ -172,7 +176,7 @@ def build(
     sample: str | None = None,
     converters: tuple[str, ...] = (),
     with_figures: bool = True,
-    titles: bool = True,
+    titles: bool = False,
 ) -> Report:
     """Tables, figures and report.html in ``out``. ``titles=False`` draws figures without titles, for
     a paper that captions them."""
@@ -262,8 +266,10 @@ def build(
             converted = report.quality[report.quality["target"] != "original"].dropna(subset=["p50 ms b1 t1 ×"])
             if not converted.empty:
                 ratios = converted.set_index(converted["model"] + " → " + converted["target"])[
-                    ["p50 ms b1 t1 ×", "peak MB ×", "size KB ×"]
-                ].rename(columns={"p50 ms b1 t1 ×": "latency p50", "peak MB ×": "peak memory", "size KB ×": "size"})
+                    ["p50 ms b1 t1 ×", "inference MB ×", "size KB ×"]
+                ].rename(
+                    columns={"p50 ms b1 t1 ×": "latency p50", "inference MB ×": "inference memory", "size KB ×": "size"}
+                )
                 made["quality-ratios"] = figures.ratio_bars(
                     ratios, title("Converted / original, measured in the same run")
                 )
@@ -293,10 +299,25 @@ def build(
 
 
 def _table_html(table: pd.DataFrame) -> str:
-    """A table, or nothing for an empty one (its section's text says why)."""
+    """A table, or nothing for an empty one (its section's text says why). Its index becomes ordinary
+    columns (pandas would head it with a second, mostly empty, header row), a mapping in a cell reads
+    as `key: value` pairs, and a table wider than the page scrolls inside its own box."""
     if table.empty:
         return ""
-    return tables.flatten(table).to_html(classes="t", na_rep="", float_format=lambda v: f"{v:.3g}")
+    flat = table.copy()
+    if isinstance(flat.columns, pd.MultiIndex):
+        flat.columns = [" / ".join(str(p) for p in col) for col in flat.columns]
+    if not isinstance(flat.index, pd.RangeIndex):
+        flat = flat.reset_index(names=[str(n) if n else " " * (i + 1) for i, n in enumerate(flat.index.names)])
+    flat = flat.map(_cell_text)
+    body = flat.to_html(classes="t", na_rep="", index=False, float_format=lambda v: f"{v:.3g}")
+    return f'<div class="wide">{body}</div>'
+
+
+def _cell_text(value: Any) -> Any:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {v}" for k, v in value.items())
+    return value
 
 
 def _with_contents(parts: list[str]) -> list[str]:
@@ -335,6 +356,7 @@ def _write_html(
         "<style>body{font:14px/1.45 sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
         "table.t{border-collapse:collapse;margin:.5em 0 1.5em}table.t td,table.t th{border:1px solid #ccc;"
         "padding:2px 6px;text-align:right}table.t th{background:#f3f3f3}img{max-width:100%}"
+        "div.wide{overflow-x:auto;max-width:100%}"
         "h2{border-bottom:1px solid #ddd}</style></head><body>",
         f"<h1>Converter failures: sample <code>{esc(report.sample)}</code></h1>",
         f"<p>{report.issues} issues with final labels; taxonomy <code>{esc(taxonomy.name)}</code> version "

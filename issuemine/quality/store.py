@@ -72,15 +72,35 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("peak MB", "peak_memory_mb", "batch=32"),
     ("inference MB", "inference_memory_mb", "batch=32"),
     ("size KB", "size", ""),
-    ("FGSM ε=0.1", "attack_success", "attack=fgsm,eps=0.1"),
-    ("PGD ε=0.1", "attack_success", "attack=pgd,eps=0.1"),
 )
+# Robustness columns are made per attack and ε the suite measured (robustness_columns).
 RATIOS = {"latency_p50_ms", "latency_p95_ms", "peak_memory_mb", "inference_memory_mb", "size"}
+
+
+def robustness_columns(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """Per attack and ε measured: (heading, metric, setting) for the attack's success rate on the
+    model, and how many examples fool only the original and only the converted model (the ICSME
+    question: does conversion change what fools the model?)."""
+    settings = sorted(
+        {r["setting"] for r in rows if r["metric"] == "attack_success"},
+        key=lambda s: (s.split(",")[0], float(s.rsplit("=", 1)[1]) if "=" in s else 0.0),
+    )
+    columns = []
+    for setting in settings:
+        parts = dict(p.split("=", 1) for p in setting.split(",") if "=" in p)
+        name = f"{parts.get('attack', '?').upper()} ε={parts.get('eps', '?')}"
+        columns += [
+            (f"{name} success", "attack_success", setting),
+            (f"{name} fools original only", "fools_original_only", setting),
+            (f"{name} fools converted only", "fools_converted_only", setting),
+        ]
+    return columns
 
 
 def report_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per model × target with the headline figures; latency, memory and size also as
-    target/original ratios measured in the same run; a failed conversion keeps its error."""
+    target/original ratios measured in the same run; the robustness of each attack and ε; a failed
+    conversion keeps its error."""
     by_key: dict[tuple[str, str], dict[tuple[str, str], dict[str, Any]]] = {}
     order: list[tuple[str, str]] = []
     for r in rows:
@@ -95,7 +115,7 @@ def report_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         base = by_key.get((model, ORIGINAL), {})
         any_row = next(iter(cells.values()))
         row: dict[str, Any] = {"model": model, "target": target, "route": any_row["route"]}
-        for heading, metric, setting in COLUMNS:
+        for heading, metric, setting in (*COLUMNS, *robustness_columns(rows)):
             cell = cells.get((metric, setting))
             value = cell["value"] if cell else None
             if metric == "size" and value is not None:

@@ -52,10 +52,13 @@ def called(code: str) -> set[str] | None:
     except (SyntaxError, ValueError):
         return None
     bound = aliases(tree)
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and (name := dotted(node.func)):
-            head, _, rest = name.partition(".")
-            full = bound.get(head, head)
-            found.add(f"{full}.{rest}" if rest else full)
-    return found
+    return {
+        through(name, bound) for node in ast.walk(tree) if isinstance(node, ast.Call) and (name := dotted(node.func))
+    }
+
+
+def through(name: str, bound: dict[str, str]) -> str:
+    """``name`` as written (``o2t.convert``) with its first part replaced by what an import bound it to."""
+    head, _, rest = name.partition(".")
+    full = bound.get(head, head)
+    return f"{full}.{rest}" if rest else full

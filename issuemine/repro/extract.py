@@ -19,7 +19,7 @@ from typing import Any
 
 from issuemine.domain.converters import CommandLine, Knowledge, knowledge
 from issuemine.domain.tracebacks import find_tracebacks
-from issuemine.repro.calls import called
+from issuemine.repro.calls import aliases, called, dotted, through
 from issuemine.repro.posts import Block, blocks_of, join_continuations
 from issuemine.repro.repairs import GPU_ONLY, bound_names, repair
 from issuemine.repro.versions import reported_versions
@@ -213,7 +213,7 @@ def _python_candidate(
         provenance["exporter"] = exporter
         if exporter == "torchscript" and not re.search(r"\bdynamo\s*=", repaired):
             provenance["exporter_written_for"] = "torchscript"  # written before dynamo was the default
-    files = _input_files(repaired)
+    files = _input_files(repaired, frozenset(e.call for e in known.entries))
     problems = []
     if files:
         provenance["missing_files"] = files
@@ -233,9 +233,11 @@ READER = re.compile(r"load|read|open|InferenceSession|from_tflite|from_saved_mod
 TRANSPARENT = {"join", "Path", "abspath", "expanduser", "str", "format", "print"}
 
 
-def _input_files(code: str) -> list[str]:
+def _input_files(code: str, entry_points: frozenset[str] = frozenset()) -> list[str]:
     """Files the snippet reads before writing them (a model it saves and loads back is fine; an
-    ONNX file is an output unless something reads it first)."""
+    ONNX file is an output unless something reads it first). A converter's entry point called with
+    a path as its first argument reads that model (``onnx2torch.convert("model.onnx")``), however
+    the snippet imported it."""
     named = set(INPUT_FILE.findall(code))
     if not named:
         return []
@@ -243,12 +245,21 @@ def _input_files(code: str) -> list[str]:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
         return sorted(named)
+    bound = aliases(tree)
     first_use: dict[str, str] = {}  # file -> the first call that takes it directly
     calls = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Call)), key=lambda n: (n.lineno, n.col_offset))
     for call in calls:
         name = ast.unparse(call.func).rsplit(".", 1)[-1]
         if name in TRANSPARENT:
             continue
+        model = call.args[0] if call.args else None
+        if (
+            isinstance(model, ast.Constant)
+            and model.value in named
+            and (full := dotted(call.func))
+            and through(full, bound) in entry_points
+        ):
+            first_use.setdefault(str(model.value), "load")  # the converter reads the model
         for arg in [*call.args, *(k.value for k in call.keywords)]:
             for node in ast.walk(arg):
                 if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in named:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,12 +110,24 @@ def cross_validate(
     true cause (what the session asks after the rater chose the cause), and end to end (the
     predicted cause, then its sub-cause). ``prior_weights`` overrides the prior's weights
     (:mod:`issuemine.suggest.prior`; zeros turn it off)."""
+    return cross_validate_grid(examples, taxonomy, [prior_weights], folds, seed)[0]
+
+
+def cross_validate_grid(
+    examples: list[Example],
+    taxonomy: Taxonomy,
+    grid: Sequence[dict[str, float] | None],
+    folds: int = 5,
+    seed: int = 0,
+) -> list[Evaluation]:
+    """:func:`cross_validate` once per prior weighting of ``grid`` (None: the model's own), on the same
+    folds and the same trained models: the weights act at prediction time, so each fold trains once."""
     from sklearn.model_selection import StratifiedKFold
 
     if folds < 2:
         raise IssuemineError("--cv needs at least 2 folds")
     examples = [e for e in examples if e.text.title or e.text.body]  # nothing to read, nothing to learn
-    scores = []
+    scores: list[list[DimensionScore]] = [[] for _ in grid]
     for dimension in (*DIMENSIONS, SUBCAUSE):
         rows = [e for e in examples if e.labels.get(dimension)]
         if len(rows) < folds:
@@ -122,8 +135,8 @@ def cross_validate(
         gold = [e.labels[dimension] for e in rows]
         strata = gold if min(Counter(gold).values()) >= 2 else [g if Counter(gold)[g] >= 2 else "~" for g in gold]
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-        ranked: list[list[tuple[str, float]]] = [[] for _ in rows]
-        end_to_end: list[list[tuple[str, float]]] = [[] for _ in rows]
+        ranked: list[list[list[tuple[str, float]]]] = [[[] for _ in rows] for _ in grid]
+        end_to_end: list[list[list[tuple[str, float]]]] = [[[] for _ in rows] for _ in grid]
         majorities: list[str | None] = [None for _ in rows]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # classes rarer than the fold count
@@ -134,25 +147,33 @@ def cross_validate(
                 model = SuggestionModel.train(train_examples, taxonomy, seed)
             except IssuemineError:
                 continue
-            if prior_weights is not None:
-                model.prior_weights = dict(prior_weights)
-            predictions = model.predict([rows[i].text for i in test])
+            own = dict(model.prior_weights)
             majority = _majority([rows[i].labels[dimension] for i in train])
-            for i, per in zip(test, predictions, strict=True):
-                ranked[i] = _ranking(model, per, rows[i], dimension)
-                end_to_end[i] = per.get(SUBCAUSE, []) if dimension == SUBCAUSE else []
+            for g, weights in enumerate(grid):
+                model.prior_weights = dict(own if weights is None else weights)
+                predictions = model.predict([rows[i].text for i in test])
+                for i, per in zip(test, predictions, strict=True):
+                    ranked[g][i] = _ranking(model, per, rows[i], dimension)
+                    end_to_end[g][i] = per.get(SUBCAUSE, []) if dimension == SUBCAUSE else []
+            for i in test:
                 majorities[i] = majority
-        scores.append(_pooled(dimension, gold, ranked, majorities))
-        if dimension == SUBCAUSE:
-            scores[-1].how = "given the true cause"
-            scores.append(_pooled(dimension, gold, end_to_end, majorities))
-            scores[-1].how = "end to end (the predicted cause, then its sub-cause)"
-    return Evaluation(f"{folds}-fold stratified cross-validation, seed {seed}", len(examples), scores)
+        for g in range(len(grid)):
+            scores[g].append(_pooled(dimension, gold, ranked[g], majorities))
+            if dimension == SUBCAUSE:
+                scores[g][-1].how = "given the true cause"
+                scores[g].append(_pooled(dimension, gold, end_to_end[g], majorities))
+                scores[g][-1].how = "end to end (the predicted cause, then its sub-cause)"
+    how = f"{folds}-fold stratified cross-validation, seed {seed}"
+    return [Evaluation(how, len(examples), per) for per in scores]
 
 
 def _only(example: Example, dimension: str) -> Example:
     """The example with just the labels one dimension's model needs (the cause, for a sub-cause)."""
+    # The cause is re-ranked by the suggested symptom and stage (SuggestionModel.cause_context), which
+    # it learns from the training issues' labels of those dimensions: they are not the test's answers.
     keep = {dimension, "cause"} if dimension == SUBCAUSE else {dimension}
+    if dimension == "cause":
+        keep |= {"symptom", "stage"}
     return Example(example.key, example.text, {d: c for d, c in example.labels.items() if d in keep})
 
 

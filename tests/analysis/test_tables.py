@@ -17,6 +17,7 @@ from issuemine.domain.converters import load_catalog
 from issuemine.domain.taxonomy import taxonomy
 from issuemine.labeling.ratings import import_labels
 from issuemine.resources import data_dir
+from tests.helpers import markdown_tables
 
 
 @pytest.fixture
@@ -163,6 +164,11 @@ def test_cli_analyze(cli, db_path, tmp_path):
     } <= written
     result = cli.invoke(app, ["analyze", "--db", db, "--sample", "study", "--table", "nope"])
     assert result.exit_code == 2 and "unknown --table 'nope'" in result.output
+    # The paper's names, and every table as Markdown a paper's repository can hold.
+    result = cli.invoke(app, ["analyze", "--db", db, "--sample", "study", "--table", "Table8", "--format", "md"])
+    assert result.exit_code == 0 and markdown_tables(result.stdout)[0][0][0] == "stage"
+    result = cli.invoke(app, ["analyze", "--db", db, "--sample", "study", "--format", "md"])
+    assert result.exit_code == 0 and len(markdown_tables(result.stdout)) >= 5
 
 
 def test_labels_imported_without_a_sample_are_analyzed(cli, db_path):

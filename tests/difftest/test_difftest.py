@@ -231,6 +231,9 @@ def test_campaign_resumes_and_reports(tmp_path):
     assert "Table 11" in md and "Table 12" in md
     csv_out = cli.invoke(app, ["difftest", "report", "--format", "csv", "--db", db]).stdout
     assert csv_out.splitlines()[0].startswith("campaign,converter,exporter,policy,nodes,models")
+    tex = cli.invoke(app, ["difftest", "report", "--format", "latex", "--db", db]).stdout
+    assert tex.startswith("\\begin{table}") and "\\toprule" in tex and "\\label{tab:difftest-outcomes}" in tex
+    assert all(ord(ch) < 128 for ch in tex)  # pdflatex takes it without a package for unicode
 
 
 def test_bad_options_are_one_line_errors(tmp_path):
@@ -380,6 +383,7 @@ def test_the_study_protocol_runs_the_artifacts_settings(tmp_path):
 
     db = str(tmp_path / "p.db")
     base = ["difftest", "run", "--nodes", "5", "--per-size", "1", "--seed", "3", "--jobs", "1", "--db", db]
+    base += ["--out", str(tmp_path / "out")]  # not the working folder's issuemine-difftest/
     for converter in ("torch.onnx", "tf2onnx"):
         result = CliRunner().invoke(app, [*base, "--converter", converter, "--protocol", "study", "--json"])
         assert result.exit_code == 0, result.output
@@ -614,3 +618,76 @@ def test_signatures_group_models_with_the_same_broken_operator_and_find_reports_
     assert report.exit_code == 0, report.output
     assert report.stdout.startswith("# torch.onnx: ReLU gives wrong outputs") and "reduced.onnx" in report.stdout
     assert "pytorch/pytorch#4242" in report.stdout and "issuemine difftest localize" in report.stdout
+
+
+def table_11_total(cli: CliRunner, db: list[str]) -> dict[str, Any]:
+    """The all-sizes row of Table 11, as `difftest report --format json` gives it."""
+    table = json.loads(cli.invoke(app, ["difftest", "report", "--format", "json", *db]).stdout)["table_11"]
+    return next(r for r in table if r["nodes"] == "all")
+
+
+def test_a_converter_joins_difftest_through_its_file_and_an_adapter_of_its_own(tmp_path, monkeypatch):
+    """tests/difftest/toyconv/: a converter file naming an adapter file beside it; nothing under
+    issuemine/difftest/ knows it."""
+    catalog = Path(__file__).parent / "toyconv" / "toyconv.toml"
+    monkeypatch.setenv("ISSUEMINE_CATALOG", str(catalog))
+    cli = CliRunner()
+    listed = json.loads(cli.invoke(app, ["converters", "--json"]).stdout)
+    assert "difftest" in next(c for c in listed if c["name"] == "toyconv")["capabilities"]
+    db = ["--db", str(tmp_path / "t.db")]
+    args = ["difftest", "run", "--converter", "toyconv", "--nodes", "4", "--per-size", "3", "--seed", "2"]
+    result = cli.invoke(app, [*args, "--inputs", "3", "--jobs", "1", "--out", str(tmp_path / "out"), "--json", *db])
+    assert result.exit_code == 0, result.output
+    total = table_11_total(cli, db)
+    assert total["converter"] == "toyconv" and total["exporter"] == "toy" and total["models"] == 3
+    # Off by 1e-3: a mismatch under 1e-7, within NNSmith's 1e-2/1e-3 (the policies recount it).
+    assert total["mismatch"] + total.get("framework-failure", 0) == 3
+    loose = json.loads(cli.invoke(app, ["difftest", "report", "--policy", "nnsmith", "--format", "json", *db]).stdout)
+    assert (
+        next(r for r in loose["table_11"] if r["nodes"] == "all")["mismatch"] < total["mismatch"]
+        or not total["mismatch"]
+    )
+    assert_clean_error(cli.invoke(app, ["difftest", "run", "--converter", "paddle2onnx", *db]), "difftest_adapter")
+
+
+def test_onnx2torch_the_reverse_direction_on_a_handful_of_models(tmp_path):
+    """ONNX → PyTorch: the source is the generated model as ONNX (its reference is ONNX Runtime's),
+    the converted PyTorch module runs on the same inputs; Table 11 counts it like any converter."""
+    cli = CliRunner()
+    db = ["--db", str(tmp_path / "o.db")]
+    args = ["difftest", "run", "--converter", "onnx2torch", "--nodes", "5", "--per-size", "6", "--seed", "1"]
+    result = cli.invoke(app, [*args, "--inputs", "5", "--jobs", "2", "--out", str(tmp_path / "out"), "--json", *db])
+    assert result.exit_code == 0, result.output
+    total = table_11_total(cli, db)
+    assert total["converter"] == "onnx2torch" and total["models"] == 6
+    counted = ("success", "mismatch", "ort-failure", "conversion-failure", "framework-failure")
+    assert sum(total.get(k, 0) for k in counted) == 6  # no worker crash, no timeout
+    assert total["success"] >= 1
+    rows = json.loads(cli.invoke(app, ["difftest", "models", "--json", *db]).stdout)
+    for row in rows:
+        shown = json.loads(cli.invoke(app, ["difftest", "show", str(row["id"]), "--json", *db]).stdout)
+        if row["outcome"] == "conversion-failure":
+            assert shown["error"] and shown["stage"]  # onnx2torch's own message, placed by the stage rules
+        if row["outcome"] in ("conversion-failure", "mismatch"):
+            kept = Path(shown["onnx_path"])
+            assert kept.name.endswith(".src.onnx") and (kept.exists() or (tmp_path / kept).exists())
+    # Localizing converts with every intermediate tensor as an output: converters to ONNX only, said so.
+    mismatched = [r["id"] for r in rows if r["outcome"] == "mismatch"]
+    if mismatched:
+        localized = cli.invoke(app, ["difftest", "localize", str(mismatched[0]), "--policy", "abs-1e-7", *db])
+        assert_clean_error(localized, "converters to ONNX")
+
+
+def test_a_round_trip_through_onnx_back_to_pytorch_holds_the_same_interface(tmp_path):
+    """PyTorch → ONNX (torch.onnx) → PyTorch (onnx2torch), against the generated model's own outputs."""
+    cli = CliRunner()
+    db = ["--db", str(tmp_path / "r.db")]
+    args = ["difftest", "run", "--converter", "onnx2torch", "--exporter", "round-trip", "--nodes", "5"]
+    args += ["--per-size", "4", "--seed", "1", "--inputs", "5", "--jobs", "1", "--out", str(tmp_path / "out")]
+    result = cli.invoke(app, [*args, *db])
+    assert result.exit_code == 0, result.output
+    total = table_11_total(cli, db)
+    assert (total["converter"], total["exporter"], total["models"]) == ("onnx2torch", "round-trip", 4)
+    counted = ("success", "mismatch", "ort-failure", "conversion-failure", "framework-failure")
+    assert sum(total.get(k, 0) for k in counted) == 4 and total["success"] >= 1
+    assert_clean_error(cli.invoke(app, ["difftest", "run", "--converter", "onnx2torch", "--exporter", "dynamo", *db]))

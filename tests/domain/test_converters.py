@@ -74,7 +74,9 @@ def test_every_converter_says_what_it_converts_and_what_issuemine_can_do_with_it
     assert (catalog["onnx2torch"].source, catalog["onnx2torch"].target) == ("onnx", "pytorch")
     assert (catalog["coremltools"].target, catalog["tflite-converter"].target) == ("coreml", "tflite")
     assert "difftest" in catalog["tf2onnx"].capabilities and "repro" in catalog["torch.onnx"].capabilities
-    assert catalog["onnx2torch"].capabilities == ("fetch", "label", "analyze")  # a tracker entry only
+    # onnx2torch: differential-tested (its file names an adapter), its snippets not re-run (no [reproduce])
+    assert catalog["onnx2torch"].capabilities == ("fetch", "label", "analyze", "difftest")
+    assert catalog["paddle2onnx"].capabilities == ("fetch", "label", "analyze")  # a tracker entry only
 
 
 def test_converters_check_validates_a_file_and_says_what_it_defines(tmp_path):
@@ -96,4 +98,8 @@ def test_converters_check_validates_a_file_and_says_what_it_defines(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[converters."x"]\nrepo = "a/b"\ntarget = "onnnx"\n')
     assert_clean_error(runner.invoke(app, ["converters", "--check", str(bad)]), "'target' must be one of")
+    bad.write_text('[converters."x"]\nrepo = "a/b"\ndifftest_adapter = "gone.py"\n')
+    assert_clean_error(
+        runner.invoke(app, ["converters", "--check", str(bad)]), "difftest_adapter 'gone.py': no such file"
+    )
     assert_clean_error(runner.invoke(app, ["converters", "--check", str(tmp_path / "no.toml")]), "no such file")

@@ -90,3 +90,10 @@ def test_the_first_rater_of_a_double_labeled_sample_labels_blind(study):
     rows = {(r["dimension"], r["visible before the answer"]): r for r in suggestion_agreement(study, None)}
     assert rows[("stage", True)]["agree"] == 1.0 and rows[("stage", True)]["n"] == 200
     assert rows[("symptom", False)]["agree"] == 0.0
+
+
+def test_odd_remainders_are_dealt_across_converters(study):
+    # 100 per converter, overlap 1: 99 left in each. Dealt per converter from the first rater, ana
+    # would get both odd ones (50 + 50 against 49 + 49); the deal goes on across converters instead.
+    report = plan_sample(study, "study", ["ana", "bob"], 1)
+    assert report.raters == {"ana": 2 + 99, "bob": 2 + 99}

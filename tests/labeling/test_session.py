@@ -57,9 +57,11 @@ def test_answers_are_committed_at_once_and_subcause_follows_cause(label_db):
     s = session(label_db)
     first = s.screen().issue.number
     assert s.screen().dimension == "stage" and len(s.screen().choices) == 6
+    assert s.screen().keys.startswith("1-6 choose")  # the key line says what a number does here
     s.press("2")
     assert ratings(label_db) == {f"{first}:stage": "node-conversion"}
     press(s, "2")  # wrong model
+    assert s.screen().keys.startswith("1-14 type, ⏎ confirm")
     s.press("1")  # 14 causes: a number is confirmed with Enter
     assert s.screen().typed == "1" and s.screen().dimension == "cause"
     s.press("4")  # 14: testing

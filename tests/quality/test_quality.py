@@ -21,6 +21,7 @@ from issuemine.quality.models import train
 from issuemine.quality.suite import run_suite
 from issuemine.quality.targets import NOT_ON_THIS_PLATFORM, convert, onnx_predict, onnx_session
 from tests.cli.test_cli import assert_clean_error
+from tests.helpers import markdown_tables
 
 EPOCHS = {"torch": 15, "keras": 8}
 
@@ -140,6 +141,10 @@ def test_quality_model_on_a_users_file_and_its_errors(suite_db, tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
+    # The frameworks' own notices (coremltools' version warnings, the exporters' logs) go to a log
+    # file in the work folder, not among the command's output.
+    assert (tmp_path / "work" / "frameworks.log").exists()
+    assert "has not been tested with coremltools" not in result.output
     report = json.loads(cli.invoke(app, ["quality", "report", "--format", "json", "--db", str(path)]).stdout)
     assert report["suite"].startswith("model-")
     targets = {r["target"]: r for r in report["rows"]}
@@ -170,6 +175,13 @@ def test_report_renders_in_every_format_and_in_the_analysis_report(suite_db, tmp
     cli = CliRunner()
     md = cli.invoke(app, ["quality", "report", "--suite", suite_db[2], "--db", str(path)])
     assert md.exit_code == 0 and "keras-cnn-bn-dropout" in md.stdout and "onnx-tf2onnx" in md.stdout
+    header = markdown_tables(md.stdout)[0][0]
+    # Memory as what inference adds (the process peak mostly measures importing the framework), and
+    # per attack the examples that fool only one of the two models: the ICSME question.
+    assert "inference MB" in header and "peak MB" not in header
+    assert any(h.endswith("fools original only") for h in header) and any(
+        h.endswith("fools converted only") for h in header
+    )
     csv_out = cli.invoke(
         app, ["quality", "report", "--suite", suite_db[2], "--format", "csv", "--db", str(path)]
     ).stdout

@@ -179,3 +179,24 @@ def test_nested_repairs_are_made_in_passes_and_only_made_ones_recorded():
     assert "cuda" not in repaired and "torch.load('w.pth', map_location='cpu')" in repaired
     assert sorted(r.kind for r in made) == ["cpu", "cpu"]  # the outer .cuda(), then the keyword inside it
     assert repair("torch.onnx.export(m, x, 'm.onnx')\n", knowledge()) == ("torch.onnx.export(m, x, 'm.onnx')\n", [])
+
+
+def test_a_converter_that_reads_a_model_file_needs_that_file(tmp_path, monkeypatch) -> None:
+    """onnx2torch converts a file: `convert("model.onnx")` reads a model the thread does not contain
+    (not runnable), while one the snippet exported first is its own."""
+    catalog = tmp_path / "onnx2torch.toml"
+    catalog.write_text(
+        '[converters."onnx2torch"]\nrepo = "ENOT-AutoDL/onnx2torch"\nsource = "onnx"\ntarget = "pytorch"\n'
+        '[converters."onnx2torch".reproduce]\nsource_paths = ["onnx2torch/"]\n'
+        '[[converters."onnx2torch".reproduce.entry]]\ncall = "onnx2torch.convert"\ncheck = "none"\n'
+    )
+    monkeypatch.setenv("ISSUEMINE_CATALOG", str(catalog))  # the catalog is cached per set of files
+    reads = extract([("body", "```python\nfrom onnx2torch import convert\nnet = convert('resnet.onnx')\n```")])
+    assert not reads.runnable and reads.reason == "needs external files: resnet.onnx"
+    aliased = "```python\nimport onnx2torch as o2t\nnet = o2t.convert('resnet.onnx')\n```"
+    assert extract([("body", aliased)]).reason == "needs external files: resnet.onnx"
+    own = (
+        "```python\nimport torch\nfrom onnx2torch import convert\n"
+        "torch.onnx.export(torch.nn.ReLU(), torch.rand(1), 'relu.onnx')\nnet = convert('relu.onnx')\n```"
+    )
+    assert extract([("body", own)]).runnable
