@@ -45,14 +45,35 @@ def _need_extra() -> None:
 @difftest_app.command("run")
 @handle_errors
 def run_cmd(
-    converter: str = typer.Option("torch.onnx", "--converter", help="torch.onnx or tf2onnx."),
+    converter: str = typer.Option(
+        "torch.onnx",
+        "--converter",
+        help="torch.onnx, tf2onnx, onnx2torch (ONNX to PyTorch), or any converter whose file names a "
+        "difftest_adapter (`issuemine converters` says which).",
+    ),
+    models: str = typer.Option(
+        "nnsmith",
+        "--models",
+        help="nnsmith: generated models (--nodes, --per-size); zoo: real architectures with seeded random "
+        "weights, built offline (transformers, Keras applications, torchvision; `issuemine difftest zoo` "
+        "lists them), one model each.",
+    ),
+    architectures: str | None = typer.Option(
+        None,
+        "--architectures",
+        help="With --models zoo: these architectures, comma-separated (default: every one the converter's "
+        "framework can build here).",
+    ),
     nodes: str = typer.Option("15..100:5", "--nodes", help="Model sizes: a range 15..100:5, a list 15,30, or 20."),
     per_size: int = typer.Option(20, "--per-size", min=1, max=100_000, help="Models per size."),
     seed: int = typer.Option(
         1, "--seed", min=0, max=2**31 - 1, help="Campaign seed: the same seed gives the same models."
     ),
     exporter: str | None = typer.Option(
-        None, "--exporter", help="torch.onnx: torchscript (default) or dynamo; tf2onnx: tf2onnx."
+        None,
+        "--exporter",
+        help="torch.onnx: torchscript (default) or dynamo; tf2onnx: tf2onnx; onnx2torch: onnx2torch (ONNX to "
+        "PyTorch, ONNX Runtime the reference) or round-trip (PyTorch to ONNX and back, PyTorch the reference).",
     ),
     protocol: str = typer.Option(
         "default",
@@ -129,7 +150,7 @@ def run_cmd(
     not hostile code, so they run outside the bubblewrap sandbox.
     """
     _need_extra()
-    from issuemine.difftest.campaign import EXPORTERS, Plan, run
+    from issuemine.difftest.campaign import Plan, adapter_class, run
 
     if memory is not None and memory <= 0:
         raise IssuemineError("--memory: give the GB one worker may allocate, more than 0")
@@ -138,18 +159,40 @@ def run_cmd(
 
     preset = protocol_settings(protocol, converter)
     chosen_dtypes = dtypes if dtypes is not None else preset["dtypes"]
-    plan = Plan(
-        converter,
-        exporter or EXPORTERS.get(converter, ("",))[0],
-        opset if opset is not None else preset["opset"],
-        seed,
-        _sizes(nodes),
-        per_size,
-        inputs if inputs is not None else preset["inputs"],
-        policy or preset["policy"],
-        [] if chosen_dtypes.strip() == "all" else [d.strip() for d in chosen_dtypes.split(",") if d.strip()],
-        env,
-    )
+    chosen_exporter = exporter or (adapter_class(converter).exporters or ("",))[0]
+    chosen_opset = opset if opset is not None else preset["opset"]
+    if models not in ("nnsmith", "zoo"):
+        raise IssuemineError(f"--models {models!r}: choose nnsmith or zoo")
+    if architectures is not None and models != "zoo":
+        raise IssuemineError("--architectures chooses real architectures: give it with --models zoo")
+    if models == "zoo":
+        from issuemine.difftest.zoo import ZOO_INPUTS, choose
+
+        names = [a.strip() for a in (architectures or "").split(",") if a.strip()]
+        plan = Plan.zoo(
+            converter,
+            chosen_exporter,
+            chosen_opset,
+            seed,
+            choose(adapter_class(converter).framework, names),
+            inputs=inputs if inputs is not None else ZOO_INPUTS,
+            policy=policy or preset["policy"],
+            dtypes=["float32"],
+            environment=env,
+        )
+    else:
+        plan = Plan(
+            converter,
+            chosen_exporter,
+            chosen_opset,
+            seed,
+            _sizes(nodes),
+            per_size,
+            inputs if inputs is not None else preset["inputs"],
+            policy or preset["policy"],
+            [] if chosen_dtypes.strip() == "all" else [d.strip() for d in chosen_dtypes.split(",") if d.strip()],
+            env,
+        )
     plan.check()
     if env is not None and executor == "ray":
         raise IssuemineError("--env runs on the local worker pool: a Ray cluster's workers run Ray's Python")
@@ -157,7 +200,7 @@ def run_cmd(
 
     python = environment_python(env, envs_file, building=lambda what: err.print(f"{what} ..."))
     database_ = database(db)
-    total = len(plan.sizes) * per_size
+    total = len(plan.sizes) * plan.per_size
     start = time.perf_counter()
     with Progress(
         TextColumn("[bold]difftest"),
@@ -202,6 +245,46 @@ def run_cmd(
     _print_table(database_, [report.campaign], "md")
 
 
+@difftest_app.command("zoo")
+@handle_errors
+def zoo_cmd(as_json: bool = JsonOption) -> None:
+    """The real architectures `difftest run --models zoo` converts: built offline from their libraries
+    with seeded random weights, and whether each library loads here."""
+    from issuemine.difftest.zoo import CATALOG, library_missing
+
+    missing = {lib: library_missing(lib) for lib in {a.library for a in CATALOG.values()}}
+    rows = [
+        {
+            "architecture": a.name,
+            "family": a.family,
+            "library": a.library,
+            "framework": a.framework,
+            "available": missing[a.library] is None,
+            "why_not": missing[a.library] or "",
+        }
+        for a in CATALOG.values()
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    out.print(
+        table(
+            "The zoo: real architectures, random weights",
+            ["architecture", "family", "library", "framework", "here"],
+            [
+                [
+                    r["architecture"],
+                    r["family"],
+                    r["library"],
+                    r["framework"],
+                    "yes" if r["available"] else r["why_not"],
+                ]
+                for r in rows
+            ],
+        )
+    )
+
+
 @difftest_app.command("report")
 @handle_errors
 def report_cmd(
@@ -213,7 +296,7 @@ def report_cmd(
         "float64 run of the framework model than the framework's own float32 output, by more than 8 times plus "
         "16 ULPs (default: each campaign's own policy).",
     ),
-    fmt_: str = ReportFormatOption,
+    fmt_: str = typer.Option("md", "--format", help="md, csv, json, or latex (Table 11, for a paper)."),
     show_signatures: bool = typer.Option(
         False, "--signatures", help="Distinct bugs: failures and mismatches grouped into signatures, with counts."
     ),
@@ -227,12 +310,14 @@ def report_cmd(
     exporter and model size; Table 12: operators and operator sequences of mismatched vs correct
     models; the most frequent failure messages, grouped; and the localized diverging operators.
     Every policy's verdict is stored with each model, so --policy recounts without re-running.
-    --format json gives every part; csv gives Table 11. --signatures counts distinct bugs (a failure's
+    --format json gives every part; csv and latex give Table 11. --signatures counts distinct bugs (a failure's
     stage and normalized message; a mismatch's first diverging operator with its attributes and input
     types, rounding left out) with the mined issues that name the same operator; --signature N writes
     one as a bug report."""
-    fmt_ = "json" if as_json else check_report_format(fmt_)
+    fmt_ = "json" if as_json else check_report_format(fmt_, ("md", "csv", "json", "latex"))
     database_ = database(db, reads=True)
+    if fmt_ == "latex" and (signature is not None or show_signatures):
+        raise IssuemineError("--format latex gives Table 11; signatures are md, csv or json")
     if signature is not None:
         from issuemine.difftest.signatures import bug_report
 
@@ -277,12 +362,21 @@ def _print_table(db: Any, ids: list[int] | None, fmt_: str, policy: str | None =
         print_csv(rows, missing=0)
         return
     columns = list(dict.fromkeys(k for r in rows for k in r))
+    if fmt_ == "latex":
+        import pandas as pd
+
+        from issuemine.analysis.tables import latex
+
+        frame = pd.DataFrame([[r.get(c, 0) for c in columns] for r in rows], columns=columns)
+        caption = "Differential-testing outcomes per converter, exporter and model size (Table 11)"
+        print(latex(frame.set_index("campaign"), caption=caption, label="tab:difftest-outcomes"), end="")
+        return
     print_markdown("Table 11: differential-testing outcomes", columns, [[r.get(c, 0) for c in columns] for r in rows])
 
 
 def _print_findings(db: Any, campaign_id: int | None, policy: str | None) -> None:
     from issuemine.difftest.campaign import rounding_survivors
-    from issuemine.difftest.report import campaign_ids, error_groups, localized, sequences
+    from issuemine.difftest.report import campaign_ids, error_groups, localized, real_architectures, sequences
 
     ids = campaign_ids(db, campaign_id)
     rows = []
@@ -324,6 +418,23 @@ def _print_findings(db: Any, campaign_id: int | None, policy: str | None) -> Non
         columns = ["campaign", "converter", "exporter", "policy", "mismatches", "with_reference", "beyond_rounding"]
         title = "Rounding versus bugs: mismatches the noise-aware oracle (float64 reference) still calls wrong"
         print_markdown(title, columns, [[r[c] for c in columns] for r in rounding])
+    real = real_architectures(db, ids, policy)
+    if real:
+        columns = ["architecture", "family", "setup", "outcome", "max |Δ|", "within", "error", "model"]
+        rows_ = [
+            [
+                r["architecture"],
+                r["family"],
+                r["setup"],
+                r["outcome"],
+                f"{r['max_abs_diff']:.3g}" if r["max_abs_diff"] is not None else "-",
+                ", ".join(r["within"]) or "-",
+                r["error"] or "-",
+                r["model"],
+            ]
+            for r in real
+        ]
+        print_markdown("Real architectures (random weights): outcome, max |Δ| and the policies within", columns, rows_)
     found_ops = localized(db, ids)
     if found_ops:
         columns = ["campaign", "model", "operator", "node", "max_abs_diff", "reduced_nodes", "reduced"]
@@ -552,6 +663,7 @@ def _localize_all(
         for i in campaign_ids(db, campaign_id)
         for m in models(db, i)
         if m.localized is None
+        and not m.architecture  # a zoo model: no NNSmith graph to reduce
         and outcome_under(m, None if policy == NOISE_AWARE else policy) == "mismatch"
         and (m.policies or {}).get(NOISE_AWARE) is not True
     ]

@@ -414,6 +414,8 @@ class DifftestCampaign(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime)
     # The stack its workers ran in (difftest run --env NAME); None: the interpreter issuemine runs in.
     environment: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    # A zoo campaign's architectures (difftest run --models zoo), in order; None: NNSmith's models.
+    architectures: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class DifftestModel(Base):
@@ -438,6 +440,7 @@ class DifftestModel(Base):
     finished_at: Mapped[datetime] = mapped_column(DateTime)
     graph: Mapped[dict[str, Any] | None] = mapped_column()  # the converted model's operators and edges
     localized: Mapped[dict[str, Any] | None] = mapped_column()  # difftest localize: first diverging node
+    architecture: Mapped[str | None] = mapped_column(String(60), nullable=True)  # a zoo model's architecture
 
 
 class ReproBisection(Base):

@@ -20,14 +20,20 @@ from sqlalchemy import select
 from issuemine.db import Database
 from issuemine.db.models import DifftestCampaign, DifftestModel
 from issuemine.db.rows import upsert, utcnow
+from issuemine.difftest.adapters import Adapter, adapter_spec, load_adapter
 from issuemine.difftest.execute import NOISE_AWARE, OUTCOMES, TABLE_11
-from issuemine.difftest.generate import FRAMEWORKS, METHOD
+from issuemine.difftest.generate import METHOD
 from issuemine.difftest.pool import DEFAULT_RUNNER, WorkerPool, default_memory
 from issuemine.domain.tolerances import load_policies, stored_verdict
 from issuemine.errors import IssuemineError
 from issuemine.installed import versions as installed_versions
 
-EXPORTERS = {"torch.onnx": ("torchscript", "dynamo"), "tf2onnx": ("tf2onnx",)}
+
+def adapter_class(converter: str) -> type[Adapter]:
+    """The difftest adapter of a converter its file names (a one-line error for one it does not)."""
+    return load_adapter(adapter_spec(converter))
+
+
 PACKAGES = ("nnsmith", "torch", "onnxscript", "tensorflow-cpu", "tf2onnx", "onnx", "onnxruntime", "numpy", "z3-solver")
 
 
@@ -132,14 +138,28 @@ class Plan:
     policy: str | None = None
     dtypes: list[str] = field(default_factory=lambda: ["float32"])  # [] = all NNSmith knows (the study's)
     environment: str | None = None  # a stack of the environments file (difftest run --env); None: this one
+    architectures: list[str] | None = None  # a zoo campaign's real architectures (difftest/zoo.py)
+
+    @classmethod
+    def zoo(cls, converter: str, exporter: str, opset: int, seed: int, architectures: list[str], **rest: Any) -> Plan:
+        """A campaign of real architectures: one model per architecture (its place in the list is
+        its "size"), weights drawn from the campaign seed."""
+        return cls(
+            converter,
+            exporter,
+            opset,
+            seed,
+            list(range(1, len(architectures) + 1)),
+            1,
+            architectures=architectures,
+            **rest,
+        )
 
     def check(self) -> None:
-        if self.converter not in FRAMEWORKS:
-            raise IssuemineError(f"--converter {self.converter!r}: choose {' or '.join(FRAMEWORKS)}")
-        if self.exporter not in EXPORTERS[self.converter]:
+        exporters = adapter_class(self.converter).exporters
+        if self.exporter not in exporters:
             raise IssuemineError(
-                f"--exporter {self.exporter!r} does not belong to {self.converter}: "
-                f"{', '.join(EXPORTERS[self.converter])}"
+                f"--exporter {self.exporter!r} does not belong to {self.converter}: {', '.join(exporters)}"
             )
         if self.per_size < 1 or self.inputs < 1:
             raise IssuemineError("--per-size and --inputs must be at least 1")
@@ -187,7 +207,8 @@ def open_campaign(db: Database, plan: Plan, python: str | None = None) -> int:
         if found is not None:
             row = session.get(DifftestCampaign, found)
             assert row is not None
-            if list(row.sizes) == plan.sizes and sorted(row.dtypes) == sorted(plan.dtypes):
+            same_models = (row.architectures or None) == (plan.architectures or None)
+            if list(row.sizes) == plan.sizes and sorted(row.dtypes) == sorted(plan.dtypes) and same_models:
                 return int(found)
         now = utcnow()
         row = DifftestCampaign(
@@ -200,7 +221,8 @@ def open_campaign(db: Database, plan: Plan, python: str | None = None) -> int:
             inputs=plan.inputs,
             dtypes=sorted(plan.dtypes),
             policy=policy,
-            generator=f"nnsmith {versions().get('nnsmith')} {METHOD}",
+            generator="zoo" if plan.architectures else f"nnsmith {versions().get('nnsmith')} {METHOD}",
+            architectures=plan.architectures,
             versions=versions(python),
             environment=plan.environment,
             created_at=now,
@@ -237,6 +259,8 @@ def jobs(db: Database, campaign_id: int, out_dir: Path) -> list[dict[str, Any]]:
             ).all()
         )
     policies = [p.as_dict() for p in load_policies().policies]
+    adapter = adapter_spec(row.converter)
+    zoo = list(row.architectures or [])
     todo = []
     for nodes in row.sizes:
         for k in range(row.per_size):
@@ -247,6 +271,7 @@ def jobs(db: Database, campaign_id: int, out_dir: Path) -> list[dict[str, Any]]:
                 {
                     "campaign": campaign_id,
                     "converter": row.converter,
+                    "adapter": adapter,
                     "exporter": row.exporter,
                     "opset": row.opset,
                     "seed": seed,
@@ -257,8 +282,9 @@ def jobs(db: Database, campaign_id: int, out_dir: Path) -> list[dict[str, Any]]:
                     "policy": row.policy,
                     "checker": row.policy not in ARTIFACT_POLICIES,
                     # and tf2onnx converts the SavedModel NNSmith writes, by its command line
-                    "saved_model": row.converter == "tf2onnx" and row.policy in ARTIFACT_POLICIES,
+                    "saved_model": row.converter == "tf2onnx" and row.policy in ARTIFACT_POLICIES and not zoo,
                     "out_dir": str(out_dir),
+                    **({"architecture": zoo[nodes - 1]} if zoo else {}),
                 }
             )
     return todo
@@ -281,6 +307,7 @@ def store(db: Database, campaign_id: int, result: dict[str, Any]) -> None:
         "onnx_path": result.get("onnx"),
         "durations": result.get("durations") or {},
         "graph": result.get("graph"),
+        "architecture": result.get("architecture"),
         "finished_at": utcnow(),
     }
     with db.session() as session:
@@ -339,23 +366,28 @@ def run(
     start = time.perf_counter()
 
     def done(task: dict[str, Any], result: dict[str, Any]) -> None:
-        store(db, campaign_id, {**result, "seed": task["seed"], "nodes": task["nodes"]})
+        store(
+            db,
+            campaign_id,
+            {**result, "seed": task["seed"], "nodes": task["nodes"], "architecture": task.get("architecture")},
+        )
         report.ran += 1
         report.outcomes[result["outcome"]] += 1
         progress(result, report.outcomes)
 
     log = out_dir / f"campaign-{campaign_id}" / "workers.log"
-    if todo:
+    if todo and not plan.architectures:
         # NNSmith's operator cache, made once here, where the campaign's files are, before any worker
         # starts: every worker then loads the same, order-stable file (see prepare_operator_cache).
         # It travels with each job, so workers started earlier (a Ray cluster's) read it too.
-        from issuemine.difftest.generate import FRAMEWORKS, prepare_operator_cache, prepare_operator_cache_in
+        from issuemine.difftest.generate import prepare_operator_cache, prepare_operator_cache_in
 
+        framework = adapter_class(plan.converter).framework
         if python is None:
-            cache = prepare_operator_cache(FRAMEWORKS[plan.converter], out_dir / "nnsmith-cache")
+            cache = prepare_operator_cache(framework, out_dir / "nnsmith-cache")
         else:  # the environment's NNSmith and framework decide its operator set
             folder = out_dir / f"nnsmith-cache-{plan.environment}"
-            cache = prepare_operator_cache_in(python, FRAMEWORKS[plan.converter], folder)
+            cache = prepare_operator_cache_in(python, framework, folder)
         if cache is not None:
             todo = [{**job, "nnsmith_cache": str(cache.resolve())} for job in todo]
     if memory is None and not (executor == "ray" and address):  # a cluster's machines are not this one
@@ -452,7 +484,10 @@ def table_11(db: Database, campaign_ids: list[int] | None = None, policy: str | 
         for model in found:
             by_size.setdefault(model.nodes, Counter())[outcome_under(model, policy)] += 1
         total: Counter[str] = Counter(outcome_under(m, policy) for m in found)
+        zoo = list(info.architectures or [])  # a zoo campaign: a row per architecture, by name
         for nodes, counts in [*sorted(by_size.items()), ("all", total)]:
+            if zoo and isinstance(nodes, int):
+                nodes = zoo[nodes - 1] if 0 < nodes <= len(zoo) else nodes
             row: dict[str, Any] = {
                 "campaign": campaign_id,
                 "converter": info.converter,

@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from issuemine.difftest.adapters import Adapter, load_adapter
 from issuemine.difftest.generate import (
     CACHE_ENV,
     Generated,
-    computing,
     exportable,
     generate,
     random_inputs,
@@ -34,7 +34,6 @@ from issuemine.difftest.sequences import load_onnx_graph
 from issuemine.domain.converters import knowledge
 from issuemine.domain.stages import infer_stage
 from issuemine.domain.tracebacks import exception_text, strip_ansi
-from issuemine.quality.targets import onnx_session
 
 OUTCOMES = (
     "success",
@@ -67,17 +66,30 @@ def error_record(exc: BaseException) -> dict[str, Any]:
     return record
 
 
+def adapter_of(job: dict[str, Any]) -> Adapter:
+    """The job's converter adapter (issuemine/difftest/adapters/); jobs stored before adapters: by name."""
+    spec = job.get("adapter") or {"torch.onnx": "issuemine.difftest.adapters.torch_onnx"}.get(
+        job["converter"], "issuemine.difftest.adapters.tf2onnx"
+    )
+    return load_adapter(spec)(job)
+
+
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Run one model of a campaign; every failure becomes the result, never an exception."""
     timings: dict[str, float] = {}
     result: dict[str, Any] = {"seed": job["seed"], "nodes": job["nodes"], "durations": timings}
-    framework = "torch" if job["converter"] == "torch.onnx" else "tensorflow"
-    one_thread(framework)
+    adapter = adapter_of(job)
+    one_thread(adapter.framework)
     if job.get("nnsmith_cache"):  # the campaign's operator cache (generate.prepare_operator_cache)
         os.environ[CACHE_ENV] = str(job["nnsmith_cache"])
     start = time.perf_counter()
     try:
-        generated = generate(framework, job["seed"], job["nodes"], job.get("dtypes"))
+        if job.get("architecture"):  # a real architecture with seeded random weights (difftest/zoo.py)
+            from issuemine.difftest.zoo import build
+
+            generated = build(job["architecture"], job["seed"])
+        else:
+            generated = generate(adapter.framework, job["seed"], job["nodes"], job.get("dtypes"))
     except Exception as exc:
         timings["generate"] = time.perf_counter() - start
         return {**result, "outcome": "generation-failure", "error": error_text(exc)}
@@ -87,50 +99,49 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
     start = time.perf_counter()
     try:
-        expected = [framework_outputs(generated, one) for one in inputs]
+        expected = adapter.reference(generated, inputs)
     except Exception as exc:
         timings["framework"] = time.perf_counter() - start
         return {**result, "outcome": "framework-failure", "error": error_text(exc)}
     timings["framework"] = time.perf_counter() - start
 
-    path = Path(job["out_dir"]) / f"c{job['campaign']}-n{job['nodes']}-s{job['seed']}.onnx"
+    path = Path(job["out_dir"]) / f"c{job['campaign']}-n{job['nodes']}-s{job['seed']}{adapter.suffix}"
     path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
-        convert(generated, inputs[0], path, job)
-        if job.get("checker", True):
+        quietly(adapter.convert, generated, inputs[0], path)
+        if job.get("checker", True) and adapter.onnx_target:
             import onnx
 
             onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:
         timings["convert"] = time.perf_counter() - start
         stage, how = infer_stage(error_record(exc), "", knowledge().stages)
-        if type(exc).__module__.startswith("onnx"):
+        if type(exc).__module__.startswith("onnx") and adapter.onnx_target:
             stage, how = "validation", "the ONNX checker rejected the converted model"
         path.unlink(missing_ok=True)
-        return {**result, "outcome": "conversion-failure", "stage": stage, "stage_how": how, "error": error_text(exc)}
+        source = adapter.artifact(path)  # a converter that reads a file: the model it failed on is kept
+        failed = {"outcome": "conversion-failure", "stage": stage, "stage_how": how, "error": error_text(exc)}
+        return {**result, **failed, "onnx": _name(source) if source != path else None}
     timings["convert"] = time.perf_counter() - start
-    result["graph"] = load_onnx_graph(path).record()
+    if adapter.onnx_target:
+        result["graph"] = load_onnx_graph(path).record()
+    kept = adapter.artifact(path)
 
     start = time.perf_counter()
     try:
-        session = onnx_session(path, threads=1)
+        loaded = adapter.load(path)
     except Exception as exc:
         timings["load"] = time.perf_counter() - start
-        return {**result, "outcome": "ort-failure", "stage": "load", "error": error_text(exc), "onnx": str(path)}
+        return {**result, "outcome": "ort-failure", "stage": "load", "error": error_text(exc), "onnx": _name(kept)}
     timings["load"] = time.perf_counter() - start
 
     start = time.perf_counter()
     try:
-        feeds = {i.name: i.name.split(":")[0] for i in session.get_inputs()}  # tf2onnx may add ":0"
-        order = output_order(session, generated.outputs)
-        actual = []
-        for one in inputs:
-            got = session.run(None, {name: one[key] for name, key in feeds.items() if key in one})
-            actual.append([got[i] for i in order])
+        actual = adapter.run(loaded, generated, inputs)
     except Exception as exc:
         timings["run"] = time.perf_counter() - start
-        return {**result, "outcome": "ort-failure", "stage": "run", "error": error_text(exc), "onnx": str(path)}
+        return {**result, "outcome": "ort-failure", "stage": "run", "error": error_text(exc), "onnx": _name(kept)}
     timings["run"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -141,14 +152,31 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     outcome = "success" if verdicts[job["policy"]] else "mismatch"
     if outcome == "success" and not job.get("keep_all"):
         path.unlink(missing_ok=True)
+        if kept is not None and kept != path:
+            kept.unlink(missing_ok=True)
     return {
         **result,
         "outcome": outcome,
         "policies": {**verdicts, NOISE_AWARE: rounding},
         "max_abs_diff": worst,
         "differing": differing,
-        "onnx": str(path) if path.exists() else None,
+        "onnx": _name(kept),
     }
+
+
+def _name(path: Path | None) -> str | None:
+    return str(path) if path is not None and path.exists() else None
+
+
+def quietly(step: Any, *args: Any) -> Any:
+    """A converter step with its warnings and prints kept out of the worker's output."""
+    import contextlib
+    import io
+    import warnings
+
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        return step(*args)
 
 
 def output_order(session: Any, outputs: list[str]) -> list[int]:
@@ -179,18 +207,24 @@ def one_thread(framework: str) -> None:
         pass  # TensorFlow already ran something in this process: its pools are fixed
 
 
+def torch_outputs(module: Any, generated: Generated, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """A PyTorch module's outputs on one input set, fed in the model's input order."""
+    import torch
+
+    with torch.no_grad():
+        out = module(*(torch.from_numpy(_contiguous(inputs[n])) for n in generated.inputs))
+    out = out if isinstance(out, tuple | list) else (out,)
+    return [o.detach().numpy() for o in out]
+
+
 def framework_outputs(generated: Generated, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
     """The framework's outputs for one input set, in the model's output order."""
     if generated.framework == "torch":
-        import torch
-
-        net = exportable(generated)
-        with torch.no_grad():
-            out = net(*(torch.from_numpy(_contiguous(inputs[n])) for n in generated.inputs))
-        out = out if isinstance(out, tuple | list) else (out,)
-        return [o.detach().numpy() for o in out]
+        return torch_outputs(exportable(generated), generated, inputs)
     import tensorflow as tf
 
+    if generated.forward is not None:  # a zoo architecture: a Keras model
+        return [np.asarray(o) for o in generated.forward(*(tf.convert_to_tensor(inputs[n]) for n in generated.inputs))]
     out = generated.model.run_eagerly({n: tf.convert_to_tensor(v) for n, v in inputs.items()})
     return [np.asarray(out[name]) for name in generated.outputs]
 
@@ -204,43 +238,7 @@ def convert(
 ) -> None:
     """Convert the model as the campaign's converter does; with ``names``, with those tensors
     (intermediate ones too) as its outputs, in that order (``difftest localize``)."""
-    import contextlib
-    import io
-    import warnings
-
-    opset = int(job.get("opset") or 17)
-    outputs = names or generated.outputs
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        if generated.framework == "torch":
-            import torch
-
-            args = tuple(torch.from_numpy(_contiguous(example[n])) for n in generated.inputs)
-            extra = export_keywords(torch.onnx.export, job.get("exporter") == "dynamo")
-            torch.onnx.export(
-                exportable(generated) if names is None else computing(generated, names),
-                args,
-                str(path),
-                opset_version=opset,
-                input_names=list(generated.inputs),
-                output_names=outputs,
-                **extra,
-            )
-        elif names is None and job.get("saved_model"):
-            convert_saved_model(generated, path, opset)
-        else:
-            import tensorflow as tf
-            import tf2onnx
-
-            specs = [
-                tf.TensorSpec(shape, tf.as_dtype(dtype), name) for name, (shape, dtype) in generated.inputs.items()
-            ]
-
-            @tf.function(input_signature=specs)
-            def forward(*xs: Any) -> Any:
-                return run_instructions(generated, outputs, list(xs))
-
-            tf2onnx.convert.from_function(forward, input_signature=specs, opset=opset, output_path=str(path))
+    quietly(adapter_of(job).convert, generated, example, path, names)
 
 
 def convert_saved_model(generated: Generated, path: Path, opset: int) -> None:
@@ -304,6 +302,8 @@ def float64_outputs(
 
     import torch
 
+    if generated.architecture is not None:
+        return None if names else _zoo_float64(generated, inputs)
     try:
         wide = copy.copy(generated)
         wide.model = copy.deepcopy(generated.model)
@@ -316,6 +316,22 @@ def float64_outputs(
                 args = [torch.from_numpy(_contiguous(widened[n])) for n in generated.inputs]
                 out = run_instructions(wide, names or generated.outputs, args, widen=True)
             found.append([o.detach().numpy() if isinstance(o, torch.Tensor) else np.asarray(o) for o in out])
+        return found
+    except Exception:
+        return None
+
+
+def _zoo_float64(generated: Generated, inputs: list[dict[str, np.ndarray]]) -> list[list[np.ndarray]] | None:
+    """A zoo architecture's float64 run: its module widened (integer inputs such as token ids stay
+    integers)."""
+    import copy
+
+    try:
+        wide = copy.deepcopy(generated.exportable).double()
+        found = []
+        for one in inputs:
+            widened = {k: v.astype(np.float64) if v.dtype == np.float32 else v for k, v in one.items()}
+            found.append(torch_outputs(wide, generated, widened))
         return found
     except Exception:
         return None

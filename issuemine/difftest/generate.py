@@ -23,14 +23,13 @@ import io
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-FRAMEWORKS = {"torch.onnx": "torch", "tf2onnx": "tensorflow"}
 METHOD = "symbolic-cinit"
 
 
@@ -46,6 +45,11 @@ class Generated:
     seconds: float
     ir: Any = None  # NNSmith's graph (its instructions name every tensor)
     exportable: Any = None  # built once by exportable()
+    # A zoo architecture (difftest/zoo.py) rather than NNSmith's: its name, a TensorFlow model's
+    # function of the inputs, and the range [low, high) of each integer input (token ids).
+    architecture: str | None = None
+    forward: Any = None
+    input_ranges: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @contextlib.contextmanager
@@ -376,7 +380,8 @@ def _seed_framework(framework: str, seed: int) -> None:
 
 
 def random_inputs(generated: Generated, count: int, seed: int) -> list[dict[str, np.ndarray]]:
-    """``count`` seeded input sets: floats from a standard normal, integers in [-8, 8), booleans fair."""
+    """``count`` seeded input sets: floats from a standard normal, integers in [-8, 8) (or the input's
+    range, such as token ids below a vocabulary's size), booleans fair."""
     rng = np.random.default_rng(seed)
     found = []
     for _ in range(count):
@@ -386,7 +391,8 @@ def random_inputs(generated: Generated, count: int, seed: int) -> list[dict[str,
             if kind == np.bool_:
                 value: Any = rng.random(shape) < 0.5
             elif np.issubdtype(kind, np.integer):
-                value = rng.integers(-8, 8, size=shape)
+                low, high = generated.input_ranges.get(name, (-8, 8))
+                value = rng.integers(low, high, size=shape)
             elif np.issubdtype(kind, np.complexfloating):
                 value = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
             else:

@@ -213,8 +213,9 @@ def _attributes(node: Any) -> list[str]:
 def _regenerate(job: dict[str, Any], path: Path) -> _Model:
     import onnx
 
-    framework = "torch" if job["converter"] == "torch.onnx" else "tensorflow"
-    generated = generate(framework, job["seed"], job["nodes"], job.get("dtypes"))
+    from issuemine.difftest.execute import adapter_of
+
+    generated = generate(adapter_of(job).framework, job["seed"], job["nodes"], job.get("dtypes"))
     inputs = random_inputs(generated, int(job.get("inputs", 100)), job["seed"])
     plan = steps(generated)
     names = list(dict.fromkeys(n for s in plan for n in s.outputs))
@@ -331,8 +332,22 @@ def localize_stored(db: Any, model_id: int, out_root: Path, policy: str | None =
     verdict = outcome_under(row, name)
     if verdict != "mismatch":
         raise IssuemineError(f"model {model_id} is a {verdict} under policy {name}: only a mismatch can be localized")
+    if row.architecture:
+        raise IssuemineError(
+            f"model {model_id} is a real architecture ({row.architecture}): localization reduces NNSmith's graphs; "
+            f"its converted model is in {row.onnx_path or 'the campaign folder'} (difftest run --models zoo keeps it)"
+        )
+    from issuemine.difftest.adapters import adapter_spec, load_adapter
+
+    spec = adapter_spec(info.converter)
+    if not load_adapter(spec).localizes:
+        raise IssuemineError(
+            f"{info.converter}'s adapter cannot convert with intermediate tensors as outputs: localization "
+            "covers converters to ONNX (torch.onnx, tf2onnx)"
+        )
     job = {
         "converter": info.converter,
+        "adapter": spec,
         "exporter": info.exporter,
         "opset": info.opset,
         "seed": row.seed,

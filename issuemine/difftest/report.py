@@ -121,11 +121,50 @@ def localized(db: Database, ids: list[int]) -> list[dict[str, Any]]:
     return rows
 
 
+def real_architectures(db: Database, ids: list[int], policy: str | None = None) -> list[dict[str, Any]]:
+    """The zoo campaigns' models (``difftest run --models zoo``): per architecture and setup, the
+    outcome (under ``policy``, default the campaign's), max |Δ|, the policies it is within, and a
+    failure's message in brief."""
+    from issuemine.difftest.zoo import CATALOG
+
+    rows = []
+    for campaign_id in ids:
+        info = campaign(db, campaign_id)
+        if not info.architectures:
+            continue
+        for model in models(db, campaign_id):
+            name = model.architecture or info.architectures[model.nodes - 1]
+            arch = CATALOG.get(name)
+            within = [p for p, ok in sorted((model.policies or {}).items()) if ok]
+            rows.append(
+                {
+                    "architecture": name,
+                    "family": arch.family if arch else "",
+                    "campaign": campaign_id,
+                    "setup": f"{info.converter} {info.exporter}" if info.converter != info.exporter else info.converter,
+                    "outcome": outcome_under(model, policy),
+                    "max_abs_diff": model.max_abs_diff,
+                    "within": within,
+                    "error": _brief(model.error),
+                    "model": model.id,
+                }
+            )
+    return rows
+
+
+def _brief(error: str | None, width: int = 160) -> str:
+    """A failure's last line, shortened: the exception and its message, paths left out."""
+    if not error:
+        return ""
+    last = error.strip().splitlines()[-1]
+    return re.sub(r"(/[\w.\-]+)+/", "", last)[:width]
+
+
 def shares(db: Database, ids: list[int], policy: str | None = None) -> list[dict[str, Any]]:
     """Per campaign and size, the share of models in each of Table 11's outcomes (the rest: other)."""
     rows = []
     for row in table_11(db, ids, policy):
-        if row["nodes"] == "all" or not row["models"]:
+        if not isinstance(row["nodes"], int) or not row["models"]:  # "all", or a zoo campaign's architecture
             continue
         label = f"{row['converter']} ({row['exporter']})" if row["converter"] != row["exporter"] else row["converter"]
         share = {o: row.get(o, 0) / row["models"] for o in TABLE_11}
@@ -144,6 +183,7 @@ def summary(db: Database, only: int | None = None, policy: str | None = None) ->
         "errors": error_groups(db, ids),
         "localized": localized(db, ids),
         "shares": shares(db, ids, policy),
+        "real_architectures": real_architectures(db, ids, policy),
     }
 
 
