@@ -36,6 +36,8 @@ SETUPS = (
     ("tf2onnx", "tf2onnx"),
     ("onnx2torch", "onnx2torch"),  # ONNX → PyTorch: ONNX Runtime is the reference, torch runs the result
     ("onnx2torch", "round-trip"),  # PyTorch → ONNX → PyTorch: the generated model is the reference
+    ("onnx2tf", "tflite"),  # ONNX → TFLite (LiteRT's interpreter), ONNX Runtime the reference
+    ("onnx2tf", "keras"),  # ONNX → TensorFlow (the Keras model onnx2tf builds)
 )
 STEPS = ("generate", "framework", "convert", "load", "run", "compare")
 
@@ -46,7 +48,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--sizes", default="15,100")
     parser.add_argument("--whole", help="one campaign per setup over these sizes, e.g. 15..100:5")
-    parser.add_argument("--setups", default="torchscript,dynamo,tf2onnx,onnx2torch,round-trip")
+    parser.add_argument("--setups", default="torchscript,dynamo,tf2onnx,onnx2torch,round-trip,tflite,keras")
     parser.add_argument("--db", help="report the campaigns stored in this database instead of running new ones")
     args = parser.parse_args()
     if args.db:

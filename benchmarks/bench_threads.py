@@ -40,6 +40,16 @@ def main() -> None:
         expected = sum(t.expected["runnable"] for t, _ in mine)
         share = f"{runnable}/{len(mine)} ({runnable / len(mine):.0%}; expected {expected})"
         print(f"  {converter}: runnable candidates {share}")
+    # The a* threads reach the converter through `import X as Y` / `from X import f [as g]` forms.
+    aliased = [(t, c) for t, c in zip(threads, candidates, strict=True) if t.name.startswith("a")]
+    if aliased:
+        calls = sum(c.conversions == t.expected["conversions"] for t, c in aliased)
+        verdicts = sum(c.runnable == t.expected["runnable"] for t, c in aliased)
+        by = Counter(t.converter for t, _ in aliased)
+        print(
+            f"aliased and from-imports ({len(aliased)} threads: {dict(by)}): converter calls found {calls}/"
+            f"{len(aliased)}, runnable as expected {verdicts}/{len(aliased)}"
+        )
     repairs = Counter(r["kind"] for c in candidates for r in c.provenance.get("repairs", []))
     repaired = sum(1 for c in candidates if c.provenance.get("repairs"))
     print(f"repaired threads: {repaired}; repairs: {dict(repairs)}")

@@ -3,11 +3,12 @@
     python benchmarks/bench_zoo.py [--jobs 2] [--architectures bert,gpt2] [--setups torchscript,tf2onnx]
 
 Runs ``difftest run --models zoo`` per setup (torch.onnx TorchScript and dynamo, onnx2torch and the
-round trip for the PyTorch architectures; tf2onnx for the Keras applications), each a campaign in a
-temporary database, on 10 seeded input sets per architecture. Prints each campaign's wall time and
-the table a converter maintainer reads before a release: architectures × setups, each cell the
-outcome under abs-1e-7 with max |Δ|, and under the noise-aware oracle where it differs; failures
-with their message in brief. Nothing is downloaded: weights are random and seeded.
+round trip, and onnx2tf to TFLite for the PyTorch architectures; tf2onnx for the Keras
+applications), each a campaign in a temporary database, on 10 seeded input sets per architecture.
+Prints each campaign's wall time and the table a converter maintainer reads before a release:
+architectures × setups, each cell the outcome under abs-1e-7 with max |Δ| ("(rounding)" where the
+noise-aware oracle calls a mismatch rounding), failures with their message in brief.
+Nothing is downloaded: weights are random and seeded.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ SETUPS = (
     ("torch.onnx", "dynamo", "torch"),
     ("onnx2torch", "onnx2torch", "torch"),
     ("onnx2torch", "round-trip", "torch"),
+    ("onnx2tf", "tflite", "torch"),
     ("tf2onnx", "tf2onnx", "tensorflow"),
 )
 
@@ -35,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--architectures", help="only these (comma-separated); default: every one buildable here")
-    parser.add_argument("--setups", default="torchscript,dynamo,onnx2torch,round-trip,tf2onnx")
+    parser.add_argument("--setups", default="torchscript,dynamo,onnx2torch,round-trip,tflite,tf2onnx")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per architecture")
     args = parser.parse_args()
     chosen = set(args.architectures.split(",")) if args.architectures else None

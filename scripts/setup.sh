@@ -57,3 +57,10 @@ if [ "$dev" = 1 ]; then
 else
   .venv/bin/python -m pip install -q -e ".[repro,suggest,quality,difftest,ray]"
 fi
+# onnx2tf, the ONNX -> TensorFlow / TFLite direction of difftest (issuemine/difftest/adapters/onnx2tf.py),
+# without its requirements: it pins each one exactly (tensorflow==2.19.0, numpy==1.26.4, onnx==1.19.1, ...),
+# which would replace this stack. What it imports comes beside it: its graph tools, tf_keras of the
+# installed TensorFlow's release, and LiteRT's interpreter for the TFLite model it writes.
+tf_release=$(.venv/bin/python -c 'from importlib.metadata import version; print(".".join(version("tensorflow-cpu").split(".")[:2]))')
+.venv/bin/python -m pip install -q --no-deps "onnx2tf>=1.26,<2" "onnx-graphsurgeon>=0.5" "sng4onnx>=1.0" \
+  "tf-keras~=${tf_release}.0" "ai-edge-litert>=1.2" "backports.strenum>=1.2"

@@ -48,8 +48,8 @@ def run_cmd(
     converter: str = typer.Option(
         "torch.onnx",
         "--converter",
-        help="torch.onnx, tf2onnx, onnx2torch (ONNX to PyTorch), or any converter whose file names a "
-        "difftest_adapter (`issuemine converters` says which).",
+        help="torch.onnx, tf2onnx, onnx2torch (ONNX to PyTorch), onnx2tf (ONNX to TFLite or TensorFlow), or any "
+        "converter whose file names a difftest_adapter (`issuemine converters` says which).",
     ),
     models: str = typer.Option(
         "nnsmith",
@@ -73,7 +73,8 @@ def run_cmd(
         None,
         "--exporter",
         help="torch.onnx: torchscript (default) or dynamo; tf2onnx: tf2onnx; onnx2torch: onnx2torch (ONNX to "
-        "PyTorch, ONNX Runtime the reference) or round-trip (PyTorch to ONNX and back, PyTorch the reference).",
+        "PyTorch, ONNX Runtime the reference) or round-trip (PyTorch to ONNX and back, PyTorch the reference); "
+        "onnx2tf: tflite (LiteRT's interpreter) or keras (TensorFlow).",
     ),
     protocol: str = typer.Option(
         "default",

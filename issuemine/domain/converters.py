@@ -371,7 +371,8 @@ def load_full_catalog(paths: Iterable[Path] | None = None) -> Catalog:
             raise IssuemineError(f"{path}: [converters] must be a table of converter entries")
         for name, entry in entries.items():
             parsed = _parse_entry(name, entry, Path(path))
-            if name in converters and converters[name].origin != parsed.origin:
+            # The same file reached by another path (data/ and the package's link to it) replaces nothing.
+            if name in converters and Path(converters[name].origin).resolve() != Path(parsed.origin).resolve():
                 _tell_override(name, converters[name].origin, parsed.origin)
             converters[name] = parsed
         for name, entry in _table(doc.get("formats", {}), f"{path}: [formats]").items():

@@ -12,6 +12,7 @@ PACKAGES = {
     "onnxruntime": r"onnxruntime(?:-gpu)?|ort",
     "tensorflow": r"tensorflow(?:-gpu|-cpu)?|tf",
     "tf2onnx": r"tf2onnx",
+    "onnx2torch": r"onnx2torch",
     "keras": r"keras",
     "python": r"python",
 }

@@ -691,3 +691,21 @@ def test_a_round_trip_through_onnx_back_to_pytorch_holds_the_same_interface(tmp_
     counted = ("success", "mismatch", "ort-failure", "conversion-failure", "framework-failure")
     assert sum(total.get(k, 0) for k in counted) == 4 and total["success"] >= 1
     assert_clean_error(cli.invoke(app, ["difftest", "run", "--converter", "onnx2torch", "--exporter", "dynamo", *db]))
+
+
+@pytest.mark.parametrize("exporter", ["tflite", "keras"])
+def test_onnx2tf_to_tflite_and_to_keras_on_a_handful_of_models(tmp_path, exporter):
+    """ONNX → TensorFlow: the source is the generated model as ONNX (ONNX Runtime's outputs the
+    reference); onnx2tf's float32 TFLite model runs in LiteRT's interpreter, its Keras model in
+    TensorFlow. Nothing is downloaded (onnx2tf's sample images are written in the campaign's folder)."""
+    cli = CliRunner()
+    db = ["--db", str(tmp_path / "t.db")]
+    args = ["difftest", "run", "--converter", "onnx2tf", "--exporter", exporter, "--nodes", "5", "--per-size", "6"]
+    args += ["--seed", "1", "--inputs", "3", "--jobs", "2", "--out", str(tmp_path / "out")]
+    result = cli.invoke(app, [*args, *db])
+    assert result.exit_code == 0, result.output
+    total = table_11_total(cli, db)
+    assert (total["converter"], total["exporter"], total["models"]) == ("onnx2tf", exporter, 6)
+    counted = ("success", "mismatch", "ort-failure", "conversion-failure", "framework-failure")
+    assert sum(total.get(k, 0) for k in counted) == 6 and total["success"] >= 1  # no crash, no timeout
+    assert (tmp_path / "out" / "campaign-1" / "onnx2tf-samples").is_dir()

@@ -74,8 +74,10 @@ def test_every_converter_says_what_it_converts_and_what_issuemine_can_do_with_it
     assert (catalog["onnx2torch"].source, catalog["onnx2torch"].target) == ("onnx", "pytorch")
     assert (catalog["coremltools"].target, catalog["tflite-converter"].target) == ("coreml", "tflite")
     assert "difftest" in catalog["tf2onnx"].capabilities and "repro" in catalog["torch.onnx"].capabilities
-    # onnx2torch: differential-tested (its file names an adapter), its snippets not re-run (no [reproduce])
-    assert catalog["onnx2torch"].capabilities == ("fetch", "label", "analyze", "difftest")
+    # onnx2torch: its snippets re-run ([reproduce]) and differential-tested (its file names an adapter);
+    # paddle2onnx: neither, its issues are fetched and labeled only
+    assert catalog["onnx2torch"].capabilities == ("fetch", "label", "analyze", "repro", "difftest")
+    assert catalog["paddle2onnx"].capabilities == ("fetch", "label", "analyze")
     assert catalog["paddle2onnx"].capabilities == ("fetch", "label", "analyze")  # a tracker entry only
 
 
