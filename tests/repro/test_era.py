@@ -164,7 +164,9 @@ def test_the_command_line_runs_under_the_shim_in_todays_stack(warm: Harness) -> 
     outcome = warm.run(tf2onnx_command("--opset", "13"))
     assert outcome.verdict.verdict == "passes", outcome.verdict.reason
     compare = outcome.verdict.evidence["calls"][0]["compare"]
-    assert compare and compare[0]["max_abs"] == 0.0
+    # Compared, and equal to float32 rounding: a Dense layer's sums may be ordered differently by
+    # TensorFlow's and ONNX Runtime's kernels (0 on one machine, 2.4e-7 on another).
+    assert compare and compare[0]["max_abs"] <= 1e-5
 
 
 def test_variants_follow_what_the_stack_can_do() -> None:
