@@ -644,6 +644,13 @@ def localize_cmd(
             "note: in the re-export with intermediates exposed, the model's outputs agree with the framework: this "
             "divergence is masked downstream and may not be what made the campaign's model mismatch"
         )
+    if not found.reduced_ops:  # a real architecture: its leaf modules are tapped, not reduced
+        out.print(
+            f"not reduced (a real architecture's module): {found.reduced}/all-intermediates.onnx with inputs.npz "
+            "and expected.npz",
+            highlight=False,
+        )
+        return
     out.print(
         f"reduced to {found.reduced_nodes} ONNX node(s) ({' → '.join(found.reduced_ops)}): "
         f"{found.reduced}/reduced.onnx with inputs.npz and expected.npz",
@@ -664,7 +671,6 @@ def _localize_all(
         for i in campaign_ids(db, campaign_id)
         for m in models(db, i)
         if m.localized is None
-        and not m.architecture  # a zoo model: no NNSmith graph to reduce
         and outcome_under(m, None if policy == NOISE_AWARE else policy) == "mismatch"
         and (m.policies or {}).get(NOISE_AWARE) is not True
     ]

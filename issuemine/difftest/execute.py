@@ -303,7 +303,7 @@ def float64_outputs(
     import torch
 
     if generated.architecture is not None:
-        return None if names else _zoo_float64(generated, inputs)
+        return _zoo_float64(generated, inputs, names)
     try:
         wide = copy.copy(generated)
         wide.model = copy.deepcopy(generated.model)
@@ -321,13 +321,19 @@ def float64_outputs(
         return None
 
 
-def _zoo_float64(generated: Generated, inputs: list[dict[str, np.ndarray]]) -> list[list[np.ndarray]] | None:
-    """A zoo architecture's float64 run: its module widened (integer inputs such as token ids stay
-    integers)."""
+def _zoo_float64(
+    generated: Generated, inputs: list[dict[str, np.ndarray]], names: list[str] | None = None
+) -> list[list[np.ndarray]] | None:
+    """A zoo architecture's float64 run, its outputs or the tensors ``names`` (leaf modules'
+    outputs): its module widened (integer inputs such as token ids stay integers)."""
     import copy
 
     try:
         wide = copy.deepcopy(generated.exportable).double()
+        if names:
+            from issuemine.difftest.zoo import tapped
+
+            wide = tapped(generated, names, wide)
         found = []
         for one in inputs:
             widened = {k: v.astype(np.float64) if v.dtype == np.float32 else v for k, v in one.items()}

@@ -59,6 +59,11 @@ def framework_values(generated: Generated, names: list[str], inputs: dict[str, n
     if generated.framework == "torch":
         import torch
 
+        if generated.architecture is not None:  # a zoo architecture: its leaf modules, tapped
+            from issuemine.difftest.execute import torch_outputs
+            from issuemine.difftest.zoo import tapped
+
+            return dict(zip(names, torch_outputs(tapped(generated, names), generated, inputs), strict=True))
         with torch.no_grad():
             args = [torch.from_numpy(np.array(inputs[n], order="C", copy=True)) for n in generated.inputs]
             values = run_instructions(generated, names, args)
@@ -175,6 +180,8 @@ def localize(job: dict[str, Any], out_dir: Path, policy: dict[str, Any], noise: 
     var = next(n for n in first.outputs if oracle.wrong(n, want[n], got[n]))
     node = next((n for n in model.onnx.graph.node if model.tensor[var] in n.output), None)
     values = {**model.inputs[chosen], **want}
+    if model.generated.architecture is not None:
+        return _zoo_finding(model, first, var, node, want, got, chosen, oracle, out_dir)
     kept, reduced, boundary = _reduce(model, first, var, values, oracle)
     onnx.save(reduced, str(out_dir / "reduced.onnx"))
     arrays: dict[str, Any] = {model.feed(n): values[n] for n in boundary}
@@ -200,6 +207,40 @@ def localize(job: dict[str, Any], out_dir: Path, policy: dict[str, Any], noise: 
     )
 
 
+def _zoo_finding(
+    model: _Model,
+    first: Step,
+    var: str,
+    node: Any,
+    want: dict[str, np.ndarray],
+    got: dict[str, np.ndarray],
+    chosen: int,
+    oracle: Oracle,
+    out_dir: Path,
+) -> Localization:
+    """A real architecture's first diverging leaf module (its class and qualified name). It is not
+    reduced: ddmin cuts at framework tensors each operator reads, and a module's inputs are not all
+    other modules' outputs (a residual sum is computed between them); the all-intermediates model
+    stays in ``out_dir`` with the input set's values, for Polygraphy or a bug report."""
+    arrays: dict[str, Any] = dict(model.inputs[chosen])
+    np.savez(out_dir / "inputs.npz", **arrays)
+    expected: dict[str, Any] = {model.tensor[var]: want[var]}
+    np.savez(out_dir / "expected.npz", **expected)
+    return Localization(
+        op=first.op,
+        var=var,
+        onnx_nodes=[f"{node.op_type} {node.name}".strip()] if node is not None else [],
+        max_abs_diff=max_delta(want[var], got[var]),
+        input_set=chosen,
+        reproduced=any(oracle.wrong(n, want[n], got[n]) for n in model.generated.outputs),
+        reduced_ops=[],
+        reduced_nodes=0,
+        reduced=str(out_dir),
+        attributes=_attributes(node),
+        input_types=[f"{want[var].dtype}[{want[var].ndim}]"],
+    )
+
+
 def _attributes(node: Any) -> list[str]:
     """A node's scalar attributes (``axis=1``, ``mode=b'linear'``): part of what makes a bug one bug."""
     if node is None:
@@ -215,9 +256,17 @@ def _regenerate(job: dict[str, Any], path: Path) -> _Model:
 
     from issuemine.difftest.execute import adapter_of
 
-    generated = generate(adapter_of(job).framework, job["seed"], job["nodes"], job.get("dtypes"))
-    inputs = random_inputs(generated, int(job.get("inputs", 100)), job["seed"])
-    plan = steps(generated)
+    if job.get("architecture"):  # a real architecture: its leaf modules, in the order they run
+        from issuemine.difftest.zoo import build, tap_names
+
+        generated = build(job["architecture"], job["seed"])
+        inputs = random_inputs(generated, int(job.get("inputs", 10)), job["seed"])
+        taps = [Step(op, [], [name]) for name, op in tap_names(generated, inputs[0])]
+        plan = [*taps, *(Step("output", [], [name]) for name in generated.outputs)]
+    else:
+        generated = generate(adapter_of(job).framework, job["seed"], job["nodes"], job.get("dtypes"))
+        inputs = random_inputs(generated, int(job.get("inputs", 100)), job["seed"])
+        plan = steps(generated)
     names = list(dict.fromkeys(n for s in plan for n in s.outputs))
     path.parent.mkdir(parents=True, exist_ok=True)
     convert(generated, inputs[0], path, job, names)
@@ -332,11 +381,6 @@ def localize_stored(db: Any, model_id: int, out_root: Path, policy: str | None =
     verdict = outcome_under(row, name)
     if verdict != "mismatch":
         raise IssuemineError(f"model {model_id} is a {verdict} under policy {name}: only a mismatch can be localized")
-    if row.architecture:
-        raise IssuemineError(
-            f"model {model_id} is a real architecture ({row.architecture}): localization reduces NNSmith's graphs; "
-            f"its converted model is in {row.onnx_path or 'the campaign folder'} (difftest run --models zoo keeps it)"
-        )
     from issuemine.difftest.adapters import adapter_spec, load_adapter
 
     spec = adapter_spec(info.converter)
@@ -354,6 +398,7 @@ def localize_stored(db: Any, model_id: int, out_root: Path, policy: str | None =
         "nodes": row.nodes,
         "inputs": info.inputs,
         "dtypes": list(info.dtypes),
+        **({"architecture": row.architecture} if row.architecture else {}),
     }
     found = localize(job, out_root / f"model-{model_id}", chosen.as_dict(), noise)
     with db.session() as session:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from issuemine.difftest.generate import Generated
 from issuemine.errors import IssuemineError
 from issuemine.resources import data_dir
@@ -238,8 +240,6 @@ def build(name: str, seed: int) -> Generated:
 def _seed(framework: str, seed: int) -> None:
     import random
 
-    import numpy as np
-
     random.seed(seed)
     np.random.seed(seed % 2**32)
     if framework == "torch":
@@ -263,3 +263,81 @@ def _keras_forward(model: Any) -> Callable[..., list[Any]]:
         return list(out) if isinstance(out, list | tuple) else [out]
 
     return forward
+
+
+# -- localization: the model's leaf modules as taps ------------------------------------------------
+
+
+def tap_names(generated: Generated, example: dict[str, Any]) -> list[tuple[str, str]]:
+    """The leaf modules a PyTorch architecture runs on ``example``, in the order they run, as
+    (qualified name, class name): those whose output is a floating-point tensor, each once (a module
+    called twice, ALBERT's shared layers say, is tapped at its first call)."""
+    import torch
+
+    order: list[tuple[str, str]] = []
+    seen: set[str] = set()
+
+    def record(name: str) -> Callable[..., None]:
+        def hook(module: Any, args: Any, output: Any) -> None:
+            if name not in seen and _tensor(output) is not None:
+                seen.add(name)
+                order.append((name, type(module).__name__))
+
+        return hook
+
+    handles = [m.register_forward_hook(record(n)) for n, m in _leaves(generated.exportable)]
+    try:
+        with torch.no_grad():
+            generated.exportable(*(torch.from_numpy(np.array(example[n])) for n in generated.inputs))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return order
+
+
+def tapped(generated: Generated, names: list[str], module: Any = None) -> Any:
+    """A module returning the tensors ``names``: leaf modules' outputs (by qualified name) and the
+    model's own outputs, in that order; on ``module`` (the architecture's, widened say) or the
+    architecture's own."""
+    import torch
+
+    inner = module if module is not None else generated.exportable
+    outputs = set(generated.outputs)
+
+    class Tapped(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args: Any) -> tuple[Any, ...]:
+            captured: dict[str, Any] = {}
+
+            def keep(name: str) -> Callable[..., None]:
+                def hook(module: Any, args: Any, output: Any) -> None:
+                    captured.setdefault(name, _tensor(output))
+
+                return hook
+
+            wanted = set(names) - outputs
+            handles = [m.register_forward_hook(keep(n)) for n, m in _leaves(self.inner) if n in wanted]
+            try:
+                final = self.inner(*args)
+            finally:
+                for handle in handles:
+                    handle.remove()
+            captured.update(zip(generated.outputs, final, strict=False))
+            return tuple(captured[n] for n in names)
+
+    return Tapped().eval()
+
+
+def _leaves(module: Any) -> list[tuple[str, Any]]:
+    return [(n, m) for n, m in module.named_modules() if n and not list(m.children())]
+
+
+def _tensor(output: Any) -> Any:
+    """A module's output as one floating-point tensor (a tuple's first), or None."""
+    import torch
+
+    first = output[0] if isinstance(output, tuple | list) and output else output
+    return first if isinstance(first, torch.Tensor) and first.is_floating_point() else None

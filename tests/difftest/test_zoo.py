@@ -74,10 +74,16 @@ def test_torch_architectures_through_both_exporters_are_stored_as_campaigns(tmp_
     assert names == ["bert", "gpt2", "all"]
     md = cli.invoke(app, ["difftest", "report", *db]).stdout
     assert "Real architectures" in md and "| bert | encoder | torch.onnx torchscript |" in md
-    # A zoo model has no NNSmith graph to reduce: localizing it says so.
-    localized = cli.invoke(app, ["difftest", "localize", str(rows[0]["model"]), "--policy", "abs-1e-7", *db])
-    if rows[0]["outcome"] == "mismatch":
-        assert_clean_error(localized, "real architecture (bert)")
+    # Localized to the first leaf module whose output diverges (tapped by forward hooks, exported by
+    # the same exporter): under 1e-7 float32 rounding shows at once, in a module BERT has.
+    mismatched = [r for r in rows if r["outcome"] == "mismatch" and r["setup"] == "torch.onnx torchscript"]
+    if mismatched:
+        model = str(mismatched[0]["model"])
+        args = ["difftest", "localize", model, "--policy", "abs-1e-7", "--out", str(tmp_path / "loc"), "--json", *db]
+        found = json.loads(cli.invoke(app, args).stdout)
+        assert found["op_type"] in set(build(mismatched[0]["architecture"], 0).operators)  # one of its modules
+        assert found["var"].startswith("inner.")  # the module's qualified name
+        assert (tmp_path / "loc" / "localized" / f"model-{model}" / "all-intermediates.onnx").exists()
 
 
 def test_a_keras_application_through_tf2onnx(tmp_path):
