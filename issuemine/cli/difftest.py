@@ -633,10 +633,14 @@ def localize_cmd(
     if as_json:
         print_json(found.record())
         return
+    delta = (
+        f"max |Δ| {found.max_abs_diff:.3g}"
+        if found.max_abs_diff is not None
+        else "no max |Δ|: its shape or integer values differ"
+    )
     out.print(
         f"[bold]model {model_id}[/]: first diverging operator [bold]{found.op}[/] (tensor {found.var}; ONNX "
-        f"{', '.join(found.onnx_nodes) or 'node not found'}), max |Δ| {found.max_abs_diff:.3g} on input set "
-        f"{found.input_set}",
+        f"{', '.join(found.onnx_nodes) or 'node not found'}), {delta} on input set {found.input_set}",
         highlight=False,
     )
     if not found.reproduced:

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from issuemine.difftest.execute import convert, float64_outputs, max_delta, rounding_only, within
+from issuemine.difftest.execute import float64_outputs, max_delta, quietly, rounding_only, within
 from issuemine.difftest.generate import Generated, generate, random_inputs, run_instructions
 from issuemine.quality.targets import onnx_session
 
@@ -138,6 +138,7 @@ class _Model:
     names: list[str]  # framework tensors, in graph order
     onnx: Any  # the all-intermediates ModelProto
     tensor: dict[str, str]  # framework tensor -> ONNX tensor, as the exporter named it
+    adapter: Any  # the campaign's converter adapter: how the reference is taken and a cut is run
 
     def feed(self, name: str) -> str:
         return name if name in self.generated.inputs else self.tensor[name]
@@ -269,10 +270,11 @@ def _regenerate(job: dict[str, Any], path: Path) -> _Model:
         plan = steps(generated)
     names = list(dict.fromkeys(n for s in plan for n in s.outputs))
     path.parent.mkdir(parents=True, exist_ok=True)
-    convert(generated, inputs[0], path, job, names)
+    adapter = adapter_of({**job, "out_dir": str(path.parent)})
+    quietly(adapter.intermediates, generated, inputs[0], path, names)
     full = onnx.load(str(path))
     tensor = {name: out.name for name, out in zip(names, full.graph.output, strict=True)}
-    return _Model(generated, inputs, plan, names, full, tensor)
+    return _Model(generated, inputs, plan, names, full, tensor, adapter)
 
 
 def _first_mismatching_set(
@@ -281,14 +283,20 @@ def _first_mismatching_set(
     """The first input set (or input set ``only``) whose model outputs differ (the campaign's
     verdict came from all of them; the first is used when none does), with both sides' values of
     every tensor."""
-    session = onnx_session(model.onnx.SerializeToString())
-    feeds = [i.name for i in session.get_inputs()]
+    feeds = [i.name for i in model.onnx.graph.input]
+    chosen = [(k, one) for k, one in enumerate(model.inputs) if only is None or k == only]
+    sets = [{n: one[n] for n in feeds} for _, one in chosen]
+    converted = model.adapter.run_onnx(model.onnx, sets)  # converted once, run on every set
+    reference = None
+    if model.adapter.reference_is_onnx:  # the reference is ONNX Runtime's on the source itself
+        reference = onnx_session(model.onnx.SerializeToString())
     found = None
-    for k, one in enumerate(model.inputs):
-        if only is not None and k != only:
-            continue
-        got = dict(zip(model.names, session.run(None, {n: one[n] for n in feeds}), strict=True))
-        want = framework_values(model.generated, model.names, one)
+    for (k, one), outs, feed in zip(chosen, converted, sets, strict=True):
+        got = dict(zip(model.names, outs, strict=True))
+        if reference is not None:
+            want = dict(zip(model.names, reference.run(None, feed), strict=True))
+        else:
+            want = framework_values(model.generated, model.names, one)
         found = found or (k, want, got)
         if any(oracle.wrong(n, want[n], got[n]) for n in model.generated.outputs):
             return k, want, got
@@ -319,7 +327,7 @@ def _reduce(
     def fails(subset: list[Step]) -> bool:
         try:
             sub, boundary = cut([*subset, first])
-            outs = onnx_session(sub.SerializeToString()).run(None, {model.feed(n): values[n] for n in boundary})
+            outs = model.adapter.run_onnx(sub, [{model.feed(n): values[n] for n in boundary}])[0]
         except Exception:
             return False  # not a valid cut (an input the extractor cannot reach): not failing
         return oracle.wrong(var, values[var], outs[0])

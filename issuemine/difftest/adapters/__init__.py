@@ -34,7 +34,7 @@ class Adapter:
     exporters: tuple[str, ...] = ()  # the choices of --exporter; the first is the default
     suffix = ".onnx"  # the converted model's file
     onnx_target = True  # the converted model is ONNX (its graph is recorded for Table 12)
-    localizes = False  # can convert with intermediate tensors as outputs (difftest localize)
+    localizes = False  # can write the model with intermediate tensors as outputs (difftest localize)
 
     def __init__(self, job: dict[str, Any]) -> None:
         self.job = job
@@ -71,6 +71,27 @@ class Adapter:
             got = loaded.run(None, {name: one[key] for name, key in feeds.items() if key in one})
             actual.append([got[i] for i in order])
         return actual
+
+    # -- difftest localize ----------------------------------------------------------------------
+    # The model is written once more with every intermediate tensor as a named output (an ONNX model:
+    # the converted one for a converter to ONNX, the source for one that reads ONNX); the reference
+    # values of those tensors are the framework's, or ONNX Runtime's where the reference is the ONNX
+    # source; and any cut of that ONNX model is run as the converter's output would be.
+
+    reference_is_onnx = False  # the reference outputs are ONNX Runtime's on the source (onnx2torch, onnx2tf)
+
+    def intermediates(self, generated: Any, example: Inputs, path: Path, names: list[str]) -> None:
+        """Write the ONNX model whose outputs are the tensors ``names``, named so."""
+        self.convert(generated, example, path, names)
+
+    def run_onnx(self, model: Any, feeds: list[Inputs]) -> list[list[np.ndarray]]:
+        """An ONNX model (the intermediates model, or a cut of it) converted once and run as the
+        converter's output is, on each input set: its outputs in the model's order. For a converter
+        to ONNX: the model itself, in ONNX Runtime."""
+        from issuemine.quality.targets import onnx_session
+
+        session = onnx_session(model.SerializeToString(), threads=1)
+        return [list(session.run(None, one)) for one in feeds]
 
 
 def load_adapter(spec: str) -> type[Adapter]:

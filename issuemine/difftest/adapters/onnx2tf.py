@@ -38,10 +38,11 @@ class OnnxToTf(OnnxToTorch):
     exporters = ("tflite", "keras")
     suffix = ".tflite"
     onnx_target = False
+    reference_is_onnx = True
 
     def reference(self, generated: Generated, inputs: list[Inputs]) -> list[list[np.ndarray]]:
         expected = super().reference(generated, inputs)
-        self.shapes: list[tuple[int, ...]] = [np.shape(o) for o in expected[0]] if expected else []
+        self.shapes: list[tuple[int, ...] | None] = [np.shape(o) for o in expected[0]] if expected else []
         return expected
 
     def convert(self, generated: Generated, example: Inputs, path: Path, names: list[str] | None = None) -> None:
@@ -64,6 +65,28 @@ class OnnxToTf(OnnxToTorch):
                 raise RuntimeError("onnx2tf wrote no float32 TFLite model")
             shutil.move(str(written[0]), path)
         shutil.rmtree(folder, ignore_errors=True)
+
+    def run_onnx(self, model: Any, feeds: list[Inputs]) -> list[list[np.ndarray]]:
+        """A cut of the source converted by onnx2tf and run as the campaign's models were."""
+        import tempfile
+
+        import onnx
+
+        names = [o.name for o in model.graph.output]
+        with tempfile.TemporaryDirectory(dir=self.job["out_dir"]) as folder:
+            source, path = Path(folder) / "cut.onnx", Path(folder) / "cut.tflite"
+            onnx.save(model, str(source))
+            saved, self.source = self.source, source
+            inputs: dict[str, tuple[tuple[int, ...], str]] = {i.name: ((), "") for i in model.graph.input}
+            cut = Generated("torch", 0, 0, None, [], inputs, names, 0.0)
+            try:
+                from issuemine.difftest.execute import quietly
+
+                quietly(self.convert, cut, feeds[0], path)
+                self.shapes = [_declared_shape(o) for o in model.graph.output]  # for the channels-last check
+                return self.run(self.load(path), cut, feeds)
+            finally:
+                self.source = saved
 
     def load(self, path: Path) -> Any:
         if self.exporter == "keras":
@@ -104,6 +127,12 @@ class OnnxToTf(OnnxToTorch):
             by_output = {key: name for name, key in order.items()}
             actual.append([np.asarray(got[by_output[o]]) for o in generated.outputs if o in by_output])
         return actual
+
+
+def _declared_shape(value: Any) -> tuple[int, ...] | None:
+    """An ONNX graph output's static shape (None where a dimension is not known)."""
+    dims = value.type.tensor_type.shape.dim
+    return tuple(d.dim_value for d in dims) if all(d.HasField("dim_value") for d in dims) else None
 
 
 def _match(names: list[str], wanted: list[str]) -> dict[str, str]:

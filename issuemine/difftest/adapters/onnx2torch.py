@@ -28,6 +28,7 @@ class OnnxToTorch(Adapter):
     exporters = ("onnx2torch", "round-trip")
     suffix = ".pt"
     onnx_target = False
+    localizes = True  # on the ONNX source written with every intermediate as an output
 
     def __init__(self, job: dict[str, Any]) -> None:
         super().__init__(job)
@@ -71,6 +72,28 @@ class OnnxToTorch(Adapter):
         from issuemine.difftest.execute import torch_outputs
 
         return [torch_outputs(loaded, generated, one) for one in inputs]
+
+    @property
+    def reference_is_onnx(self) -> bool:  # type: ignore[override]
+        return not self.round_trip  # the round trip's reference is the PyTorch model's
+
+    def intermediates(self, generated: Generated, example: Inputs, path: Path, names: list[str]) -> None:
+        """The source as torch.onnx's TorchScript exporter writes it, every intermediate an output
+        (for the round trip, the first leg's conversion with them)."""
+        TorchOnnx({**self.job, "exporter": "torchscript"}).convert(generated, example, path, names)
+
+    def run_onnx(self, model: Any, feeds: list[Inputs]) -> list[list[np.ndarray]]:
+        import torch
+
+        module = _onnx2torch_convert()(model).eval()
+        found = []
+        for one in feeds:
+            args = [torch.from_numpy(np.array(one[i.name], order="C", copy=True)) for i in model.graph.input]
+            with torch.no_grad():
+                out = module(*args)
+            out = out if isinstance(out, tuple | list) else (out,)
+            found.append([o.detach().numpy() for o in out])
+        return found
 
 
 def _onnx2torch_convert() -> Any:
