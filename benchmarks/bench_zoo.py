@@ -14,6 +14,7 @@ Nothing is downloaded: weights are random and seeded.
 from __future__ import annotations
 
 import argparse
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -83,7 +84,9 @@ def _cell(row: dict) -> str:
         return (
             f"{'ok' if outcome == 'success' else 'Δ'}{delta}{' (rounding)' if outcome == 'mismatch' and noise else ''}"
         )
-    return f"{outcome}: {row['error'][:70]}".replace("|", "/")
+    missing = re.search(r"operation_type='(\w+)'", row["error"])  # onnx2torch's "Converter is not implemented"
+    brief = f"no converter for {missing[1]}" if missing else row["error"][:90]
+    return f"{outcome}: {brief}".replace("|", "/")
 
 
 if __name__ == "__main__":

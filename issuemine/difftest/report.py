@@ -153,11 +153,14 @@ def real_architectures(db: Database, ids: list[int], policy: str | None = None) 
 
 
 def _brief(error: str | None, width: int = 160) -> str:
-    """A failure's last line, shortened: the exception and its message, paths left out."""
+    """A failure in brief: the exception's line (the last that names one), paths left out."""
     if not error:
         return ""
-    last = error.strip().splitlines()[-1]
-    return re.sub(r"(/[\w.\-]+)+/", "", last)[:width]
+    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
+    # The exception's own line: a message that prints arrays ends in a row of numbers, not in it.
+    named = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Failure)\b", line)]
+    chosen = named[-1] if named else lines[-1]
+    return re.sub(r"(/[\w.\-]+)+/", "", chosen)[:width]
 
 
 def shares(db: Database, ids: list[int], policy: str | None = None) -> list[dict[str, Any]]:

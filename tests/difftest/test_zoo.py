@@ -131,6 +131,17 @@ def test_the_zoo_lists_every_architecture_and_whether_it_builds_here():
         assert row["available"] or row["why_not"]  # torchvision beside a torch it was not built for
 
 
+def test_every_architecture_names_a_class_its_library_has():
+    import tensorflow as tf
+    import transformers
+
+    for arch in CATALOG.values():
+        if arch.library == "transformers":
+            assert hasattr(transformers, arch.model) and hasattr(transformers, arch.config), arch.name
+        elif arch.library == "keras":
+            assert hasattr(tf.keras.applications, arch.model), arch.name
+
+
 def test_the_zoo_file_is_checked(tmp_path):
     path = tmp_path / "zoo.toml"
     path.write_text('[[architecture]]\nname = "x"\nfamily = "encoder"\nlibrary = "transformers"\nkind = "txt"\n')
