@@ -46,9 +46,6 @@ SMALL_TEXT = {
 }
 
 
-Builder = Callable[[], tuple[Any, dict[str, tuple[tuple[int, ...], str]], dict[str, tuple[int, int]]]]
-
-
 @dataclass(frozen=True)
 class Architecture:
     """One entry of ``data/zoo.toml``."""
@@ -325,7 +322,8 @@ def tapped(generated: Generated, names: list[str], module: Any = None) -> Any:
             finally:
                 for handle in handles:
                     handle.remove()
-            captured.update(zip(generated.outputs, final, strict=False))
+            finals = final if isinstance(final, tuple | list) else (final,)  # torchvision's: one tensor
+            captured.update(zip(generated.outputs, finals, strict=False))
             return tuple(captured[n] for n in names)
 
     return Tapped().eval()

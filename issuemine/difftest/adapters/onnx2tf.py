@@ -49,16 +49,20 @@ class OnnxToTf(OnnxToTorch):
         import onnx2tf
 
         assert self.source is not None, "the ONNX source is written first (reference)"
-        folder = path.with_suffix(".onnx2tf")
+        # Absolute paths: the conversion runs in the samples folder (--out may be relative).
+        folder, source = path.with_suffix(".onnx2tf").resolve(), self.source.resolve()
         shutil.rmtree(folder, ignore_errors=True)
-        with _working_folder(_samples(Path(self.job["out_dir"]))):
-            self.module = onnx2tf.convert(
-                input_onnx_file_path=str(self.source),
-                output_folder_path=str(folder),
-                non_verbose=True,
-                output_signaturedefs=True,
-                keep_shape_absolutely_input_names=list(generated.inputs),
-            )
+        with _working_folder(_samples(Path(self.job["out_dir"]).resolve())):
+            try:
+                self.module = onnx2tf.convert(
+                    input_onnx_file_path=str(source),
+                    output_folder_path=str(folder),
+                    non_verbose=True,
+                    output_signaturedefs=True,
+                    keep_shape_absolutely_input_names=list(generated.inputs),
+                )
+            except SystemExit as exc:  # onnx2tf ends the process on some errors: a failure, not a crash
+                raise RuntimeError(f"onnx2tf stopped the conversion (sys.exit({exc.code!r}))") from None
         if self.exporter == "tflite":
             written = sorted(folder.glob("*_float32.tflite"))
             if not written:
