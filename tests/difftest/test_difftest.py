@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from functools import lru_cache
@@ -24,6 +26,7 @@ from issuemine.errors import IssuemineError
 from tests.cli.test_cli import assert_clean_error
 
 POLICIES = [p.as_dict() for p in load_policies().policies]
+ISSUEMINE = str(Path(sys.executable).with_name("issuemine"))  # the command, beside this interpreter
 
 
 def job(seed: int, nodes: int, tmp_path: Path, **extra: object) -> dict:  # type: ignore[type-arg]
@@ -676,8 +679,11 @@ def test_onnx2torch_the_reverse_direction_on_a_handful_of_models(tmp_path):
     mismatched = [r["id"] for r in rows if r["outcome"] == "mismatch"]
     assert mismatched, "seed 1 at 5 nodes has mismatches (float32 rounding under 1e-7 at least)"
     args = ["difftest", "localize", str(mismatched[0]), "--policy", "abs-1e-7", "--json", "--out", str(tmp_path)]
-    localized = cli.invoke(app, [*args, *db])
-    assert localized.exit_code == 0, localized.output
+    # In a process of its own, as the command runs: run in this test process after the tests above,
+    # the regenerated PyTorch model's trace met TensorFlow tensors (an EagerTensor among its outputs),
+    # which a fresh process never shows; which earlier test leaves that state is not found yet.
+    localized = subprocess.run([ISSUEMINE, *args, *db], capture_output=True, text=True, timeout=600)
+    assert localized.returncode == 0, localized.stderr[-2000:]
     found = json.loads(localized.stdout)
     operators = json.loads(cli.invoke(app, ["difftest", "show", str(mismatched[0]), "--json", *db]).stdout)
     assert found["op_type"] in operators["operators"] and found["reduced_nodes"] >= 1
@@ -719,6 +725,6 @@ def test_onnx2tf_to_tflite_and_to_keras_on_a_handful_of_models(tmp_path, exporte
     rows = json.loads(cli.invoke(app, ["difftest", "models", "--outcome", "mismatch", "--json", *db]).stdout)
     if rows and exporter == "tflite":  # localized like onnx2torch: cuts of the source converted again
         args = ["difftest", "localize", str(rows[0]["id"]), "--policy", "abs-1e-7", "--json", "--out", str(tmp_path)]
-        localized = cli.invoke(app, [*args, *db])
-        assert localized.exit_code == 0, localized.output
+        localized = subprocess.run([ISSUEMINE, *args, *db], capture_output=True, text=True, timeout=600)
+        assert localized.returncode == 0, localized.stderr[-2000:]
         assert json.loads(localized.stdout)["op_type"]

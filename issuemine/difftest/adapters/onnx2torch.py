@@ -81,19 +81,42 @@ class OnnxToTorch(Adapter):
         """The source as torch.onnx's TorchScript exporter writes it, every intermediate an output
         (for the round trip, the first leg's conversion with them)."""
         TorchOnnx({**self.job, "exporter": "torchscript"}).convert(generated, example, path, names)
+        _outputs_from_nodes(path)
 
     def run_onnx(self, model: Any, feeds: list[Inputs]) -> list[list[np.ndarray]]:
         import torch
 
-        module = _onnx2torch_convert()(model).eval()
+        names = [i.name for i in model.graph.input]  # read first: onnx2torch edits the proto it converts
+        copy = type(model)()
+        copy.CopyFrom(model)
+        module = _onnx2torch_convert()(copy).eval()
         found = []
         for one in feeds:
-            args = [torch.from_numpy(np.array(one[i.name], order="C", copy=True)) for i in model.graph.input]
+            args = [torch.from_numpy(np.array(one[name], order="C", copy=True)) for name in names]
             with torch.no_grad():
                 out = module(*args)
             out = out if isinstance(out, tuple | list) else (out,)
             found.append([o.detach().numpy() for o in out])
         return found
+
+
+def _outputs_from_nodes(path: Path) -> None:
+    """Every graph output made a node's output: the exporter folds a constant intermediate into an
+    initializer and lists it as an output, which onnx2torch cannot convert (it looks outputs up
+    among node outputs). An Identity node stands between, the output keeping its place."""
+    import onnx
+
+    model = onnx.load(str(path))
+    sources = {i.name for i in model.graph.initializer} | {i.name for i in model.graph.input}
+    changed = False
+    for output in model.graph.output:
+        if output.name in sources:
+            new = f"{output.name}__output"
+            model.graph.node.append(onnx.helper.make_node("Identity", [output.name], [new]))
+            output.name = new
+            changed = True
+    if changed:
+        onnx.save(model, str(path))
 
 
 def _onnx2torch_convert() -> Any:
