@@ -182,17 +182,27 @@ def localize(job: dict[str, Any], out_dir: Path, policy: dict[str, Any], noise: 
     node = next((n for n in model.onnx.graph.node if model.tensor[var] in n.output), None)
     values = {**model.inputs[chosen], **want}
     if model.generated.architecture is not None:
-        return _zoo_finding(model, first, var, node, want, got, chosen, oracle, out_dir)
-    kept, reduced, boundary = _reduce(model, first, var, values, oracle)
-    onnx.save(reduced, str(out_dir / "reduced.onnx"))
-    arrays: dict[str, Any] = {model.feed(n): values[n] for n in boundary}
+        # A real architecture's leaf module is not reduced: ddmin cuts at framework tensors each
+        # operator reads, and a module's inputs are not all other modules' outputs (a residual sum is
+        # computed between them); the all-intermediates model stays in out_dir with the input set.
+        reduced_ops: list[str] = []
+        reduced_nodes = 0
+        arrays: dict[str, Any] = dict(model.inputs[chosen])
+        input_types = [f"{want[var].dtype}[{want[var].ndim}]"]
+    else:
+        kept, reduced, boundary = _reduce(model, first, var, values, oracle)
+        onnx.save(reduced, str(out_dir / "reduced.onnx"))
+        reduced_ops, reduced_nodes = [s.op for s in [*kept, first]], len(reduced.graph.node)
+        arrays = {model.feed(n): values[n] for n in boundary}
+        input_types = [f"{values[n].dtype}[{values[n].ndim}]" for n in first.inputs if n in values]
     expected: dict[str, Any] = {model.tensor[var]: want[var]}
     np.savez(out_dir / "inputs.npz", **arrays)
     np.savez(out_dir / "expected.npz", **expected)
-    (out_dir / "reference.npz").unlink(missing_ok=True)  # an earlier localization's, under the other oracle
-    if var in oracle.reference:  # still_fails judges the reduced model by the same oracle
-        reference: dict[str, Any] = {model.tensor[var]: oracle.reference[var]}
-        np.savez(out_dir / "reference.npz", **reference)
+    if reduced_ops:
+        (out_dir / "reference.npz").unlink(missing_ok=True)  # an earlier localization's, under the other oracle
+        if var in oracle.reference:  # still_fails judges the reduced model by the same oracle
+            reference: dict[str, Any] = {model.tensor[var]: oracle.reference[var]}
+            np.savez(out_dir / "reference.npz", **reference)
     return Localization(
         op=first.op,
         var=var,
@@ -200,45 +210,11 @@ def localize(job: dict[str, Any], out_dir: Path, policy: dict[str, Any], noise: 
         max_abs_diff=max_delta(want[var], got[var]),
         input_set=chosen,
         reproduced=any(oracle.wrong(n, want[n], got[n]) for n in model.generated.outputs),
-        reduced_ops=[s.op for s in [*kept, first]],
-        reduced_nodes=len(reduced.graph.node),
+        reduced_ops=reduced_ops,
+        reduced_nodes=reduced_nodes,
         reduced=str(out_dir),
         attributes=_attributes(node),
-        input_types=[f"{values[n].dtype}[{values[n].ndim}]" for n in first.inputs if n in values],
-    )
-
-
-def _zoo_finding(
-    model: _Model,
-    first: Step,
-    var: str,
-    node: Any,
-    want: dict[str, np.ndarray],
-    got: dict[str, np.ndarray],
-    chosen: int,
-    oracle: Oracle,
-    out_dir: Path,
-) -> Localization:
-    """A real architecture's first diverging leaf module (its class and qualified name). It is not
-    reduced: ddmin cuts at framework tensors each operator reads, and a module's inputs are not all
-    other modules' outputs (a residual sum is computed between them); the all-intermediates model
-    stays in ``out_dir`` with the input set's values, for Polygraphy or a bug report."""
-    arrays: dict[str, Any] = dict(model.inputs[chosen])
-    np.savez(out_dir / "inputs.npz", **arrays)
-    expected: dict[str, Any] = {model.tensor[var]: want[var]}
-    np.savez(out_dir / "expected.npz", **expected)
-    return Localization(
-        op=first.op,
-        var=var,
-        onnx_nodes=[f"{node.op_type} {node.name}".strip()] if node is not None else [],
-        max_abs_diff=max_delta(want[var], got[var]),
-        input_set=chosen,
-        reproduced=any(oracle.wrong(n, want[n], got[n]) for n in model.generated.outputs),
-        reduced_ops=[],
-        reduced_nodes=0,
-        reduced=str(out_dir),
-        attributes=_attributes(node),
-        input_types=[f"{want[var].dtype}[{want[var].ndim}]"],
+        input_types=input_types,
     )
 
 

@@ -16,6 +16,7 @@ from issuemine.db.models import DifftestCampaign, DifftestModel
 from issuemine.difftest.campaign import campaign, models, outcome_under, policy_name, rounding_survivors, table_11
 from issuemine.difftest.execute import TABLE_11
 from issuemine.difftest.sequences import OpGraph, PartIndex, load_onnx_graph, table_12
+from issuemine.domain.tracebacks import TB_EXCEPTION
 from issuemine.errors import IssuemineError
 
 FAILURES = ("conversion-failure", "ort-failure", "framework-failure", "generation-failure", "worker-crash", "timeout")
@@ -156,10 +157,10 @@ def _brief(error: str | None, width: int = 160) -> str:
     """A failure in brief: the exception's line (the last that names one), paths left out."""
     if not error:
         return ""
-    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
-    # The exception's own line: a message that prints arrays ends in a row of numbers, not in it.
-    named = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Failure)\b", line)]
-    chosen = named[-1] if named else lines[-1]
+    # The exception's own line (as tracebacks are read): a message that prints arrays ends in a row
+    # of numbers, not in it.
+    named = [m.group(0) for m in TB_EXCEPTION.finditer(error)]
+    chosen = named[-1] if named else error.strip().splitlines()[-1]
     return re.sub(r"(/[\w.\-]+)+/", "", chosen)[:width]
 
 
