@@ -213,10 +213,10 @@ def evaluate_model(model: SuggestionModel, name: str, examples: list[Example]) -
             continue
         gold = [examples[i].labels[dimension] for i in rows]
         ranked = [_ranking(model, predictions[i], examples[i], dimension) for i in rows]
-        majority = model.majority(dimension) if dimension != SUBCAUSE else None
+        majority = model.majority(dimension)
         scores.append(score(dimension, gold, ranked, majority))
         if dimension == SUBCAUSE:
             scores[-1].how = "given the true cause"
-            scores.append(score(dimension, gold, [predictions[i].get(SUBCAUSE, []) for i in rows], None))
+            scores.append(score(dimension, gold, [predictions[i].get(SUBCAUSE, []) for i in rows], majority))
             scores[-1].how = "end to end (the predicted cause, then its sub-cause)"
     return Evaluation(f"model {name}, not retrained", len(examples), scores)

@@ -286,6 +286,9 @@ class SuggestionModel:
             rows = [i for i, e in enumerate(usable) if e.labels.get("cause") == family.code and e.labels.get(SUBCAUSE)]
             if rows:
                 subcauses[family.code], _, _ = _fit(x[rows], [usable[i].labels[SUBCAUSE] for i in rows], seed)
+        with_subcause = [e.labels[SUBCAUSE] for e in usable if e.labels.get(SUBCAUSE) and e.labels.get("cause")]
+        if with_subcause:
+            trained_on["per_dimension"][SUBCAUSE] = dict(Counter(with_subcause))
         if not dimensions:
             raise IssuemineError("no issue has a final stage, symptom or cause to learn from")
         model = cls(featurizer, dimensions, subcauses, trained_on, taxonomy.version, FEATURES_VERSION, seed)
@@ -342,7 +345,14 @@ class SuggestionModel:
         return key.lower() in set(self.trained_on.get("keys") or [])
 
     def majority(self, dimension: str) -> str | None:
+        """The most frequent code of a dimension in the training labels (the majority baseline)."""
+        counts = (self.trained_on.get("per_dimension") or {}).get(dimension)
+        if counts:
+            return max(sorted(counts), key=lambda c: counts[c])
         clf = self.dimensions.get(dimension)
+        if dimension == SUBCAUSE:  # models stored before sub-cause counts: the majority cause's majority
+            cause = self.majority("cause")
+            clf = self.subcauses.get(cause) if cause else None
         return max(clf.prior, key=lambda c: clf.prior[c]) if clf and clf.prior else None
 
     # -- storing --------------------------------------------------------------------------------

@@ -105,6 +105,13 @@ def test_evaluate_model_on_unseen_issues_uses_the_training_majority():
     assert stage.baseline_code == model.majority("stage")
     expected = np.mean([e.labels["stage"] == stage.baseline_code for e in data[40:]])
     assert stage.baseline == pytest.approx(expected)
+    # The sub-cause's baseline too, both ways it is scored: the training's most frequent sub-cause.
+    subcauses = [s for s in result.scores if s.dimension == "subcause"]
+    trained = [e.labels["subcause"] for e in data[:40] if "subcause" in e.labels]
+    majority = max(sorted(set(trained)), key=trained.count)
+    assert [s.baseline_code for s in subcauses] == [majority, majority]
+    unseen = [e.labels["subcause"] for e in data[40:] if "subcause" in e.labels]
+    assert unseen.count(majority) and subcauses[0].baseline == pytest.approx(unseen.count(majority) / len(unseen))
 
 
 def test_a_suggestion_for_a_training_issue_says_so_and_a_replication_can_train_without_it(fresh_db, catalog, tmp_path):
