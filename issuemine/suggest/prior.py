@@ -11,9 +11,10 @@ Rules over the full thread (title, body, comments), not learned from titles:
   the title or its log lines → graph optimization; a title about the project's build, CI, tests,
   dependencies or a whole opset → not distinguishable (an operator asked for is node conversion);
   any other failure → node conversion, where raters place most of them;
-- cause: what the title, then the error messages, then the thread say is wrong: something not
-  supported → incompatibility, a data type → type problem, shapes (title or message only) →
-  shape problem; a build failure → misconfiguration.
+- cause: a build failure → misconfiguration; the converter's tests in the title → testing; a graph
+  optimizer, rewriter or pass in the title or its log lines → algorithmic error; then what the
+  title, the error messages, then the thread say is wrong: something not supported →
+  incompatibility, a data type → type problem, shapes (title or message only) → shape problem.
 
 The rules were written against the development set's human labels (tests/devset/threads/), and
 measured on its held-out threads (tests/devset/heldout/), which they were not written from.
@@ -65,7 +66,9 @@ FAILURE_TITLE = re.compile(
 )
 # A graph optimizer named in the title, or its log lines in the thread: raters place these in the
 # graph optimization stage whatever else the thread shows.
-OPTIMIZER_TITLE = re.compile(r"optimi[sz]e[rd_]|transpose optimizer|constant.?fold|folded|duplicate|not removed", re.I)
+OPTIMIZER_TITLE = re.compile(
+    r"optimi[sz](?:e|ation)|transpose optimizer|constant.?fold|folded|duplicate|not removed", re.I
+)
 # What raters cannot place in any conversion step: the project's build, CI and tests, its
 # dependencies, a whole opset or domain (an operator, by contrast, is node conversion).
 INFRASTRUCTURE_TITLE = re.compile(
@@ -117,6 +120,11 @@ TYPES = re.compile(
     r"\bCast\b|TypeError|expected (?:scalar )?type|tensor\(\w+\)",
     re.I,
 )
+# The converter's own test suite (a flaky test, a test harness): raters give these the cause "testing".
+TESTS_TITLE = re.compile(r"flaky|\btests?\b|unit ?tests?|\bTest[A-Z]\w+|OpInfo", re.I)
+# A graph optimizer, rewriter or compiler pass named in the title: when it breaks a graph, the rewrite
+# it computes is wrong, which the codebook calls an algorithmic error.
+REWRITE_TITLE = re.compile(r"optimi[sz](?:er|ation|e_)|rewriter|_jit_pass|\bpass\b|constant.?fold|not fused", re.I)
 SHAPES = re.compile(
     r"\bshapes?\b|\bdimensions?\b|\brank\b|\bbroadcast|\breshape\b|dynamic[_ ]axes|size mismatch|\bdim\b", re.I
 )
@@ -125,6 +133,10 @@ SHAPES = re.compile(
 def _cause(errors: list[tuple[dict, str]], title: str, full: str, symptom: Guess | None) -> Guess | None:
     if symptom and symptom.code == "build-failure":
         return Guess("misconfiguration", "a build or install failure")
+    if TESTS_TITLE.search(title):
+        return Guess("testing", "the title is about the converter's tests")
+    if REWRITE_TITLE.search(title) or OPTIMIZER_LOG.search(full):
+        return Guess("algorithmic-error", "a graph optimizer, rewriter or pass in the title or its log lines")
     messages = " ".join(str(error.get("message") or "") for error, _ in errors)
     for text, where in ((title, "the title"), (messages, "the error message"), (full, "the thread")):
         if not text:

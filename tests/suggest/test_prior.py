@@ -34,6 +34,14 @@ SIZES = "RuntimeError: The size of tensor a (3) must match at non-singleton dime
             "shape-problem",
         ),
         ("pip install fails building the wheel", "error: legacy-install-failure while building", "misconfiguration"),
+        # The converter's own tests; a graph optimizer or compiler pass whose rewrite is wrong.
+        ("Flaky: TestExporter.test_lstm times out", "It passes on rerun.", "testing"),
+        ("Constant folding leaves a Cast of an int64 tensor", "The graph has an extra node.", "algorithmic-error"),
+        (
+            "Converting my model fails",
+            "WARNING - tf2onnx.optimizer: Failed to apply optimize_transpose",
+            "algorithmic-error",
+        ),
         ("A question about the docs", "How do I read the tutorial?", None),
     ],
 )
@@ -78,6 +86,8 @@ def test_a_guess_moves_up_the_models_ranking_by_its_weight() -> None:
             "build-failure",
         ),
         ("Support opset 17", "", "not-distinguishable", None),
+        # A request to optimize a pattern is about the graph optimizer too.
+        ("Optimize the Resize -> Transpose pattern", "", "graph-optimization", None),
         # An operator the converter lacks is a node conversion, even asked as a request.
         ("Export of operator 'triu' is not supported", "", "node-conversion", "crash"),
         # A converted model that is wrong, told by its title (and placed where raters place most).
