@@ -576,6 +576,8 @@ def show_cmd(
         out.print(f"error: {data['error']}", highlight=False, soft_wrap=True, markup=False)
     if data["max_abs_diff"] is not None:
         out.print(f"max |Δ|: {data['max_abs_diff']:.3g}; outputs beyond the policy: {data['differing'] or 'none'}")
+    elif data["differing"]:
+        out.print(f"outputs beyond the policy: {data['differing']} (no max |Δ|: a shape or integer values differ)")
     if data["policies"]:
         out.print("policies: " + ", ".join(f"{k} {'ok' if v else 'mismatch'}" for k, v in data["policies"].items()))
     out.print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in data["durations"].items()), highlight=False)

@@ -116,7 +116,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:
         timings["convert"] = time.perf_counter() - start
-        stage, how = infer_stage(error_record(exc), "", knowledge().stages)
+        stage, how = infer_stage(error_record(exc), "", knowledge().stages_for(job["converter"]))
         if type(exc).__module__.startswith("onnx") and adapter.onnx_target:
             stage, how = "validation", "the ONNX checker rejected the converted model"
         path.unlink(missing_ok=True)
@@ -436,10 +436,13 @@ def compare(
     decide: str,
 ) -> tuple[dict[str, bool], float | None, list[str]]:
     """Per policy, whether every output of every input set is within it; the max |Δ| over finite
-    values; and the outputs that differ under the deciding policy."""
+    values (None when an output that differs under the deciding policy has none, its shape or integer
+    values differing: the other outputs' max |Δ| would understate it); and the outputs that differ
+    under the deciding policy."""
     verdicts = {p["name"]: True for p in policies}
     worst: float | None = None
     differing: set[str] = set()
+    unmeasured = False
     for want_set, got_set in zip(expected, actual, strict=True):
         for name, want, got in zip(names, want_set, got_set, strict=False):
             delta = max_delta(want, got)
@@ -450,7 +453,8 @@ def compare(
                     verdicts[policy] = False
                     if policy == decide:
                         differing.add(name)
-    return verdicts, worst, sorted(differing)
+                        unmeasured |= delta is None
+    return verdicts, None if unmeasured else worst, sorted(differing)
 
 
 def _contiguous(value: np.ndarray) -> np.ndarray:

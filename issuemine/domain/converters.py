@@ -426,6 +426,14 @@ class Knowledge:
     converter_paths: tuple[str, ...]  # the converters' own code: a failure here reached a converter
     shown_paths: tuple[str, ...]  # what a folded traceback keeps: converters, formats, related code
     stages: StageRules
+    # Each converter's own rules, then the formats': how a failure of a known converter is read (a
+    # difftest run), so another converter's rules cannot place it (tf2onnx reads Keras frames as
+    # loading the model; onnx2tf's operators run through Keras layers).
+    own_stages: dict[str, StageRules] = field(default_factory=dict)
+
+    def stages_for(self, converter: str) -> StageRules:
+        """The rules that read a failure of ``converter`` (every converter's, for one not in the catalog)."""
+        return self.own_stages.get(converter, self.stages)
 
     def touches_converter(self, path: str) -> bool:
         path = path.replace("\\", "/")
@@ -442,10 +450,13 @@ def merge(catalog: Catalog) -> Knowledge:
     stages = StageRules()
     # A format's frame rules (ONNX's checker and shape inference) come after every converter's: see
     # issuemine.domain.stages.
-    for rules in [c.stages for c in catalog.converters.values()] + [
-        f.stages.as_late() for f in catalog.formats.values()
-    ]:
-        stages = stages.merged(rules)
+    late = StageRules()
+    for f in catalog.formats.values():
+        late = late.merged(f.stages.as_late())
+    for c in catalog.converters.values():
+        stages = stages.merged(c.stages)
+    stages = stages.merged(late)
+    own_stages = {name: c.stages.merged(late) for name, c in catalog.converters.items()}
     imports: dict[str, str] = {}
     for part in parts + formats:
         imports.update(part.imports)
@@ -460,6 +471,7 @@ def merge(catalog: Catalog) -> Knowledge:
         converter_paths=converter_paths,
         shown_paths=tuple(dict.fromkeys(shown)),
         stages=stages,
+        own_stages=own_stages,
     )
 
 

@@ -104,6 +104,10 @@ def test_compare_reads_policies_nan_integers_and_shapes():
     assert not any(verdicts.values())  # integers must be equal under every policy
     verdicts, _, differing = compare([[np.zeros((2, 2))]], [[np.zeros(4)]], ["s"], POLICIES, "nnsmith")
     assert not any(verdicts.values()) and differing == ["s"]
+    # An equal float output beside one whose shape differs: no max |Δ| (0 would understate it).
+    pair = [[np.ones(3, np.float32), np.zeros((2, 2))]], [[np.ones(3, np.float32), np.zeros(4)]]
+    verdicts, worst, differing = compare(*pair, ["f", "s"], POLICIES, "nnsmith")
+    assert worst is None and differing == ["s"] and not any(verdicts.values())
 
 
 def test_the_policy_check_agrees_with_numpy_allclose_on_random_and_special_values():

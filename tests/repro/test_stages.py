@@ -226,3 +226,40 @@ def test_a_dynamo_banner_gives_way_to_the_root_cause():
         verdict.verdict == "crash"
         and verdict.reason == "DispatchError: No ONNX function found for <OpOverload(op='aten.linalg_eig')>"
     )
+
+
+def _frames(*paths: str) -> list[dict[str, object]]:
+    return [{"file": f"/venv/lib/python3.11/site-packages/{p}", "line": 1, "func": f} for p, f in map(str.split, paths)]
+
+
+def test_a_known_converters_failure_is_read_by_its_own_rules() -> None:
+    """difftest knows which converter failed: onnx2tf's operators run through Keras layers, whose
+    frames tf2onnx's rules read as loading a Keras model; onnx2tf's own rules name its operator module."""
+    conv = {
+        "type": "ValueError",
+        "message": 'Exception encountered when calling layer "tf.nn.convolution" (type TFOpLambda).',
+        "frames": _frames(
+            "onnx2tf/onnx2tf.py convert",
+            "onnx2tf/ops/Conv.py make_node",
+            "tensorflow/python/util/traceback_utils.py error_handler",
+            "tf_keras/src/layers/core/tf_op_layer.py handle",
+        ),
+    }
+    missing = {
+        "type": "ModuleNotFoundError",
+        "message": "No module named 'onnx2tf.ops.Erfc'",
+        "frames": _frames("onnx2tf/onnx2tf.py convert", "importlib/__init__.py import_module"),
+    }
+    tflite = {
+        "type": "ConverterError",
+        "message": "failed",
+        "frames": _frames("tensorflow/lite/python/lite.py convert"),
+    }
+    own = knowledge().stages_for("onnx2tf")
+    assert infer_stage(conv, "", RULES)[0] == "load-model"  # every converter's rules: tf2onnx's Keras frame
+    assert infer_stage(conv, "", own) == ("node-conversion", "frame onnx2tf/ops/Conv.py:make_node")
+    # An operator onnx2tf has no module for, not a failed import of a dependency.
+    assert infer_stage(missing, "", own)[0] == "node-conversion"
+    assert infer_stage(missing, "", knowledge().stages_for("tf2onnx"))[0] == "not-distinguishable"
+    assert infer_stage(tflite, "", own)[0] == "export"
+    assert knowledge().stages_for("no-such-converter") == RULES
