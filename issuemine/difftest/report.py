@@ -56,6 +56,9 @@ _NOISE = (
     (re.compile(r"(/[\w.\-]+)+\.(py|onnx|cc|h|cpp)(:\d+)?"), "<file>"),
     (re.compile(r"\b(v|n|node_|onnx::\w+_)\d+(_\d+)?\b"), "<name>"),
     (re.compile(r"\d+(\.\d+)?(e-?\d+)?"), "N"),
+    # Printed shapes and arrays, whatever their length: the same error at rank 3 and rank 4 is one group.
+    (re.compile(r"\[[N,\s.\-…]*\]"), "[…]"),
+    (re.compile(r"\((?:\s*-?N\s*,)+\s*(?:-?N\s*)?\)"), "(…)"),
     (re.compile(r"\s+"), " "),
 )
 

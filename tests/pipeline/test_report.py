@@ -165,6 +165,15 @@ def test_difftest_campaigns_join_the_report(study_db, tmp_path):
     erfc_row = failures[failures["message"].str.contains("Erfc")]
     assert list(erfc_row["models"]) == [2] and "domain_version of N" in erfc_row["message"].iloc[0]
     assert "<file>" in message_pattern("Load model from /tmp/x/c1-n20-s7.onnx failed")
+    # Shapes and arrays printed in a message, of any length, do not split a group.
+    ranks = [
+        "ValueError: Dimensions must be equal, with input shapes: [1,3,4], [1,4,3].",
+        "ValueError: Dimensions must be equal, with input shapes: [2, 3, 5, 7], [ 2 , 7 ].",
+        "ValueError: Dimensions must be equal, with input shapes: [-1, 0.5], [].",
+    ]
+    assert len({message_pattern(m) for m in ranks}) == 1
+    assert message_pattern("shape (1, 3, 224) vs (2, 3)") == message_pattern("shape (7,) vs (-1, 8, 9, 9)")
+    assert message_pattern("Unsupported op (Erfc)") == "Unsupported op (Erfc)"  # a word in parentheses stays
     table_11 = pd.read_csv(tmp_path / "r" / "tables" / "difftest-table-11.csv", index_col=0)
     total = table_11.loc[f"{campaign_id} / all"]  # rows are campaign / size
     assert (total["success"], total["mismatch"], total["conversion-failure"], total["ort-failure"]) == (1, 2, 2, 1)
