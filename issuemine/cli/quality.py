@@ -70,8 +70,10 @@ def framework_output_to(log: Path) -> Iterator[Console]:
     import tempfile
     import warnings
 
-    for name, value in (("TF_CPP_MIN_LOG_LEVEL", "2"), ("TQDM_DISABLE", "1"), ("GRPC_VERBOSITY", "ERROR")):
-        os.environ.setdefault(name, value)
+    # Read by the frameworks when they load; set for this command only (the caller's values stay).
+    quiet = {"TF_CPP_MIN_LOG_LEVEL": "2", "TQDM_DISABLE": "1", "GRPC_VERBOSITY": "ERROR"}
+    added = [name for name in quiet if name not in os.environ]
+    os.environ.update({name: quiet[name] for name in added})
     streams = (sys.stdout, sys.stderr)
     for stream in streams:
         stream.flush()
@@ -102,6 +104,8 @@ def framework_output_to(log: Path) -> Iterator[Console]:
             terminal.close()
             for n, lg in loggers.items():
                 lg.setLevel(levels[n])
+            for name in added:
+                os.environ.pop(name, None)
             sink.close()
             if log.parent.is_dir():
                 shutil.move(sink.name, log)
