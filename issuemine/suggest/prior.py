@@ -5,10 +5,12 @@ Rules over the full thread (title, body, comments), not learned from titles:
 - symptom: "allclose", max-difference and different-output language, a re-run that gave a wrong
   model, or a title that says the converted model is wrong ("wrongly", "malformed", "should use",
   "is not converted into") → wrong model; hang words → hang; install, build, CI, import or linker
-  words in the title → build failure; a conversion error, traceback or a title that says the
-  conversion failed → crash; latency and memory words with no error → bad performance;
-- stage: the stage the calibrated stage rules read from a pasted traceback; a graph optimizer in
-  the title or its log lines → graph optimization; a title about the project's build, CI, tests,
+  words in the title (not a nightly build or a TorchScript-compiled model) → build failure; a
+  conversion error, traceback or a title that says the conversion failed → crash; latency and
+  memory words with no error → bad performance;
+- stage: a build or install failure → not distinguishable (no conversion step ran); the stage the
+  calibrated stage rules read from a pasted traceback; a graph optimizer in the title or its log
+  lines → graph optimization; a title about the project's build, CI, tests,
   dependencies or a whole opset → not distinguishable (an operator asked for is node conversion);
   any other failure → node conversion, where raters place most of them;
 - cause: a build failure → misconfiguration; the converter's tests in the title → testing; a graph
@@ -78,6 +80,12 @@ INFRASTRUCTURE_TITLE = re.compile(
 )
 BUILD_TITLE = re.compile(
     r"\bci\b|linker|unresolved external|module not found|no module named|cannot import|pip install|import tf2onnx",
+    re.I,
+)
+# Build words that are not about building anything: a release channel, a model compiled by TorchScript.
+NOT_A_BUILD = re.compile(
+    r"nightly builds?|\b(?:script|torchscript|jit)[- ]?compiled|compiled (?:model|graph|function|module)|"
+    r"torch\.compile",
     re.I,
 )
 OPTIMIZER_LOG = re.compile(r"tf2onnx\.optimizer|optimize_transpose|TransposeOptimizer|transpose_optimizer")
@@ -166,7 +174,7 @@ def _symptom(text: IssueText, failure: bool, signals: set[str], full: str) -> Gu
         return Guess("wrong-model", "output-difference words" if text.verdict != "wrong-model" else "re-run")
     if SIGNALS["hang:stuck"].search(title):
         return Guess("hang", "hang words in the title")
-    if SIGNALS["build:install"].search(title) and not CONVERSION.search(full):
+    if SIGNALS["build:install"].search(NOT_A_BUILD.sub(" ", title)) and not CONVERSION.search(full):
         return Guess("build-failure", "install or build words in the title and no conversion call")
     if BUILD_TITLE.search(title):
         return Guess("build-failure", "the title names the build, CI, an import or the linker")
@@ -182,6 +190,8 @@ def _symptom(text: IssueText, failure: bool, signals: set[str], full: str) -> Gu
 
 
 def _stage(errors: list[tuple[dict, str]], title: str, full: str, symptom: Guess | None) -> Guess | None:
+    if symptom and symptom.code == "build-failure":
+        return Guess(NOT_DISTINGUISHABLE, "a build or install failure: no conversion step ran")
     rules = knowledge().stages
     for error, block in errors:
         stage, how = infer_stage(error, block, rules)

@@ -93,6 +93,9 @@ def test_a_guess_moves_up_the_models_ranking_by_its_weight() -> None:
         # A converted model that is wrong, told by its title (and placed where raters place most).
         ("Exported model is wrong for InstanceNorm2d", "Here is the graph.", "node-conversion", "wrong-model"),
         ("Resize should use half_pixel", "", "node-conversion", "wrong-model"),
+        # Build words that name no build: a TorchScript-compiled model, a nightly build.
+        ("Exporting a TorchScript-compiled model fails", "", "node-conversion", "crash"),
+        ("Building the wheel fails on Windows", "", "not-distinguishable", "build-failure"),
     ],
 )
 def test_the_title_tells_the_stage_and_symptom(title: str, body: str, stage: str | None, symptom: str | None) -> None:
