@@ -432,7 +432,7 @@ class Knowledge:
     own_stages: dict[str, StageRules] = field(default_factory=dict)
 
     def stages_for(self, converter: str) -> StageRules:
-        """The rules that read a failure of ``converter`` (every converter's, for one not in the catalog)."""
+        """The rules that read a failure of ``converter`` (every converter's, for one without its own)."""
         return self.own_stages.get(converter, self.stages)
 
     def touches_converter(self, path: str) -> bool:
@@ -456,7 +456,9 @@ def merge(catalog: Catalog) -> Knowledge:
     for c in catalog.converters.values():
         stages = stages.merged(c.stages)
     stages = stages.merged(late)
-    own_stages = {name: c.stages.merged(late) for name, c in catalog.converters.items()}
+    # A converter without rules of its own (onnx2torch, whose round trip runs torch.onnx first) keeps
+    # every converter's.
+    own_stages = {name: c.stages.merged(late) for name, c in catalog.converters.items() if c.stages != StageRules()}
     imports: dict[str, str] = {}
     for part in parts + formats:
         imports.update(part.imports)

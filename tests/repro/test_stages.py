@@ -263,3 +263,4 @@ def test_a_known_converters_failure_is_read_by_its_own_rules() -> None:
     assert infer_stage(missing, "", knowledge().stages_for("tf2onnx"))[0] == "not-distinguishable"
     assert infer_stage(tflite, "", own)[0] == "export"
     assert knowledge().stages_for("no-such-converter") == RULES
+    assert knowledge().stages_for("onnx2torch") == RULES  # no rules of its own: every converter's
