@@ -68,6 +68,12 @@ class EntryPoint:
     switch_exporter: str | None = None  # ... this other exporter
     output_arg: int | None = None  # where the output file goes: this positional argument ...
     output_keyword: str | None = None  # ... or this keyword
+    # The keyword naming the model file the call reads, where it is not the first positional
+    # argument (onnx2tf.convert(input_onnx_file_path=...)): a file the thread does not create.
+    model_keyword: str | None = None
+    # Arrays the converter reads from its working folder and would otherwise download (onnx2tf's
+    # sample images): {"name", "shape", "dtype"}, written with seeded random values before the call.
+    workdir_arrays: tuple[dict[str, Any], ...] | None = None
 
     @property
     def module(self) -> str:
@@ -236,6 +242,16 @@ def _entry_point(raw: Any, where: str) -> EntryPoint:
         raise IssuemineError(f"{where}: 'check' must be one of {', '.join(CHECKS)}, got {check!r}")
     switch = _table(raw.get("switch", {}), f"{where}: switch")
     output = _table(raw.get("output", {}), f"{where}: output")
+    model = _table(raw.get("model", {}), f"{where}: model")
+    arrays = []
+    for i, item in enumerate(raw.get("workdir_array", [])):
+        item = _table(item, f"{where}: workdir_array[{i}]")
+        name, shape, dtype = item.get("name"), item.get("shape"), item.get("dtype", "float32")
+        if not isinstance(name, str) or "/" in name or not isinstance(shape, list):
+            raise IssuemineError(f"{where}: workdir_array[{i}] needs a file 'name' (no folder) and a 'shape' list")
+        if not all(isinstance(n, int) and 0 < n <= 4096 for n in shape) or dtype not in ("float32", "float64"):
+            raise IssuemineError(f"{where}: workdir_array[{i}]: positive int dimensions, dtype float32 or float64")
+        arrays.append({"name": name, "shape": shape, "dtype": dtype})
     return EntryPoint(
         call,
         check,
@@ -244,6 +260,8 @@ def _entry_point(raw: Any, where: str) -> EntryPoint:
         switch.get("exporter"),
         output.get("position"),
         output.get("keyword"),
+        model.get("keyword"),
+        tuple(arrays) or None,
     )
 
 

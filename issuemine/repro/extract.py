@@ -213,7 +213,7 @@ def _python_candidate(
         provenance["exporter"] = exporter
         if exporter == "torchscript" and not re.search(r"\bdynamo\s*=", repaired):
             provenance["exporter_written_for"] = "torchscript"  # written before dynamo was the default
-    files = _input_files(repaired, frozenset(e.call for e in known.entries))
+    files = _input_files(repaired, {e.call: e.model_keyword for e in known.entries})
     problems = []
     if files:
         provenance["missing_files"] = files
@@ -233,11 +233,13 @@ READER = re.compile(r"load|read|open|InferenceSession|from_tflite|from_saved_mod
 TRANSPARENT = {"join", "Path", "abspath", "expanduser", "str", "format", "print"}
 
 
-def _input_files(code: str, entry_points: frozenset[str] = frozenset()) -> list[str]:
+def _input_files(code: str, entry_points: dict[str, str | None] | None = None) -> list[str]:
     """Files the snippet reads before writing them (a model it saves and loads back is fine; an
     ONNX file is an output unless something reads it first). A converter's entry point called with
-    a path as its first argument reads that model (``onnx2torch.convert("model.onnx")``), however
-    the snippet imported it."""
+    a path as its first argument, or as the keyword its catalog entry names, reads that model
+    (``onnx2torch.convert("model.onnx")``, ``onnx2tf.convert(input_onnx_file_path="m.onnx")``),
+    however the snippet imported it. ``entry_points``: call name -> that keyword (or None)."""
+    entry_points = entry_points or {}
     named = set(INPUT_FILE.findall(code))
     if not named:
         return []
@@ -252,14 +254,14 @@ def _input_files(code: str, entry_points: frozenset[str] = frozenset()) -> list[
         name = ast.unparse(call.func).rsplit(".", 1)[-1]
         if name in TRANSPARENT:
             continue
-        model = call.args[0] if call.args else None
-        if (
-            isinstance(model, ast.Constant)
-            and model.value in named
-            and (full := dotted(call.func))
-            and through(full, bound) in entry_points
-        ):
-            first_use.setdefault(str(model.value), "load")  # the converter reads the model
+        full = dotted(call.func)
+        entry = through(full, bound) if full else None
+        if entry in entry_points:
+            keyword = entry_points[entry]
+            given = [k.value for k in call.keywords if keyword and k.arg == keyword]
+            for model in [*call.args[:1], *given]:
+                if isinstance(model, ast.Constant) and model.value in named:
+                    first_use.setdefault(str(model.value), "load")  # the converter reads the model
         for arg in [*call.args, *(k.value for k in call.keywords)]:
             for node in ast.walk(arg):
                 if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in named:

@@ -13,6 +13,7 @@ PACKAGES = {
     "tensorflow": r"tensorflow(?:-gpu|-cpu)?|tf",
     "tf2onnx": r"tf2onnx",
     "onnx2torch": r"onnx2torch",
+    "onnx2tf": r"onnx2tf",
     "keras": r"keras",
     "python": r"python",
 }
@@ -21,9 +22,12 @@ OPSET = re.compile(r"opset(?:[ _]version)?\s*(?:=|:|\s)\s*(?P<opset>\d{1,2})\b|-
 
 
 def _pattern(names: str) -> re.Pattern[str]:
-    # "torch 1.8.0", "torch==1.8.0", "PyTorch version: 1.13.1+cu117", "Torch Version : 1.8", "torch: 2.0"
+    # "torch 1.8.0", "torch==1.8.0", "PyTorch version: 1.13.1+cu117", "Torch Version : 1.8", "torch: 2.0",
+    # and an issue form's heading with the answer below it ("### onnx2tf version number", blank, "1.13.11")
     return re.compile(
-        rf"(?<![\w.-])(?:{names})(?![\w-])(?:[ \t]*version)?[ \t]*(?:==|=|:|\bis\b|[ \t])[ \t]*{VERSION}", re.I
+        rf"(?<![\w.-])(?:{names})(?![\w-])(?:[ \t]+version[ \t]+number[ \t]*\n\s*|"
+        rf"(?:[ \t]*version)?[ \t]*(?:==|=|:|\bis\b|[ \t])[ \t]*){VERSION}",
+        re.I,
     )
 
 

@@ -26,6 +26,8 @@ imports = { toy = "import toyconv as toy" }
 [[converters.toyconv.reproduce.entry]]
 call = "toyconv.convert"
 check = "load-only"
+model = { keyword = "source" }
+workdir_array = [{ name = "toy-sample.npy", shape = [2, 3] }]
 
 [[converters.toyconv.stage.frame]]
 path = "toyconv/passes/"
@@ -50,7 +52,10 @@ with open("toyconv/__init__.py", "w") as fh:
     fh.write("from toyconv.passes.fuse import run\n\ndef convert(model):\n    return run(model)\n")
 open("toyconv/passes/__init__.py", "w").close()
 with open("toyconv/passes/fuse.py", "w") as fh:
-    fh.write("def run(model):\n    raise ValueError('cannot fuse ' + model)\n")
+    fh.write(
+        "import numpy\n\ndef run(model):\n"
+        "    raise ValueError('cannot fuse ' + model + ' with ' + str(numpy.load('toy-sample.npy').shape))\n"
+    )
 sys.path.insert(0, os.getcwd())
 import toyconv
 
@@ -64,6 +69,24 @@ def toy_catalog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path.write_text(TOY)
     monkeypatch.setenv("ISSUEMINE_CATALOG", str(path))
     return path
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        'workdir_array = [{ name = "../x.npy", shape = [2] }]',
+        'workdir_array = [{ name = "x.npy", shape = [0] }]',
+        'workdir_array = [{ name = "x.npy", shape = [2], dtype = "int8" }]',
+        "workdir_array = [{ shape = [2] }]",
+    ],
+)
+def test_a_bad_working_folder_array_is_refused(tmp_path: Path, entry: str) -> None:
+    from issuemine.errors import IssuemineError
+
+    path = tmp_path / "bad.toml"
+    path.write_text(TOY.replace('workdir_array = [{ name = "toy-sample.npy", shape = [2, 3] }]', entry))
+    with pytest.raises(IssuemineError, match="workdir_array"):
+        load_catalog([path])
 
 
 def test_the_bundled_files_describe_the_study_converters():
@@ -84,6 +107,11 @@ def test_extraction_stages_and_folding_read_the_new_file(toy_catalog: Path):
     candidate = extract([("body", "```python\nimport toyconv\ntoyconv.convert(m)\n```")])
     assert candidate.conversions == ["toyconv.convert"] and candidate.runnable
     assert "import toyconv as toy" not in candidate.script  # `toy` is not used there
+    # The model file it reads, given by the keyword the entry names, is one the thread never creates.
+    candidate = extract([("body", '```python\nimport toyconv\ntoyconv.convert(source="m.onnx")\n```')])
+    assert not candidate.runnable and candidate.reason == "needs external files: m.onnx"
+    candidate = extract([("body", '```python\nimport toyconv\ntoyconv.convert(target="m.onnx")\n```')])
+    assert candidate.runnable  # another keyword: the file it writes
     error = parse_traceback(TRACE)
     assert infer_stage(error, "", knowledge().stages) == (
         "graph-optimization",
@@ -97,6 +125,7 @@ def test_the_shim_wraps_the_new_entry_point_and_the_verdict_reads_its_stage(toy_
     for harness in make_harness(True, Limits(timeout=60), slot=5):
         verdict = harness.run(SNIPPET).verdict
     assert (verdict.verdict, verdict.stage) == ("crash", "graph-optimization"), verdict
-    assert verdict.reached_converter and "cannot fuse m" in (verdict.reason or "")
+    # The array the entry says its converter reads from the working folder was written before the call.
+    assert verdict.reached_converter and "cannot fuse m with (2, 3)" in (verdict.reason or "")
     (call,) = verdict.evidence["calls"]
     assert call["api"] == "toyconv.convert" and call["status"] == "error"

@@ -29,8 +29,6 @@ from issuemine.difftest.adapters import Inputs
 from issuemine.difftest.adapters.onnx2torch import OnnxToTorch
 from issuemine.difftest.generate import Generated
 
-SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"  # onnx2tf's name for it
-
 
 class OnnxToTf(OnnxToTorch):
     name = "onnx2tf"
@@ -154,16 +152,23 @@ def _listed(out: Any) -> list[np.ndarray]:
 
 
 def _samples(out_dir: Path) -> Path:
-    """A folder with onnx2tf's sample images (seeded random data of its shape), written once."""
+    """A folder with the arrays onnx2tf reads from its working folder, else downloads (its sample
+    images; the catalog's ``workdir_array`` of ``onnx2tf.convert``): seeded random data, written once."""
+    from issuemine.domain.converters import knowledge
+
     folder = out_dir / "onnx2tf-samples"
-    target = folder / SAMPLE
-    if not target.exists():
+    specs = [a for e in knowledge().entries if e.call == "onnx2tf.convert" for a in e.workdir_arrays or ()]
+    for spec in specs:
+        target = folder / spec["name"]
+        if target.exists():
+            continue
         folder.mkdir(parents=True, exist_ok=True)
-        data = np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32)
-        partial = folder / f".{SAMPLE}.{os.getpid()}"
+        data = np.random.default_rng(0).random(tuple(spec["shape"])).astype(spec["dtype"])
+        partial = folder / f".{spec['name']}.{os.getpid()}"
         with partial.open("wb") as handle:
             np.save(handle, data)
         os.replace(partial, target)  # workers writing at once: each replaces with the same bytes
+    folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 

@@ -459,6 +459,21 @@ def _check(
     return _handover(model, skipped=f"{entry['call']}: no callable to compare with")
 
 
+def _workdir_arrays(entry: dict[str, Any]) -> None:
+    """Write the arrays the entry's converter reads from its working folder and would otherwise
+    download (onnx2tf's sample images; the sandbox has no network): seeded random values, once."""
+    specs = entry.get("workdir_arrays") or []
+    if not specs:
+        return
+    import numpy as np
+
+    for spec in specs:
+        path = os.path.join(os.getcwd(), spec["name"])
+        if not os.path.exists(path):
+            values = np.random.default_rng(0).random(tuple(spec["shape"]))
+            np.save(path, values.astype(spec.get("dtype", "float32")))
+
+
 def _wrap(module: Any, entry: dict[str, Any]) -> None:
     attr, api = entry["attr"], entry["call"]
     original = getattr(module, attr, None)
@@ -481,6 +496,10 @@ def _wrap(module: Any, entry: dict[str, Any]) -> None:
         call: dict[str, Any] = {"event": "convert", "api": api, "opset_arg": _opset_arg(entry, kwargs)}
         if exporter:
             call["exporter"] = exporter
+        try:
+            _workdir_arrays(entry)
+        except (OSError, ImportError, ValueError) as exc:  # the converter will say what it missed
+            call["workdir_arrays_error"] = f"{type(exc).__name__}: {exc}"[:300]
         emit({"event": "convert-start", "api": api, "exporter": exporter})
         started = time.perf_counter()
         _depth["value"] += 1
