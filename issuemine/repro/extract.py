@@ -248,6 +248,14 @@ def _input_files(code: str, entry_points: dict[str, str | None] | None = None) -
     except (SyntaxError, ValueError):
         return sorted(named)
     bound = aliases(tree)
+    literals = _path_variables(tree, named)
+
+    def path_of(node: ast.AST) -> str | None:
+        """The file name a node stands for: a string literal, or a variable assigned one once."""
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in named:
+            return node.value
+        return literals.get(node.id) if isinstance(node, ast.Name) else None
+
     first_use: dict[str, str] = {}  # file -> the first call that takes it directly
     calls = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Call)), key=lambda n: (n.lineno, n.col_offset))
     for call in calls:
@@ -260,12 +268,14 @@ def _input_files(code: str, entry_points: dict[str, str | None] | None = None) -
             keyword = entry_points[entry]
             given = [k.value for k in call.keywords if keyword and k.arg == keyword]
             for model in [*call.args[:1], *given]:
-                if isinstance(model, ast.Constant) and model.value in named:
-                    first_use.setdefault(str(model.value), "load")  # the converter reads the model
+                path = path_of(model)
+                if path:
+                    first_use.setdefault(path, "load")  # the converter reads the model
         for arg in [*call.args, *(k.value for k in call.keywords)]:
             for node in ast.walk(arg):
-                if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in named:
-                    first_use.setdefault(node.value, name)
+                path = path_of(node)
+                if path:
+                    first_use.setdefault(path, name)
     missing = []
     for file in sorted(named):
         user = first_use.get(file)
@@ -275,6 +285,21 @@ def _input_files(code: str, entry_points: dict[str, str | None] | None = None) -
         elif user is None or not PRODUCER.search(user):
             missing.append(file)
     return missing
+
+
+def _path_variables(tree: ast.AST, named: set[str]) -> dict[str, str]:
+    """Variables assigned a file name exactly once (``onnx_path = "model.onnx"``), so a call that
+    takes the variable takes the file."""
+    seen: dict[str, list[str | None]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            value = node.value
+            literal = value.value if isinstance(value, ast.Constant) and value.value in named else None
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    seen.setdefault(target.id, []).append(literal if len(targets) == 1 else None)
+    return {name: values[0] for name, values in seen.items() if len(values) == 1 and values[0]}
 
 
 def _cli_candidate(

@@ -200,3 +200,10 @@ def test_a_converter_that_reads_a_model_file_needs_that_file(tmp_path, monkeypat
         "torch.onnx.export(torch.nn.ReLU(), torch.rand(1), 'relu.onnx')\nnet = convert('relu.onnx')\n```"
     )
     assert extract([("body", own)]).runnable
+    # A path held in a variable assigned once is that file: read by the converter, or written first.
+    held = "```python\nfrom onnx2torch import convert\nonnx_path = 'resnet.onnx'\nnet = convert(onnx_path)\n```"
+    assert extract([("body", held)]).reason == "needs external files: resnet.onnx"
+    saved = "```python\nimport torch\npath = 'm.pt'\ntorch.save(torch.nn.ReLU(), path)\nm = torch.load(path)\n```"
+    assert "m.pt" not in (extract([("body", saved)]).reason or "")  # saved, then loaded back
+    twice = "```python\nfrom onnx2torch import convert\np = 'a.onnx'\np = make()\nnet = convert(p)\n```"
+    assert "a.onnx" not in (extract([("body", twice)]).reason or "")  # reassigned: not followed
