@@ -153,21 +153,14 @@ def _listed(out: Any) -> list[np.ndarray]:
 
 def _samples(out_dir: Path) -> Path:
     """A folder with the arrays onnx2tf reads from its working folder, else downloads (its sample
-    images; the catalog's ``workdir_array`` of ``onnx2tf.convert``): seeded random data, written once."""
+    images; the catalog's ``workdir_array`` of ``onnx2tf.convert``), written as a re-run's shim
+    writes them."""
     from issuemine.domain.converters import knowledge
+    from issuemine.repro.shim.issuemine_shim import write_workdir_arrays
 
     folder = out_dir / "onnx2tf-samples"
     specs = [a for e in knowledge().entries if e.call == "onnx2tf.convert" for a in e.workdir_arrays or ()]
-    for spec in specs:
-        target = folder / spec["name"]
-        if target.exists():
-            continue
-        folder.mkdir(parents=True, exist_ok=True)
-        data = np.random.default_rng(0).random(tuple(spec["shape"])).astype(spec["dtype"])
-        partial = folder / f".{spec['name']}.{os.getpid()}"
-        with partial.open("wb") as handle:
-            np.save(handle, data)
-        os.replace(partial, target)  # workers writing at once: each replaces with the same bytes
+    write_workdir_arrays(specs, str(folder))
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

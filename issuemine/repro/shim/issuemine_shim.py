@@ -459,19 +459,25 @@ def _check(
     return _handover(model, skipped=f"{entry['call']}: no callable to compare with")
 
 
-def _workdir_arrays(entry: dict[str, Any]) -> None:
-    """Write the arrays the entry's converter reads from its working folder and would otherwise
-    download (onnx2tf's sample images; the sandbox has no network): seeded random values, once."""
-    specs = entry.get("workdir_arrays") or []
+def write_workdir_arrays(specs: list[dict[str, Any]], folder: str) -> None:
+    """Write the arrays a converter reads from its working folder and would otherwise download
+    (onnx2tf's sample images; the sandbox has no network): seeded random values, each file once.
+    Also used by difftest's onnx2tf adapter, whose workers may write at once: each replaces the
+    file with the same bytes."""
     if not specs:
         return
     import numpy as np
 
+    os.makedirs(folder, exist_ok=True)
     for spec in specs:
-        path = os.path.join(os.getcwd(), spec["name"])
-        if not os.path.exists(path):
-            values = np.random.default_rng(0).random(tuple(spec["shape"]))
-            np.save(path, values.astype(spec.get("dtype", "float32")))
+        path = os.path.join(folder, spec["name"])
+        if os.path.exists(path):
+            continue
+        values = np.random.default_rng(0).random(tuple(spec["shape"])).astype(spec.get("dtype", "float32"))
+        partial = os.path.join(folder, f".{spec['name']}.{os.getpid()}")
+        with open(partial, "wb") as handle:
+            np.save(handle, values)
+        os.replace(partial, path)
 
 
 def _wrap(module: Any, entry: dict[str, Any]) -> None:
@@ -497,7 +503,7 @@ def _wrap(module: Any, entry: dict[str, Any]) -> None:
         if exporter:
             call["exporter"] = exporter
         try:
-            _workdir_arrays(entry)
+            write_workdir_arrays(entry.get("workdir_arrays") or [], os.getcwd())
         except (OSError, ImportError, ValueError) as exc:  # the converter will say what it missed
             call["workdir_arrays_error"] = f"{type(exc).__name__}: {exc}"[:300]
         emit({"event": "convert-start", "api": api, "exporter": exporter})
